@@ -1,0 +1,101 @@
+"""Backend 1: the graph IR -> an ``nn.Module`` at runtime.
+
+One torch module per weight slot, installed at the slot's path (``levels.l2.cycle.A`` becomes
+nested ``ModuleDict``\\ s), so state_dict keys are the slot names and sharing is the same
+module object applied by every node that names the slot. ``forward`` runs the nodes in
+schedule order, one small function per op (:data:`_KERNELS`), freeing each intermediate after
+its last use. A missing op is a ``KeyError`` at build time, never a silent skip.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import networkx as nx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mgspec.ir import OPS, Slot, node, schedule, slots
+
+
+def make_module(s: Slot) -> nn.Module:
+    if s.kind == "conv":
+        return nn.Conv2d(s.cin, s.cout, s.kernel, s.stride, s.kernel // 2, groups=s.groups, bias=False)
+    if s.kind == "bn":
+        return nn.BatchNorm2d(s.cout)
+    if s.kind == "linear":
+        return nn.Linear(s.cin, s.cout, bias=s.bias)
+    raise KeyError(f"no module for slot kind {s.kind!r}")
+
+
+def shortcut_a(x: torch.Tensor, cout: int) -> torch.Tensor:
+    """ResNet option A: subsample by 2 and zero-pad the new channels evenly on both sides."""
+    extra = cout - x.shape[1]
+    return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, extra // 2, extra - extra // 2))
+
+
+# op -> kernel(module, cout, *operands)
+_KERNELS: dict[str, Callable[..., torch.Tensor]] = {
+    "conv": lambda m, c, x: m(x),
+    "bn": lambda m, c, x: m(x),
+    "linear": lambda m, c, x: m(x),
+    "relu": lambda m, c, x: F.relu(x),
+    "add": lambda m, c, a, b: a + b,
+    "sub": lambda m, c, a, b: a - b,
+    "shortcut_a": lambda m, c, x: shortcut_a(x, c),
+    "avgpool": lambda m, c, x: x.mean((2, 3)),
+    "output": lambda m, c, x: x,
+}
+assert set(_KERNELS) == set(OPS) - {"input"}, "every op needs a kernel"
+
+
+class GraphModel(nn.Module):
+    """A model interpreted from the graph IR; ``self.graph`` is the graph it was built from."""
+
+    def __init__(self, graph: nx.DiGraph) -> None:
+        super().__init__()
+        self.graph = graph
+        modules: dict[str, nn.Module] = {}
+        for s in slots(graph).values():
+            modules[s.name] = make_module(s)
+            self._install(s.name, modules[s.name])
+        order = schedule(graph)
+        index = {node_id: i for i, node_id in enumerate(order)}
+        last_use: dict[int, int] = {}
+        for i, node_id in enumerate(order):
+            for arg in node(graph, node_id).args:
+                last_use[index[arg]] = i
+        self._program = []
+        for i, node_id in enumerate(order):
+            n = node(graph, node_id)
+            if n.op == "input":
+                self._input = i
+                continue
+            frees = tuple(j for j, last in last_use.items() if last == i)
+            module = modules[n.slot] if n.slot else None
+            self._program.append((i, _KERNELS[n.op], module, n.cout, tuple(index[a] for a in n.args), frees))
+        self._size = len(order)
+
+    def _install(self, path: str, module: nn.Module) -> None:
+        *parents, leaf = path.split(".")
+        owner: nn.Module = self
+        for part in parents:
+            if not hasattr(owner, part) or part not in owner._modules:
+                owner.add_module(part, nn.ModuleDict())
+            owner = owner._modules[part]
+        owner.add_module(leaf, module)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        env: list = [None] * self._size
+        env[self._input] = x
+        out = x
+        for i, kernel, module, cout, args, frees in self._program:
+            out = env[i] = kernel(module, cout, *[env[a] for a in args])
+            for j in frees:
+                env[j] = None
+        return out
+
+
+def build(graph: nx.DiGraph) -> GraphModel:
+    return GraphModel(graph)

@@ -1,0 +1,79 @@
+"""Analytic counts from the graph alone: weights and MACs, no tensors.
+
+Weights are summed over slots (so a shared slot counts once, and a slot no node uses -- the
+paper's level-1 R/Pi -- still counts, and is reported as ``unused``). MACs are summed over
+nodes (so a shared operator applied twice costs twice): conv ``cout * cin/groups * k^2 *
+H_out * W_out`` and linear ``cin * cout``; BatchNorm, ReLU, additions and pooling are not
+multiply-accumulates and are left out, as in torch.utils.flop_counter (FLOPs = 2 x MACs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from mgspec.ir import node, slots, used_slots
+from mgspec.verify import spatial_sizes
+
+
+@dataclass
+class Counts:
+    name: str
+    family: str
+    input_size: int
+    total: int = 0
+    by_level: dict[str, int] = field(default_factory=dict)
+    by_operator: dict[str, int] = field(default_factory=dict)
+    unused: int = 0
+    unused_slots: list[str] = field(default_factory=list)
+    macs: int = 0
+    macs_by_level: dict[str, int] = field(default_factory=dict)
+    macs_by_operator: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "total": self.total,
+            "by_level": self.by_level,
+            "by_operator": self.by_operator,
+            "unused": self.unused,
+            "unused_slots": self.unused_slots,
+            "input_size": self.input_size,
+            "macs": self.macs,
+            "macs_by_level": self.macs_by_level,
+            "macs_by_operator": self.macs_by_operator,
+        }
+
+
+def count(graph: nx.DiGraph, input_size: int | None = None) -> Counts:
+    """Weights and MACs per image of a lowered graph, for a square input of ``input_size``."""
+    spec = graph.graph["spec"]
+    size = input_size if input_size is not None else spec.input.size
+    result = Counts(spec.name, spec.family, size)
+    used = used_slots(graph)
+    for s in slots(graph).values():
+        result.total += s.weights
+        result.by_level[s.level] = result.by_level.get(s.level, 0) + s.weights
+        result.by_operator[s.operator] = result.by_operator.get(s.operator, 0) + s.weights
+        if s.name not in used:
+            result.unused += s.weights
+            result.unused_slots.append(s.name)
+    shapes = spatial_sizes(graph, size)
+    table = slots(graph)
+    for node_id in graph.nodes:
+        n = node(graph, node_id)
+        if n.op == "conv":
+            s = table[n.slot]
+            _, h, w = shapes[node_id]
+            macs = s.cout * (s.cin // s.groups) * s.kernel * s.kernel * h * w
+        elif n.op == "linear":
+            macs = n.cin * n.cout
+        else:
+            continue
+        operator = table[n.slot].operator
+        result.macs += macs
+        result.macs_by_level[n.level] = result.macs_by_level.get(n.level, 0) + macs
+        result.macs_by_operator[operator] = result.macs_by_operator.get(operator, 0) + macs
+    return result

@@ -1,0 +1,284 @@
+"""Stage 2: plain data -> a validated, frozen :class:`Spec`.
+
+One language for every family: a *resolution grid* (levels of channels and steps, with a
+block kind: ResNet basic blocks or MgNet smoothing steps) and an optional *channel grid*
+(the in-channel multigrid hierarchy of MGIC / MGiaD) that applies to every level unless a
+level overrides it. The family is never declared; it follows from the structure
+(:attr:`Spec.family`).
+
+Invariants: models are frozen and reject unknown fields; every pydantic error is turned into
+a :class:`~mgspec.errors.SpecError` pointing at the file line of the offending value, with a
+"did you mean" hint for misspelled keys. Channel arithmetic that depends on several fields
+(group sizes dividing widths, coarsest widths) is checked by :mod:`mgspec.lower`, which knows
+the hierarchy.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+from functools import cached_property
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mgspec.errors import SpecError
+from mgspec.load import DataPath, Source, format_path
+
+Positive = Annotated[int, Field(strict=True, gt=0)]
+NonNegative = Annotated[int, Field(strict=True, ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Input(_Model):
+    """The image the network classifies."""
+
+    channels: Positive = Field(3, description="Input channels (3 for CIFAR, 1 for (Fashion)MNIST).")
+    size: Positive = Field(32, description="Height and width in pixels; used for MACs and shape checks.")
+
+
+class Stem(_Model):
+    """conv(kernel x kernel, input -> c_1) + BN + ReLU; its output is f_1 (MgNet) or x (ResNet)."""
+
+    kernel: Positive = Field(3, description="Stem convolution kernel size (odd).")
+
+    @field_validator("kernel")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError("must be odd so that 'same' padding keeps the size")
+        return v
+
+
+class Head(_Model):
+    """Global average pooling, then a linear classifier."""
+
+    bias: bool = Field(True, description="Whether the classifier has a bias.")
+
+
+class ChannelGrid(_Model):
+    """The in-channel multigrid hierarchy of one resolution level (SiC V-cycle).
+
+    Channel level widths halve from the level's width while the half is at least
+    ``coarsest``; every level but the coarsest uses grouped A/B convolutions.
+    """
+
+    group_size: Positive = Field(description="Channels per group of the grouped A/B convolutions (gs).")
+    coarsest: Positive = Field(description="Smallest width of the fully coupled coarsest channel level (cK).")
+    pre_smoothing: Positive = Field(1, description="Smoothing steps before the coarse correction (eta_pre, >= 1).")
+    post_smoothing: NonNegative = Field(1, description="Smoothing steps after the coarse correction (eta_post).")
+
+
+class Level(_Model):
+    """One resolution level."""
+
+    name: str | None = Field(
+        None,
+        description="Name used in state_dict keys and generated code; defaults to l1, l2, ...",
+    )
+    channels: Positive = Field(description="Channels c_l before the width multiplier.")
+    steps: Positive = Field(
+        description="MgNet smoothing steps, ResNet blocks, or (with a channel grid and MgNet blocks) V-cycles (must be 1).",
+    )
+    channel_grid: ChannelGrid | None = Field(
+        None,
+        description="Overrides the spec's channel_grid for this level; null switches it off here.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str | None) -> str | None:
+        if v is not None and (not v.isidentifier() or keyword.iskeyword(v) or not v.isascii()):
+            raise ValueError(f"{v!r} is not a valid name (ASCII letters, digits, '_'; not a keyword)")
+        return v
+
+
+class _Grid(_Model):
+    levels: list[Level] = Field(min_length=1, description="Resolution levels, finest first; each after the first halves the resolution.")
+
+
+class ResNetGrid(_Grid):
+    """Stages of ResNet basic blocks; the first block of every stage after the first has stride 2."""
+
+    block: Literal["resnet_basic"] = Field(description="Block kind.")
+    shortcut: Literal["projection", "option_a"] = Field(
+        "projection",
+        description="Shortcut where the shape changes: 1x1 conv + BN, or parameter-free subsample and zero-pad.",
+    )
+
+
+class MgNetGrid(_Grid):
+    """MgNet: smoothing steps u <- u + relu(BN(B(relu(BN(f - A u))))) per level, FAS transfers between levels."""
+
+    block: Literal["mgnet"] = Field(description="Block kind.")
+    share: list[Literal["A", "B"]] = Field(
+        ["A", "B"],
+        description="Operators shared over all steps of a level: [A, B] is MgNet_{A,B}, [A] is MgNet_A.",
+    )
+    group_size: Positive | None = Field(
+        None,
+        description="Grouped A/B convolutions with this many channels per group (grouped MgNet); null is dense.",
+    )
+    level1_transfers: bool = Field(
+        True,
+        description="Create R and Pi on level 1 too (never used), as the paper's published counts do.",
+    )
+
+    @field_validator("share")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("lists an operator twice")
+        return v
+
+
+ResolutionGrid = Annotated[Union[ResNetGrid, MgNetGrid], Field(discriminator="block")]
+
+
+class Spec(_Model):
+    """A whole network."""
+
+    name: str = Field(description="Identifier; names the generated file and model class.")
+    description: str = Field("", description="Free text shown by `mgspec list`.")
+    input: Input = Field(Input(), description="Input image.")
+    classes: Positive = Field(description="Number of output classes.")
+    width: Annotated[float, Field(gt=0)] = Field(
+        1, description="Channel width multiplier lambda: scales every level's channels (not coarsest)."
+    )
+    stem: Stem = Field(Stem(), description="Stem convolution.")
+    resolution_grid: ResolutionGrid = Field(description="The resolution levels and their block kind.")
+    channel_grid: ChannelGrid | None = Field(
+        None, description="In-channel multigrid applied to every level (MGIC with ResNet blocks, MGiaD with MgNet)."
+    )
+    head: Head = Field(Head(), description="Classifier.")
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not v.isidentifier() or keyword.iskeyword(v) or not v.isascii():
+            raise ValueError(f"{v!r} is not a valid name (ASCII letters, digits, '_'; not a keyword)")
+        return v
+
+    @field_validator("width", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError("must be a number")
+        return v
+
+    @cached_property
+    def family(self) -> str:
+        grid = self.resolution_grid
+        has_channel_grid = any(self.level_channel_grid(i) for i in range(len(grid.levels)))
+        if isinstance(grid, ResNetGrid):
+            return "mgic" if has_channel_grid else "resnet"
+        if has_channel_grid:
+            return "mgiad"
+        return "mgnet_grouped" if grid.group_size else "mgnet"
+
+    def level_name(self, index: int) -> str:
+        return self.resolution_grid.levels[index].name or f"l{index + 1}"
+
+    def level_channel_grid(self, index: int) -> ChannelGrid | None:
+        level = self.resolution_grid.levels[index]
+        if "channel_grid" in level.model_fields_set:
+            return level.channel_grid
+        return self.channel_grid
+
+
+def _data_path(data: Any, loc: tuple) -> DataPath:
+    """Map a pydantic error location to a path into the data (dropping union tags)."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and len(path) == len(loc) - 1:
+            pass  # a missing field: point at its parent, name it in the field path
+        else:
+            continue
+        path.append(part)
+    return tuple(path)
+
+
+def _known_fields(data: Any, path: DataPath) -> list[str]:
+    """The field names of the model that sits at ``path`` (for did-you-mean hints)."""
+    model: Any = Spec
+    node: Any = data
+    for part in path:
+        if isinstance(part, int):
+            node = node[part]
+            continue
+        info = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        node = node.get(part) if isinstance(node, dict) else None
+        if info is None:
+            return []
+        model = _model_of(info.annotation, node)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _model_of(annotation: Any, node: Any) -> Any:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args = typing.get_args(annotation)
+    for arg in args:
+        if typing.get_origin(arg) is Annotated:
+            return _model_of(arg, node)
+        if typing.get_origin(arg) is list:
+            return _model_of(typing.get_args(arg)[0], node)
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            block = node.get("block") if isinstance(node, dict) else None
+            field = arg.model_fields.get("block")
+            if field is None or block in typing.get_args(field.annotation):
+                return arg
+    return None
+
+
+def _message(err: dict, data: Any, path: DataPath) -> tuple[str, str | None]:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(err["loc"][-1])
+        fields = _known_fields(data, path[:-1])
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else (f"known fields: {', '.join(fields)}" if fields else None)
+        return f"unknown field {key!r}", hint
+    if kind == "missing":
+        return f"missing required field {err['loc'][-1]!r}", None
+    if kind == "union_tag_invalid":
+        return f"unknown block kind {err['input']!r}", "expected one of: 'resnet_basic', 'mgnet'"
+    if kind == "union_tag_not_found":
+        return "missing required field 'block'", "expected one of: 'resnet_basic', 'mgnet'"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return msg[0].lower() + msg[1:], None
+
+
+def validate(source: Source) -> Spec:
+    """Validate a source's data; the first problem becomes a located :class:`SpecError`."""
+    try:
+        return Spec.model_validate(source.data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # Report the problem that appears first in the file; ties keep pydantic's order.
+        def order(err: dict) -> tuple:
+            loc = source.locate(_data_path(source.data, err["loc"]))
+            # A misspelled key explains the "missing" error it causes, so it goes first.
+            return (loc.source != source.name, err["type"] == "missing", loc.line or 0, loc.column or 0)
+
+        err = min(errors, key=order)
+        path = _data_path(source.data, err["loc"])
+        message, hint = _message(err, source.data, path)
+        field = format_path(path)
+        if err["type"] == "missing":
+            field = format_path(path + (str(err["loc"][-1]),)) if path[-1:] != (err["loc"][-1],) else field
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        raise SpecError(message, source.locate(path), field or None, hint) from None
