@@ -13,7 +13,8 @@ from typing import Sequence
 
 import networkx as nx
 
-from mgspec.build import GraphModel, build
+from mgspec.build import GraphModel
+from mgspec.build import build as build_model
 from mgspec.count import Counts, count
 from mgspec.errors import Location, SpecError
 from mgspec.load import Source, load_source, parse_text
@@ -27,7 +28,7 @@ SpecLike = str | Path | Source | Spec
 
 __all__ = [
     "Counts", "GraphModel", "Location", "Source", "Spec", "SpecError", "__version__",
-    "compile_graph", "count", "count_spec", "create_model", "load_source", "load_spec", "lower",
+    "build_model", "compile_graph", "count", "count_spec", "create_model", "load_source", "load_spec", "lower",
     "parse_text", "validate", "verify",
 ]
 
@@ -53,7 +54,7 @@ def compile_graph(spec: SpecLike, overrides: Sequence[str] | None = None) -> nx.
 
 def create_model(spec: SpecLike, overrides: Sequence[str] | None = None) -> GraphModel:
     """An ``nn.Module`` for the spec, built from its graph."""
-    return build(compile_graph(spec, overrides))
+    return build_model(compile_graph(spec, overrides))
 
 
 def count_spec(spec: SpecLike, overrides: Sequence[str] | None = None, input_size: int | None = None) -> Counts:

@@ -7,7 +7,7 @@ to its :class:`~mgspec.errors.Location`, and the sha256 of the spec text.
 Invariants: YAML is composed with ``yaml.SafeLoader`` only (no object construction, so no
 code can run); duplicate keys, non-string keys and tags other than the core schema's are
 :class:`~mgspec.errors.SpecError`\\ s naming file and line. Overrides are parsed as YAML
-scalars and re-checked by the schema exactly like file values.
+scalars (or flat flow lists such as ``[A, B]``) and re-checked by the schema exactly like file values.
 """
 
 from __future__ import annotations
@@ -160,8 +160,8 @@ def apply_override(source: Source, assignment: str) -> None:
         value = yaml.safe_load(value_text) if value_text.strip() else None
     except yaml.YAMLError:
         raise SpecError(f"cannot parse value {value_text!r}", where) from None
-    if isinstance(value, (dict, list)):
-        raise SpecError("override values must be scalars", where, format_path(path))
+    if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
+        raise SpecError("override values must be scalars or flat lists like [A, B]", where, format_path(path))
     node: Any = source.data
     for depth, part in enumerate(path[:-1]):
         here = path[: depth + 1]

@@ -246,19 +246,26 @@ def _message(err: dict, data: Any, path: DataPath) -> tuple[str, str | None]:
     if kind == "extra_forbidden":
         key = str(err["loc"][-1])
         fields = _known_fields(data, path[:-1])
+        for other in (ResNetGrid, MgNetGrid):
+            block = other.model_fields["block"].annotation.__args__[0]
+            if path[:1] == ("resolution_grid",) and len(path) == 2 and key in other.model_fields and key not in fields:
+                return f"unknown field {key!r}", f"{key!r} belongs to 'block: {block}' grids"
         close = difflib.get_close_matches(key, fields, n=1)
         hint = f"did you mean {close[0]!r}?" if close else (f"known fields: {', '.join(fields)}" if fields else None)
         return f"unknown field {key!r}", hint
     if kind == "missing":
         return f"missing required field {err['loc'][-1]!r}", None
     if kind == "union_tag_invalid":
-        return f"unknown block kind {err['input']!r}", "expected one of: 'resnet_basic', 'mgnet'"
+        return f"unknown block kind {err['ctx']['tag']!r}", "expected one of: 'resnet_basic', 'mgnet'"
     if kind == "union_tag_not_found":
         return "missing required field 'block'", "expected one of: 'resnet_basic', 'mgnet'"
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    return msg[0].lower() + msg[1:], None
+        return msg[len("Value error, "):], None
+    msg = msg[0].lower() + msg[1:]
+    if not isinstance(err.get("input"), (dict, list)):
+        msg += f", got {err['input']!r}"
+    return msg, None
 
 
 def validate(source: Source) -> Spec:
@@ -275,6 +282,8 @@ def validate(source: Source) -> Spec:
 
         err = min(errors, key=order)
         path = _data_path(source.data, err["loc"])
+        if err["type"] == "union_tag_invalid":
+            path += ("block",)
         message, hint = _message(err, source.data, path)
         field = format_path(path)
         if err["type"] == "missing":

@@ -1,0 +1,64 @@
+"""Hypothesis strategies for valid specs of every family, kept small so torch checks are fast."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from mgspec import parse_text
+from mgspec.load import Source
+
+
+@st.composite
+def channel_grids(draw, min_width: int):
+    group_size = draw(st.sampled_from([1, 2, 4]))
+    coarsest = draw(st.sampled_from([c for c in (2, 4, 8) if c <= min_width]))
+    return {
+        "group_size": group_size,
+        "coarsest": coarsest,
+        "pre_smoothing": draw(st.integers(1, 2)),
+        "post_smoothing": draw(st.integers(0, 2)),
+    }
+
+
+@st.composite
+def spec_data(draw, family: str | None = None) -> dict:
+    family = family or draw(st.sampled_from(["resnet", "mgnet", "mgnet_grouped", "mgiad", "mgic"]))
+    n_levels = draw(st.integers(1, 3))
+    base = draw(st.sampled_from([4, 8]))
+    mults = [1] + [draw(st.sampled_from([1, 2])) for _ in range(n_levels - 1)]
+    channels, c = [], base
+    for m in mults:
+        c *= m
+        channels.append(c)
+    data: dict = {
+        "name": "generated",
+        "input": {"channels": draw(st.sampled_from([1, 3])), "size": draw(st.sampled_from([8, 12, 16]))},
+        "classes": draw(st.integers(2, 12)),
+        "stem": {"kernel": draw(st.sampled_from([1, 3, 5]))},
+        "head": {"bias": draw(st.booleans())},
+    }
+    if family in ("resnet", "mgic"):
+        data["resolution_grid"] = {
+            "block": "resnet_basic",
+            "shortcut": draw(st.sampled_from(["projection", "option_a"])),
+            "levels": [{"channels": ch, "steps": draw(st.integers(1, 2))} for ch in channels],
+        }
+        if family == "mgic":
+            data["channel_grid"] = draw(channel_grids(min(channels)))
+    else:
+        levels = [{"channels": ch, "steps": 1 if family == "mgiad" else draw(st.integers(1, 3))} for ch in channels]
+        data["resolution_grid"] = {"block": "mgnet", "levels": levels,
+                                   "level1_transfers": draw(st.booleans())}
+        if family == "mgiad":
+            data["channel_grid"] = draw(channel_grids(min(channels)))
+        else:
+            data["resolution_grid"]["share"] = draw(st.sampled_from([["A", "B"], ["A"], ["B"], []]))
+        if family == "mgnet_grouped":
+            data["resolution_grid"]["group_size"] = draw(st.sampled_from([1, 2, 4]))
+    return data
+
+
+def to_source(data: dict) -> Source:
+    import yaml
+
+    return parse_text(yaml.safe_dump(data, sort_keys=False), "<hypothesis>")
