@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
+from mgspec.cli import render
+from mgspec.cli.errors import user_errors
 from rich.console import Console
 
 import mgspec
-from mgspec.cli import render
-from mgspec.cli.errors import user_errors
 
 app = typer.Typer(
     name="mgspec",
@@ -22,7 +23,7 @@ app = typer.Typer(
 
 SpecArg = Annotated[Path, typer.Argument(help="Spec file (YAML).", show_default=False)]
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", "-s", help="Override a field: PATH=VALUE (dotted path, list indices allowed). Repeatable."),
 ]
 
@@ -41,7 +42,7 @@ def validate(spec: SpecArg, set_: SetOpt = None) -> None:
 def count(
     spec: SpecArg,
     set_: SetOpt = None,
-    input_size: Annotated[Optional[int], typer.Option(help="Square input size for MACs (default: the spec's).", min=1)] = None,
+    input_size: Annotated[int | None, typer.Option(help="Square input size for MACs (default: the spec's).", min=1)] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
 ) -> None:
     """Exact weights and MACs per level and operator, from the graph alone."""
@@ -54,6 +55,37 @@ def count(
         print(render.counts_csv(counts), end="")
     else:
         render.counts_table(counts, Console())
+
+
+@app.command("compile")
+@user_errors
+def compile_(
+    specs: Annotated[list[Path], typer.Argument(help="Spec files (YAML).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the generated <name>.py files.")],
+    set_: SetOpt = None,
+    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if any file in OUT is stale.")] = False,
+) -> None:
+    """Generate standalone PyTorch source (one <name>.py per spec)."""
+    from mgspec import codegen
+
+    # Render everything first: one bad spec leaves no partial output behind.
+    rendered: dict[Path, str] = {}
+    for spec in specs:
+        graph = mgspec.compile_graph(spec, set_)
+        target = out / f"{graph.graph['spec'].name}.py"
+        if target in rendered:
+            raise mgspec.SpecError(f"two specs are named {target.stem!r}", mgspec.Location(str(spec)), "name")
+        rendered[target] = codegen.render(graph)
+    if check:
+        stale = [str(path) for path, text in rendered.items() if not codegen.is_current(path, text)]
+        if stale:
+            print("stale: " + ", ".join(stale), file=sys.stderr)
+            print(f"update with: mgspec compile {' '.join(map(str, specs))} -o {out}", file=sys.stderr)
+            raise typer.Exit(1)
+        print(f"{len(rendered)} file(s) up to date in {out}")
+        return
+    for path, text in rendered.items():
+        print(f"{'wrote' if codegen.write(path, text) else 'unchanged'} {path}")
 
 
 def main() -> None:

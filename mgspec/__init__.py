@@ -8,8 +8,8 @@ The pipeline, one module per stage::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import networkx as nx
 

@@ -9,7 +9,7 @@ its last use. A missing op is a ``KeyError`` at build time, never a silent skip.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import networkx as nx
 import torch

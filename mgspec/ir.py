@@ -97,7 +97,7 @@ class Block:
     kind: str
     path: str
     attrs: tuple[tuple[str, Any], ...] = ()
-    children: tuple["Block", ...] = field(default=())
+    children: tuple[Block, ...] = field(default=())
 
     def attr(self, name: str) -> Any:
         return dict(self.attrs)[name]

@@ -174,7 +174,8 @@ class _Lowering:
         for i in range(grid.post_smoothing):
             self.bn_slot(f"{path}.post.{i}.bn1", w, origin)
             self.bn_slot(f"{path}.post.{i}.bn2", w, origin)
-        attrs = (("width", w), ("groups", groups), ("pre", grid.pre_smoothing), ("post", grid.post_smoothing))
+        attrs = (("width", w), ("groups", groups), ("group_size", grid.group_size),
+                 ("pre", grid.pre_smoothing), ("post", grid.post_smoothing))
         return Block("channel_level", path, attrs, children)
 
     def channel_cycle(self, f: str, u: str, block: Block) -> str:
@@ -252,7 +253,7 @@ class _Lowering:
                             self.conv_slot(f"{path}.steps.{s}.{op}", c, c, op, origin, groups=groups)
                     self.bn_slot(f"{path}.steps.{s}.bn1", c, origin)
                     self.bn_slot(f"{path}.steps.{s}.bn2", c, origin)
-                A_of = lambda s: shared.get("A", f"{path}.steps.{s}.A")  # noqa: E731
+                A_of = lambda s: shared.get("A", f"{path}.steps.{s}.A")
                 first_A, last_A = A_of(0), A_of(level.steps - 1)
                 kind, children = "mgnet_level", ()
             if i > 0:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import difflib
 import keyword
-from functools import cached_property
-from typing import Annotated, Any, Literal, Union
+from functools import cached_property, lru_cache
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -27,6 +27,13 @@ from mgspec.load import DataPath, Source, format_path
 
 Positive = Annotated[int, Field(strict=True, gt=0)]
 NonNegative = Annotated[int, Field(strict=True, ge=0)]
+
+
+@lru_cache(maxsize=1)
+def _container_attributes() -> frozenset[str]:
+    from torch import nn
+
+    return frozenset(dir(nn.ModuleDict))
 
 
 class _Model(BaseModel):
@@ -93,6 +100,8 @@ class Level(_Model):
     def _identifier(cls, v: str | None) -> str | None:
         if v is not None and (not v.isidentifier() or keyword.iskeyword(v) or not v.isascii()):
             raise ValueError(f"{v!r} is not a valid name (ASCII letters, digits, '_'; not a keyword)")
+        if v is not None and v in _container_attributes():
+            raise ValueError(f"{v!r} is reserved: torch module containers have an attribute of that name")
         return v
 
 
@@ -135,7 +144,7 @@ class MgNetGrid(_Grid):
         return v
 
 
-ResolutionGrid = Annotated[Union[ResNetGrid, MgNetGrid], Field(discriminator="block")]
+ResolutionGrid = Annotated[ResNetGrid | MgNetGrid, Field(discriminator="block")]
 
 
 class Spec(_Model):
@@ -194,9 +203,7 @@ def _data_path(data: Any, loc: tuple) -> DataPath:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and len(path) == len(loc) - 1:
             pass  # a missing field: point at its parent, name it in the field path

@@ -37,7 +37,7 @@ def field_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
 def test_every_field_is_documented_and_no_stale_ones():
     text = (ROOT / "docs" / "spec-language.md").read_text()
     # Rows of the four-column field tables: | `path` | type | default | meaning |
-    documented = set(re.findall(r"^\| `([a-z0-9_\[\].]+)` \|(?:[^|\n]*\|){3}\s*$", text, flags=re.M))
+    documented = set(re.findall(r"^\| `([a-z0-9_\[\].]+)` \|(?:[^|\n]*\|){3}\s*$", text, flags=re.MULTILINE))
     assert documented == field_paths(Spec)
 
 
@@ -45,5 +45,5 @@ def test_ir_doc_lists_the_op_set():
     from mgspec.ir import OPS
 
     text = (ROOT / "docs" / "ir.md").read_text()
-    documented = set(re.findall(r"^\| `([a-z_]+)` \| \d", text, flags=re.M))
+    documented = set(re.findall(r"^\| `([a-z_]+)` \| \d", text, flags=re.MULTILINE))
     assert documented == set(OPS)
