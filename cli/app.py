@@ -42,7 +42,9 @@ def validate(spec: SpecArg, set_: SetOpt = None) -> None:
 def count(
     spec: SpecArg,
     set_: SetOpt = None,
-    input_size: Annotated[int | None, typer.Option(help="Square input size for MACs (default: the spec's).", min=1)] = None,
+    input_size: Annotated[
+        int | None, typer.Option(help="Square input size for MACs (default: the spec's).", min=1)
+    ] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
 ) -> None:
     """Exact weights and MACs per level and operator, from the graph alone."""

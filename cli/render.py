@@ -30,7 +30,8 @@ def counts_csv(counts: Counts) -> str:
 
 
 def counts_table(counts: Counts, console: Console) -> None:
-    title = f"{counts.name} ({counts.family}): {counts.total:,} weights, {counts.macs:,} MACs per {counts.input_size}x{counts.input_size} image"
+    size = f"{counts.input_size}x{counts.input_size}"
+    title = f"{counts.name} ({counts.family}): {counts.total:,} weights, {counts.macs:,} MACs per {size} image"
     for section, weights, macs in (
         ("level", counts.by_level, counts.macs_by_level),
         ("operator", counts.by_operator, counts.macs_by_operator),
@@ -49,4 +50,6 @@ def counts_table(counts: Counts, console: Console) -> None:
             f"of which unused: {counts.unused:,} weights in {', '.join(counts.unused_slots)} "
             "(created but never applied: the paper's level-1 R/Pi, kept for count parity)"
         )
-    console.print("MACs count conv and linear multiply-accumulates (FLOPs = 2 x MACs); BN, ReLU and additions are not included.")
+    console.print(
+        "MACs count conv and linear multiply-accumulates (FLOPs = 2 x MACs); BN, ReLU and additions are not included."
+    )

@@ -27,9 +27,24 @@ __version__ = "0.1.0"
 SpecLike = str | Path | Source | Spec
 
 __all__ = [
-    "Counts", "GraphModel", "Location", "Source", "Spec", "SpecError", "__version__",
-    "build_model", "compile_graph", "count", "count_spec", "create_model", "load_source", "load_spec", "lower",
-    "parse_text", "validate", "verify",
+    "Counts",
+    "GraphModel",
+    "Location",
+    "Source",
+    "Spec",
+    "SpecError",
+    "__version__",
+    "build_model",
+    "compile_graph",
+    "count",
+    "count_spec",
+    "create_model",
+    "load_source",
+    "load_spec",
+    "lower",
+    "parse_text",
+    "validate",
+    "verify",
 ]
 
 

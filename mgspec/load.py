@@ -24,10 +24,7 @@ from mgspec.errors import Location, SpecError
 
 DataPath = tuple[str | int, ...]
 
-_CORE_TAGS = {
-    "tag:yaml.org,2002:" + name
-    for name in ("map", "seq", "str", "int", "float", "bool", "null")
-}
+_CORE_TAGS = {"tag:yaml.org,2002:" + name for name in ("map", "seq", "str", "int", "float", "bool", "null")}
 
 
 @dataclass
@@ -142,7 +139,11 @@ def parse_override_path(text: str, where: Location) -> DataPath:
         while pos < len(chunk):
             m = _PART.match(chunk, pos)
             if not m or (m.group(3) is not None and pos > 0):
-                raise SpecError(f"malformed path {text!r}", where, hint="use dotted names, e.g. channel_grid.group_size or resolution_grid.levels[0].channels")
+                raise SpecError(
+                    f"malformed path {text!r}",
+                    where,
+                    hint="use dotted names, e.g. channel_grid.group_size or resolution_grid.levels[0].channels",
+                )
             name, index, bare = m.groups()
             parts.append(name if name is not None else int(index if index is not None else bare))
             pos = m.end()

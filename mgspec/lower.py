@@ -56,8 +56,17 @@ class _Lowering:
     def bn_slot(self, name: str, c: int, origin: tuple) -> str:
         return self.slot(name, "bn", c, c, "BN", origin)
 
-    def emit(self, op: str, args: tuple[str, ...], cin: int, cout: int, scope: str, label: str,
-             slot: str | None = None, origin: tuple = ()) -> str:
+    def emit(
+        self,
+        op: str,
+        args: tuple[str, ...],
+        cin: int,
+        cout: int,
+        scope: str,
+        label: str,
+        slot: str | None = None,
+        origin: tuple = (),
+    ) -> str:
         assert len(args) == OPS[op][0], (op, args)
         if slot is not None:
             base = slot
@@ -174,8 +183,13 @@ class _Lowering:
         for i in range(grid.post_smoothing):
             self.bn_slot(f"{path}.post.{i}.bn1", w, origin)
             self.bn_slot(f"{path}.post.{i}.bn2", w, origin)
-        attrs = (("width", w), ("groups", groups), ("group_size", grid.group_size),
-                 ("pre", grid.pre_smoothing), ("post", grid.post_smoothing))
+        attrs = (
+            ("width", w),
+            ("groups", groups),
+            ("group_size", grid.group_size),
+            ("pre", grid.pre_smoothing),
+            ("post", grid.post_smoothing),
+        )
         return Block("channel_level", path, attrs, children)
 
     def channel_cycle(self, f: str, u: str, block: Block) -> str:
@@ -190,7 +204,9 @@ class _Lowering:
             assert u != _ZERO, "pre_smoothing >= 1 makes u non-zero here"
             u_c = self.bn(self.conv(u, f"{p}.Pi"), f"{p}.bn_Pi")
             r = self.sub(f, self.conv(u, A), w, p, "f - A(u)")
-            f_c = self.add(self.bn(self.conv(r, f"{p}.R"), f"{p}.bn_R"), self.conv(u_c, f"{coarse.path}.A"), h, p, "f_c")
+            f_c = self.add(
+                self.bn(self.conv(r, f"{p}.R"), f"{p}.bn_R"), self.conv(u_c, f"{coarse.path}.A"), h, p, "f_c"
+            )
             e = self.channel_cycle(f_c, u_c, coarse)
             u = self.add(u, self.bn(self.conv(e, f"{p}.P"), f"{p}.bn_P"), w, p, "u + P(e)")
         else:
@@ -202,7 +218,9 @@ class _Lowering:
     # -- families ---------------------------------------------------------------------
     def mgnet(self, x: str, grid: MgNetGrid) -> tuple[str, list[Block]]:
         spec = self.spec
-        widths = [self.scaled(lv.channels, ("resolution_grid", "levels", i, "channels")) for i, lv in enumerate(grid.levels)]
+        widths = [
+            self.scaled(lv.channels, ("resolution_grid", "levels", i, "channels")) for i, lv in enumerate(grid.levels)
+        ]
         f, stem = self.stem(x, spec.input.channels, widths[0])
         blocks = [stem]
         u = _ZERO
@@ -227,12 +245,18 @@ class _Lowering:
             cgrid = spec.level_channel_grid(i)
             if cgrid is not None:
                 if level.steps != 1:
-                    raise self.error("a level with a channel grid runs exactly one V-cycle", origin + ("steps",),
-                                     hint="set steps: 1 and use channel_grid.pre_smoothing / post_smoothing")
+                    raise self.error(
+                        "a level with a channel grid runs exactly one V-cycle",
+                        origin + ("steps",),
+                        hint="set steps: 1 and use channel_grid.pre_smoothing / post_smoothing",
+                    )
                 if set(grid.share) != {"A", "B"} or grid.group_size is not None:
-                    raise self.error("with a channel grid, A_k and B_k are shared over the V-cycle and grouped by "
-                                     "channel_grid.group_size", ("resolution_grid",),
-                                     hint="remove resolution_grid.share and resolution_grid.group_size")
+                    raise self.error(
+                        "with a channel grid, A_k and B_k are shared over the V-cycle and grouped by "
+                        "channel_grid.group_size",
+                        ("resolution_grid",),
+                        hint="remove resolution_grid.share and resolution_grid.group_size",
+                    )
                 cwidths = self.channel_widths(c, cgrid, self.grid_origin(i), name)
                 tree = self.declare_channel_level(f"{path}.cycle", cwidths, 0, cgrid, self.grid_origin(i))
                 first_A = last_A = f"{path}.cycle.A"
@@ -241,8 +265,10 @@ class _Lowering:
                 groups = 1
                 if grid.group_size is not None:
                     if c % grid.group_size:
-                        raise self.error(f"group size {grid.group_size} does not divide the {c} channels of level {name}",
-                                         ("resolution_grid", "group_size"))
+                        raise self.error(
+                            f"group size {grid.group_size} does not divide the {c} channels of level {name}",
+                            ("resolution_grid", "group_size"),
+                        )
                     groups = c // grid.group_size
                 shared = {op: f"{path}.{op}" for op in ("A", "B") if op in grid.share}
                 for op, slot in shared.items():
@@ -253,8 +279,8 @@ class _Lowering:
                             self.conv_slot(f"{path}.steps.{s}.{op}", c, c, op, origin, groups=groups)
                     self.bn_slot(f"{path}.steps.{s}.bn1", c, origin)
                     self.bn_slot(f"{path}.steps.{s}.bn2", c, origin)
-                A_of = lambda s: shared.get("A", f"{path}.steps.{s}.A")
-                first_A, last_A = A_of(0), A_of(level.steps - 1)
+                first_A = shared.get("A", f"{path}.steps.0.A")
+                last_A = shared.get("A", f"{path}.steps.{level.steps - 1}.A")
                 kind, children = "mgnet_level", ()
             if i > 0:
                 # FAS: u' = Pi(u), f' = R(relu(f - A(u))) + A'(u')
@@ -268,10 +294,20 @@ class _Lowering:
                 for s in range(level.steps):
                     A = shared.get("A", f"{path}.steps.{s}.A")
                     B = shared.get("B", f"{path}.steps.{s}.B")
-                    u = self.smoothing_step(f, u, A, B, f"{path}.steps.{s}.bn1", f"{path}.steps.{s}.bn2", c, f"{path}.steps.{s}")
-            attrs = (("name", name), ("cin", cin), ("channels", c), ("steps", level.steps), ("transfers", transfers),
-                     ("restrict_from", prev_name), ("share_A", "A" in grid.share), ("share_B", "B" in grid.share),
-                     ("groups", 1 if kind == "mgiad_level" else groups))
+                    u = self.smoothing_step(
+                        f, u, A, B, f"{path}.steps.{s}.bn1", f"{path}.steps.{s}.bn2", c, f"{path}.steps.{s}"
+                    )
+            attrs = (
+                ("name", name),
+                ("cin", cin),
+                ("channels", c),
+                ("steps", level.steps),
+                ("transfers", transfers),
+                ("restrict_from", prev_name),
+                ("share_A", "A" in grid.share),
+                ("share_B", "B" in grid.share),
+                ("groups", 1 if kind == "mgiad_level" else groups),
+            )
             blocks.append(Block(kind, path, attrs, children))
             prev_A, prev_name = last_A, name
         out, head = self.head(u, widths[-1])
@@ -279,7 +315,9 @@ class _Lowering:
 
     def resnet(self, x: str, grid: ResNetGrid) -> tuple[str, list[Block]]:
         spec = self.spec
-        widths = [self.scaled(lv.channels, ("resolution_grid", "levels", i, "channels")) for i, lv in enumerate(grid.levels)]
+        widths = [
+            self.scaled(lv.channels, ("resolution_grid", "levels", i, "channels")) for i, lv in enumerate(grid.levels)
+        ]
         h, stem = self.stem(x, spec.input.channels, widths[0])
         blocks = [stem]
         cin = widths[0]
@@ -303,8 +341,18 @@ class _Lowering:
                     children.append(Block("cycle_block", bpath, (("channels", c),), (tree,)))
                 else:
                     h = self.basic_block(h, cin, c, stride, grid.shortcut, bpath, origin)
-                    children.append(Block("basic_block", bpath, (("cin", cin), ("cout", c), ("stride", stride),
-                                                                 ("shortcut", self.shortcut_kind(cin, c, stride, grid.shortcut)))))
+                    children.append(
+                        Block(
+                            "basic_block",
+                            bpath,
+                            (
+                                ("cin", cin),
+                                ("cout", c),
+                                ("stride", stride),
+                                ("shortcut", self.shortcut_kind(cin, c, stride, grid.shortcut)),
+                            ),
+                        )
+                    )
                 cin = c
             blocks.append(Block("resnet_level", path, (("name", name), ("channels", c)), tuple(children)))
         out, head = self.head(h, widths[-1])
@@ -335,7 +383,9 @@ class _Lowering:
             if c < cin or stride != 2:
                 raise self.error(
                     f"option-A shortcuts need stride 2 and at least as many output as input channels ({cin} -> {c})",
-                    origin + ("channels",), hint="use shortcut: projection")
+                    origin + ("channels",),
+                    hint="use shortcut: projection",
+                )
             s = self.emit("shortcut_a", (x,), cin, c, path, "shortcut")
         return self.relu(self.add(y, s, c, path, "y + shortcut(x)"), c, path)
 

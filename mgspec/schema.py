@@ -88,7 +88,7 @@ class Level(_Model):
     )
     channels: Positive = Field(description="Channels c_l before the width multiplier.")
     steps: Positive = Field(
-        description="MgNet smoothing steps, ResNet blocks, or (with a channel grid and MgNet blocks) V-cycles (must be 1).",
+        description="MgNet smoothing steps, ResNet blocks, or (MgNet with a channel grid) V-cycles, which must be 1.",
     )
     channel_grid: ChannelGrid | None = Field(
         None,
@@ -106,7 +106,9 @@ class Level(_Model):
 
 
 class _Grid(_Model):
-    levels: list[Level] = Field(min_length=1, description="Resolution levels, finest first; each after the first halves the resolution.")
+    levels: list[Level] = Field(
+        min_length=1, description="Resolution levels, finest first; each after the first halves the resolution."
+    )
 
 
 class ResNetGrid(_Grid):
@@ -203,7 +205,13 @@ def _data_path(data: Any, loc: tuple) -> DataPath:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (
+            isinstance(node, dict)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and 0 <= part < len(node)
+        ):
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and len(path) == len(loc) - 1:
             pass  # a missing field: point at its parent, name it in the field path
@@ -268,7 +276,7 @@ def _message(err: dict, data: Any, path: DataPath) -> tuple[str, str | None]:
         return "missing required field 'block'", "expected one of: 'resnet_basic', 'mgnet'"
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        return msg[len("Value error, "):], None
+        return msg[len("Value error, ") :], None
     msg = msg[0].lower() + msg[1:]
     if not isinstance(err.get("input"), (dict, list)):
         msg += f", got {err['input']!r}"
@@ -281,6 +289,7 @@ def validate(source: Source) -> Spec:
         return Spec.model_validate(source.data)
     except ValidationError as exc:
         errors = exc.errors()
+
         # Report the problem that appears first in the file; ties keep pydantic's order.
         def order(err: dict) -> tuple:
             loc = source.locate(_data_path(source.data, err["loc"]))

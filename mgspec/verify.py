@@ -48,8 +48,12 @@ def spatial_sizes(graph: nx.DiGraph, size: int) -> dict[str, tuple[int, int, int
             shapes[node_id] = (n.cout, (h + 1) // 2, (w + 1) // 2)
         elif n.op in ("add", "sub"):
             if ins[0][1:] != ins[1][1:]:
-                raise _fail(graph, n, f"{n.label} at {node_id} combines tensors of sizes {ins[0][1:]} and {ins[1][1:]} "
-                                      f"for a {size}x{size} input")
+                raise _fail(
+                    graph,
+                    n,
+                    f"{n.label} at {node_id} combines tensors of sizes {ins[0][1:]} and {ins[1][1:]} "
+                    f"for a {size}x{size} input",
+                )
             shapes[node_id] = (n.cout,) + ins[0][1:]
         elif n.op in ("avgpool", "linear", "output"):
             shapes[node_id] = (n.cout, 1, 1)
@@ -78,8 +82,12 @@ def verify(graph: nx.DiGraph, size: int | None = None) -> None:
                 raise _fail(graph, n, f"node {node_id} operand {position} ({arg}) is not wired")
             producer = node(graph, arg)
             if producer.cout != n.cin:
-                raise _fail(graph, n, f"channel mismatch: {arg} gives {producer.cout} channels, "
-                                      f"{node_id} ({n.label or n.op}) expects {n.cin}")
+                raise _fail(
+                    graph,
+                    n,
+                    f"channel mismatch: {arg} gives {producer.cout} channels, "
+                    f"{node_id} ({n.label or n.op}) expects {n.cin}",
+                )
         if n.op in ("add", "sub", "bn", "relu") and n.cin != n.cout:
             raise _fail(graph, n, f"{node_id} ({n.op}) must keep its channel count")
         if slot_kind is None:

@@ -47,8 +47,7 @@ def spec_data(draw, family: str | None = None) -> dict:
             data["channel_grid"] = draw(channel_grids(min(channels)))
     else:
         levels = [{"channels": ch, "steps": 1 if family == "mgiad" else draw(st.integers(1, 3))} for ch in channels]
-        data["resolution_grid"] = {"block": "mgnet", "levels": levels,
-                                   "level1_transfers": draw(st.booleans())}
+        data["resolution_grid"] = {"block": "mgnet", "levels": levels, "level1_transfers": draw(st.booleans())}
         if family == "mgiad":
             data["channel_grid"] = draw(channel_grids(min(channels)))
         else:

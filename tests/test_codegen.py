@@ -56,8 +56,12 @@ def test_header_names_version_and_spec_hash_and_no_timestamp(path):
     )
     assert not any(word in text.lower() for word in ("2026", "timestamp", "generated at"))
     imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
-    assert imports == ["from __future__ import annotations", "import torch",
-                       "import torch.nn.functional as F", "from torch import nn"]
+    assert imports == [
+        "from __future__ import annotations",
+        "import torch",
+        "import torch.nn.functional as F",
+        "from torch import nn",
+    ]
 
 
 def test_render_is_byte_identical_run_to_run():
@@ -92,8 +96,9 @@ def test_shipped_specs_equivalent(path, tmp_path):
     assert_equivalent(mgspec.compile_graph(path.relative_to(ROOT), ["input.size=8"]), tmp_path, 3, 8)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(spec_data())
 def test_generated_specs_equivalent(tmp_path, data):
     assert_equivalent(mgspec.compile_graph(to_source(data)), tmp_path, data["input"]["channels"], data["input"]["size"])
@@ -120,8 +125,12 @@ print(tuple(model(torch.randn(1, 3, 32, 32)).shape))
 
 @pytest.mark.parametrize("name", ["mgiad_cifar10", "resnet20_cifar10"])
 def test_generated_file_runs_without_mgspec(name):
-    proc = subprocess.run([sys.executable, "-c", BLOCK_MGSPEC, str(ROOT / "generated" / f"{name}.py")],
-                          capture_output=True, text=True, cwd="/")
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_MGSPEC, str(ROOT / "generated" / f"{name}.py")],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "(1, 10)"
 
@@ -130,7 +139,7 @@ def test_spec_strings_never_reach_source_unchecked(tmp_path):
     spec = tmp_path / "odd.yaml"
     spec.write_text(
         "name: SmoothingStep\n"
-        "description: '\"\"\" import os; os.system(1)  # \\'\n"
+        'description: \'""" import os; os.system(1)  # \\\'\n'
         "classes: 3\n"
         "resolution_grid: {block: resnet_basic, levels: [{channels: 4, steps: 1}]}\n"
     )

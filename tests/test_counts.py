@@ -29,8 +29,15 @@ REFERENCE = [
 ] + [
     ("mgiad_cifar10", [f"channel_grid.coarsest={ck}", f"channel_grid.group_size={gs}"], n)
     for ck, gs, n in [
-        (4, 4, 138_154), (8, 4, 139_018), (16, 4, 147_658), (32, 4, 192_586), (64, 4, 393_034),
-        (8, 8, 235_786), (16, 8, 239_818), (32, 8, 275_530), (64, 8, 457_546),
+        (4, 4, 138_154),
+        (8, 4, 139_018),
+        (16, 4, 147_658),
+        (32, 4, 192_586),
+        (64, 4, 393_034),
+        (8, 8, 235_786),
+        (16, 8, 239_818),
+        (32, 8, 275_530),
+        (64, 8, 457_546),
     ]
 ]
 
@@ -50,9 +57,14 @@ def test_mgiad_closed_form():
         for gs in (1, 2, 4, 8):
             for post in (0, 1, 3):
                 for width, classes, cin in ((1, 10, 3), (2, 100, 1)):
-                    overrides = [f"channel_grid.coarsest={ck}", f"channel_grid.group_size={gs}",
-                                 f"channel_grid.post_smoothing={post}", f"width={width}",
-                                 f"classes={classes}", f"input.channels={cin}"]
+                    overrides = [
+                        f"channel_grid.coarsest={ck}",
+                        f"channel_grid.group_size={gs}",
+                        f"channel_grid.post_smoothing={post}",
+                        f"width={width}",
+                        f"classes={classes}",
+                        f"input.channels={cin}",
+                    ]
                     eta = 1 + post
                     cs = [width * c for c in (64, 128, 256, 256)]
                     total = 9 * cin * cs[0] + 2 * cs[0] + classes * (cs[-1] + 1)

@@ -12,8 +12,12 @@ S = ROOT / "specs"
 
 
 HEAVY = {"mgic_cifar10", "mgiad_cifar10"}  # grouped-conv backward is slow on CPU
-CASES = [(p, cin, size) for p in SPECS for cin, size in [(3, 32), (1, 28), (1, 32), (3, 28)]
-         if p.stem not in HEAVY or (cin, size) in [(3, 32), (1, 28)]]
+CASES = [
+    (p, cin, size)
+    for p in SPECS
+    for cin, size in [(3, 32), (1, 28), (1, 32), (3, 28)]
+    if p.stem not in HEAVY or (cin, size) in [(3, 32), (1, 28)]
+]
 
 
 @pytest.mark.parametrize("path,cin,size", CASES, ids=lambda v: spec_id(v) if hasattr(v, "stem") else str(v))
@@ -43,9 +47,14 @@ def test_sharing_is_one_module():
 def test_mgiad_layout_follows_the_channel_hierarchy():
     keys = set(mgspec.create_model(S / "mgiad_cifar10.yaml").state_dict())
     # l3 has channel levels 256 -> 128 -> 64: two coarse corrections then the coarse solve.
-    for key in ("levels.l3.cycle.A.weight", "levels.l3.cycle.coarse.A.weight",
-                "levels.l3.cycle.coarse.coarse.solve.bn1.weight", "levels.l3.cycle.R.weight",
-                "levels.l3.cycle.bn_P.running_mean", "levels.l3.Pi.weight"):
+    for key in (
+        "levels.l3.cycle.A.weight",
+        "levels.l3.cycle.coarse.A.weight",
+        "levels.l3.cycle.coarse.coarse.solve.bn1.weight",
+        "levels.l3.cycle.R.weight",
+        "levels.l3.cycle.bn_P.running_mean",
+        "levels.l3.Pi.weight",
+    ):
         assert key in keys
     assert not any(k.startswith("levels.l3.cycle.coarse.coarse.coarse") for k in keys)
     assert not any(k.startswith("levels.l1.cycle.coarse") for k in keys)  # 64 channels: one level
@@ -53,10 +62,14 @@ def test_mgiad_layout_follows_the_channel_hierarchy():
 
 def test_editing_one_level_keeps_other_keys(tmp_path):
     base = set(mgspec.create_model(S / "mgnet_small_cifar10.yaml").state_dict())
-    edited = set(mgspec.create_model(S / "mgnet_small_cifar10.yaml", ["resolution_grid.levels[1].steps=5"]).state_dict())
+    edited = set(
+        mgspec.create_model(S / "mgnet_small_cifar10.yaml", ["resolution_grid.levels[1].steps=5"]).state_dict()
+    )
     for level in ("l1", "l3"):
         assert {k for k in base if f".{level}." in k} == {k for k in edited if f".{level}." in k}
-    named = set(mgspec.create_model(S / "mgnet_small_cifar10.yaml", ["resolution_grid.levels[0].name=fine"]).state_dict())
+    named = set(
+        mgspec.create_model(S / "mgnet_small_cifar10.yaml", ["resolution_grid.levels[0].name=fine"]).state_dict()
+    )
     assert any(k.startswith("levels.fine.") for k in named)
     assert {k for k in base if ".l3." in k} == {k for k in named if ".l3." in k}
 

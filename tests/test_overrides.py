@@ -26,7 +26,9 @@ def test_common_overrides(path):
     assert base.total - gray.total == 2 * 9 * c1
 
 
-@pytest.mark.parametrize("field,value", [("group_size", 8), ("coarsest", 32), ("pre_smoothing", 2), ("post_smoothing", 3)])
+@pytest.mark.parametrize(
+    "field,value", [("group_size", 8), ("coarsest", 32), ("pre_smoothing", 2), ("post_smoothing", 3)]
+)
 def test_channel_grid_overrides(field, value):
     spec, _ = mgspec.load_spec(S / "mgiad_cifar10.yaml", [f"channel_grid.{field}={value}"])
     assert getattr(spec.channel_grid, field) == value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -39,8 +41,12 @@ def test_mgiad_weights_grow_at_most_linearly(lam, gs, ck, post, classes):
     exactly linear up to a constant (L = 4 levels here).
     """
     eta = 1 + post
-    base = [f"channel_grid.group_size={gs}", f"channel_grid.coarsest={ck}",
-            f"channel_grid.post_smoothing={post}", f"classes={classes}"]
+    base = [
+        f"channel_grid.group_size={gs}",
+        f"channel_grid.coarsest={ck}",
+        f"channel_grid.post_smoothing={post}",
+        f"classes={classes}",
+    ]
     try:
         n1 = weights("mgiad_cifar10.yaml", base + [f"width={lam}"])
     except mgspec.SpecError:
@@ -53,8 +59,15 @@ def test_mgiad_weights_grow_at_most_linearly(lam, gs, ck, post, classes):
 
 @settings(max_examples=25, deadline=None)
 @given(
-    spec=st.sampled_from(["mgnet_cifar10.yaml", "mgnet_a_cifar10.yaml", "mgnet_small_cifar10.yaml",
-                          "resnet20_cifar10.yaml", "resnet18_cifar10.yaml"]),
+    spec=st.sampled_from(
+        [
+            "mgnet_cifar10.yaml",
+            "mgnet_a_cifar10.yaml",
+            "mgnet_small_cifar10.yaml",
+            "resnet20_cifar10.yaml",
+            "resnet18_cifar10.yaml",
+        ]
+    ),
     lam=st.integers(1, 12),
     classes=st.sampled_from([10, 100]),
 )
@@ -70,13 +83,16 @@ def test_dense_weights_grow_quadratically(spec, lam, classes):
     """
     over = [f"classes={classes}"]
     n = [weights(spec, over + [f"width={lam + i}"]) for i in range(4)]
-    d1 = [b - a for a, b in zip(n, n[1:])]
-    d2 = [b - a for a, b in zip(d1, d1[1:])]
+    d1 = [b - a for a, b in itertools.pairwise(n)]
+    d2 = [b - a for a, b in itertools.pairwise(d1)]
     assert d2[0] == d2[1] > 0  # exact quadratic with positive leading coefficient
     a = d2[0] // 2
     graph = mgspec.compile_graph(S / spec)
-    coupled = sum(s.cin * s.cout * s.kernel**2 for s in graph.graph["slots"].values()
-                  if s.kind == "conv" and s.groups == 1 and s.operator != "stem")
+    coupled = sum(
+        s.cin * s.cout * s.kernel**2
+        for s in graph.graph["slots"].values()
+        if s.kind == "conv" and s.groups == 1 and s.operator != "stem"
+    )
     assert a == coupled
     b_lin = n[0] - a * lam * lam - classes  # b lambda: what is left after the square and the bias
     assert weights(spec, over + [f"width={2 * lam}"]) == 4 * n[0] - 2 * b_lin - 3 * classes

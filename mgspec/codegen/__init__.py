@@ -46,8 +46,10 @@ def render(graph: nx.DiGraph, regenerate: str | None = None) -> str:
     spec = graph.graph["spec"]
     text = _ENV.get_template("model.py.j2").render(**view_model(graph, regenerate))
     text = _ruff(["format", *_RUFF, "--stdin-filename", f"{spec.name}.py", "-"], text)
-    _ruff(["check", *_RUFF, "--select", "E,F,W,I,B,UP", "--ignore", "E501",
-           "--stdin-filename", f"{spec.name}.py", "-"], text)
+    _ruff(
+        ["check", *_RUFF, "--select", "E,F,W,I,B,UP", "--ignore", "E501", "--stdin-filename", f"{spec.name}.py", "-"],
+        text,
+    )
     try:
         compile(text, f"{spec.name}.py", "exec")
     except SyntaxError as exc:

@@ -20,8 +20,22 @@ from mgspec.verify import spatial_sizes
 
 #: Names the generated module defines; the model class must not collide with them.
 MODULE_NAMES = {
-    "torch", "F", "nn", "conv3x3", "pairwise", "Stem", "SmoothingStep", "FASLevel", "MgNetLevel",
-    "ChannelLevel", "MGiaDLevel", "BasicBlock", "CycleBlock", "ResNetLevel", "Head", "create_model",
+    "torch",
+    "F",
+    "nn",
+    "conv3x3",
+    "pairwise",
+    "Stem",
+    "SmoothingStep",
+    "FASLevel",
+    "MgNetLevel",
+    "ChannelLevel",
+    "MGiaDLevel",
+    "BasicBlock",
+    "CycleBlock",
+    "ResNetLevel",
+    "Head",
+    "create_model",
 }
 
 _CLASS_KINDS = {
@@ -41,17 +55,20 @@ def _walk(block: Block):
 
 def _channel_args(tree: Block) -> str:
     widths = [b.attr("width") for b in _walk(tree)]
-    return (f"widths={widths!r}, group_size={tree.attr('group_size')}, "
-            f"pre={tree.attr('pre')}, post={tree.attr('post')}")
+    return f"widths={widths!r}, group_size={tree.attr('group_size')}, pre={tree.attr('pre')}, post={tree.attr('post')}"
 
 
 def _level_init(block: Block) -> str:
     a = block.attr
     if block.kind == "mgnet_level":
-        return (f"MgNetLevel({a('cin')}, {a('channels')}, steps={a('steps')}, share_A={a('share_A')}, "
-                f"share_B={a('share_B')}, groups={a('groups')}, transfers={a('transfers')})")
+        return (
+            f"MgNetLevel({a('cin')}, {a('channels')}, steps={a('steps')}, share_A={a('share_A')}, "
+            f"share_B={a('share_B')}, groups={a('groups')}, transfers={a('transfers')})"
+        )
     if block.kind == "mgiad_level":
-        return f"MGiaDLevel({a('cin')}, {a('channels')}, {_channel_args(block.children[0])}, transfers={a('transfers')})"
+        return (
+            f"MGiaDLevel({a('cin')}, {a('channels')}, {_channel_args(block.children[0])}, transfers={a('transfers')})"
+        )
     assert block.kind == "resnet_level", block.kind
     parts = []
     for child in block.children:
@@ -116,8 +133,11 @@ def view_model(graph: nx.DiGraph, regenerate: str | None = None) -> dict:
     for level, weights in counts.by_level.items():
         rows.append(f"{level:<10}{weights:>14,}{counts.macs_by_level.get(level, 0):>16,}")
     rows.append(f"{'total':<10}{counts.total:>14,}{counts.macs:>16,}")
-    unused = (f"{counts.unused:,} of them in never-applied slots: {', '.join(counts.unused_slots)}"
-              if counts.unused else "every weight is used")
+    unused = (
+        f"{counts.unused:,} of them in never-applied slots: {', '.join(counts.unused_slots)}"
+        if counts.unused
+        else "every weight is used"
+    )
     sa, hd = stem.attr, head.attr
     return {
         "version": __version__,
