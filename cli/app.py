@@ -90,5 +90,77 @@ def compile_(
         print(f"{'wrote' if codegen.write(path, text) else 'unchanged'} {path}")
 
 
+@app.command()
+@user_errors
+def schema() -> None:
+    """Print the spec's JSON Schema (for editor completion and validation)."""
+    print(mgspec.json_schema(), end="")
+
+
+@app.command("list")
+@user_errors
+def list_(
+    directory: Annotated[Path, typer.Option("--dir", help="Directory of specs.")] = Path("specs"),
+) -> None:
+    """The specs in a directory, with name, family and weights."""
+    from rich.table import Table
+
+    table = Table("spec", "name", "family", "weights", "description")
+    for path in sorted(directory.glob("*.yaml")):
+        counts = mgspec.count_spec(path)
+        spec, _ = mgspec.load_spec(path)
+        table.add_row(str(path), counts.name, counts.family, f"{counts.total:,}", spec.description)
+    Console(width=200).print(table)
+
+
+@app.command()
+@user_errors
+def show(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Print the graph IR readably: one op per line, grouped by level."""
+    from mgspec import export
+
+    print(export.to_text(mgspec.compile_graph(spec, set_)), end="")
+
+
+@app.command()
+@user_errors
+def graph(
+    spec: SpecArg,
+    set_: SetOpt = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="dot, mermaid or json (networkx node-link).")] = "dot",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here; .svg/.png render DOT with Graphviz.")
+    ] = None,
+) -> None:
+    """Export the graph IR: levels as clusters, the channel V-cycle nested, shared slots marked."""
+    from mgspec import export
+
+    renderers = {"dot": export.to_dot, "mermaid": export.to_mermaid, "json": export.to_json}
+    if format not in renderers:
+        raise mgspec.SpecError(f"unknown format {format!r}", hint="use dot, mermaid or json")
+    g = mgspec.compile_graph(spec, set_)
+    if out is not None and out.suffix in (".svg", ".png"):
+        import shutil
+        import subprocess
+
+        dot = shutil.which("dot")
+        if dot is None:
+            raise mgspec.SpecError(
+                f"rendering {out.suffix} needs Graphviz's 'dot', which is not installed",
+                hint=f"install graphviz, or write DOT text: -o {out.with_suffix('.dot')}",
+            )
+        subprocess.run([dot, f"-T{out.suffix[1:]}", "-o", str(out)], input=export.to_dot(g), text=True, check=True)
+        print(f"wrote {out}")
+        return
+    text = renderers[format](g)
+    if out is None:
+        print(text, end="")
+    else:
+        from mgspec import codegen
+
+        codegen.write(out, text)
+        print(f"wrote {out}")
+
+
 def main() -> None:
     app()

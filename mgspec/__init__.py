@@ -38,6 +38,7 @@ __all__ = [
     "compile_graph",
     "count",
     "count_spec",
+    "json_schema",
     "create_model",
     "load_source",
     "load_spec",
@@ -70,6 +71,16 @@ def compile_graph(spec: SpecLike, overrides: Sequence[str] | None = None) -> nx.
 def create_model(spec: SpecLike, overrides: Sequence[str] | None = None) -> GraphModel:
     """An ``nn.Module`` for the spec, built from its graph."""
     return build_model(compile_graph(spec, overrides))
+
+
+def json_schema() -> str:
+    """The JSON Schema of a spec, as committed in docs/spec.schema.json."""
+    import json
+
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mgspec spec"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
 def count_spec(spec: SpecLike, overrides: Sequence[str] | None = None, input_size: int | None = None) -> Counts:

@@ -71,7 +71,7 @@ class _Lowering:
         if slot is not None:
             base = slot
         else:
-            base = f"{scope}.{label or op}" if scope else (label or op)
+            base = f"{scope}.{op}" if scope else op
         node_id, n = base, 1
         while node_id in self.graph:
             n += 1

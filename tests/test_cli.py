@@ -1,0 +1,145 @@
+"""The CLI: help of every command, count formats, schema sync, list, show and graph export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import networkx as nx
+import pytest
+from mgspec.cli.app import app
+from typer.testing import CliRunner
+
+import mgspec
+from tests.conftest import ROOT, SPECS, spec_id
+
+COMMANDS = ["validate", "count", "compile", "schema", "list", "show", "graph"]
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _in_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help(command):
+    out = invoke(command, "--help")
+    assert f"Usage: mgspec {command}" in re.sub(r"\x1b\[[0-9;]*m", "", out)
+
+
+def test_top_level_help_lists_every_command():
+    out = invoke("--help")
+    for command in COMMANDS:
+        assert command in out
+
+
+def test_count_formats_agree():
+    data = json.loads(invoke("count", "specs/mgiad_cifar10.yaml", "--format", "json"))
+    assert {"name", "total", "by_level", "by_operator", "macs"} <= set(data)
+    assert data["total"] == 393_034
+    rows = list(csv.DictReader(io.StringIO(invoke("count", "specs/mgiad_cifar10.yaml", "-f", "csv"))))
+    assert [r for r in rows if r["section"] == "total"][0]["weights"] == "393034"
+    table = invoke("count", "specs/mgiad_cifar10.yaml")
+    assert "393,034" in table and "unused" in table
+    assert (
+        json.loads(invoke("count", "specs/mgiad_cifar10.yaml", "-f", "json", "--input-size", "64"))["macs"]
+        > data["macs"]
+    )
+
+
+def test_unknown_format_is_a_user_error():
+    result = runner.invoke(app, ["count", "specs/mgiad_cifar10.yaml", "-f", "xml"])
+    assert result.exit_code == 2
+    assert result.stderr == "error: unknown format 'xml'\n  hint: use table, json or csv\n"
+
+
+def test_schema_is_committed_and_in_sync():
+    assert (ROOT / "docs" / "spec.schema.json").read_text() == invoke("schema") == mgspec.json_schema()
+
+
+@pytest.mark.parametrize("path", SPECS, ids=spec_id)
+def test_specs_point_at_the_schema(path):
+    assert path.read_text().splitlines()[0] == "# yaml-language-server: $schema=../docs/spec.schema.json"
+
+
+def test_list_names_every_spec_with_family_and_weights():
+    out = invoke("list")
+    for path in SPECS:
+        counts = mgspec.count_spec(path)
+        assert re.search(rf"{counts.name}\s.*{counts.family}\s.*{counts.total:,}", out), counts.name
+
+
+def test_show_prints_every_op_once():
+    graph = mgspec.compile_graph("specs/mgnet_small_cifar10.yaml")
+    out = invoke("show", "specs/mgnet_small_cifar10.yaml")
+    assert sum(1 for line in out.splitlines() if " = " in line) == len(graph)
+    assert "levels.l2.A = conv(" in out and "shared]" in out
+
+
+@pytest.mark.parametrize("path", SPECS, ids=spec_id)
+def test_node_link_json_round_trips(path):
+    graph = mgspec.compile_graph(path.relative_to(ROOT))
+    data = json.loads(invoke("graph", str(path.relative_to(ROOT)), "-f", "json"))
+    back = nx.node_link_graph(data, edges="edges")
+    assert set(back.nodes) == set(graph.nodes)
+    assert set(back.edges) == set(graph.edges)
+    assert set(back.graph["slots"]) == set(graph.graph["slots"])
+    for node_id in graph.nodes:
+        assert back.nodes[node_id]["op"] == graph.nodes[node_id]["node"].op
+
+
+def _balanced(text: str, open_: str, close: str) -> bool:
+    depth = 0
+    for line in text.splitlines():
+        depth += (
+            line.count(open_) - line.count(close)
+            if close != "end"
+            else (1 if line.strip().startswith("subgraph") else -1 if line.strip() == "end" else 0)
+        )
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def test_dot_has_level_clusters_nested_channel_levels_and_shared_marks():
+    graph = mgspec.compile_graph("specs/mgiad_cifar10.yaml")
+    dot = invoke("graph", "specs/mgiad_cifar10.yaml", "-f", "dot")
+    assert dot.startswith('digraph "mgiad_cifar10" {') and _balanced(dot, "{", "}")
+    for cluster in ("cluster_levels.l1", "cluster_levels.l3.cycle", "cluster_levels.l3.cycle.coarse.coarse"):
+        assert f'subgraph "{cluster}"' in dot
+    assert dot.count("->") == graph.number_of_edges() + sum(
+        line.count("->") for line in dot.splitlines() if "label=" in line
+    )
+    assert "[shared]" in dot
+    if which := __import__("shutil").which("dot"):
+        import subprocess
+
+        subprocess.run([which, "-Tsvg"], input=dot, text=True, check=True, capture_output=True)
+
+
+def test_mermaid_is_well_formed():
+    graph = mgspec.compile_graph("specs/mgiad_cifar10.yaml")
+    text = invoke("graph", "specs/mgiad_cifar10.yaml", "-f", "mermaid")
+    assert text.startswith("flowchart TB\n") and _balanced(text, "subgraph", "end")
+    assert sum(1 for line in text.splitlines() if "-->" in line) == graph.number_of_edges()
+    assert "stroke:" in text and "[shared]" in text
+
+
+def test_graph_writes_files_and_explains_missing_graphviz(tmp_path, monkeypatch):
+    out = tmp_path / "g.mmd"
+    invoke("graph", "specs/resnet20_cifar10.yaml", "-f", "mermaid", "-o", str(out))
+    assert out.read_text().startswith("flowchart TB")
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    result = runner.invoke(app, ["graph", "specs/resnet20_cifar10.yaml", "-o", str(tmp_path / "g.svg")])
+    assert result.exit_code == 2
+    assert "needs Graphviz's 'dot', which is not installed" in result.stderr
+    assert not (tmp_path / "g.svg").exists()
