@@ -143,3 +143,22 @@ def test_graph_writes_files_and_explains_missing_graphviz(tmp_path, monkeypatch)
     assert result.exit_code == 2
     assert "needs Graphviz's 'dot', which is not installed" in result.stderr
     assert not (tmp_path / "g.svg").exists()
+
+
+def test_compile_check_and_atomic_unchanged_writes(tmp_path):
+    out = tmp_path / "gen"
+    stale = runner.invoke(app, ["compile", "specs/resnet20_cifar10.yaml", "-o", str(out), "--check"])
+    assert stale.exit_code == 1 and "stale" in stale.stderr
+    assert not out.exists()  # --check writes nothing
+    assert "wrote" in invoke("compile", "specs/resnet20_cifar10.yaml", "-o", str(out))
+    target = out / "resnet20_cifar10.py"
+    assert target.read_text() == (ROOT / "generated" / "resnet20_cifar10.py").read_text()
+    mtime = target.stat().st_mtime_ns
+    assert "unchanged" in invoke("compile", "specs/resnet20_cifar10.yaml", "-o", str(out))
+    assert target.stat().st_mtime_ns == mtime
+    assert invoke("compile", "specs/resnet20_cifar10.yaml", "-o", str(out), "--check").startswith(
+        "1 file(s) up to date"
+    )
+    assert [p.name for p in out.iterdir()] == ["resnet20_cifar10.py"]  # no temp files left
+    target.write_text(target.read_text() + "# edited\n")
+    assert runner.invoke(app, ["compile", "specs/resnet20_cifar10.yaml", "-o", str(out), "--check"]).exit_code == 1
