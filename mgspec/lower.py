@@ -108,6 +108,12 @@ class _Lowering:
             )
         return int(round(c))
 
+    def level_widths(self, grid: MgNetGrid | ResNetGrid) -> list[int]:
+        """Every resolution level's channels after the width multiplier."""
+        return [
+            self.scaled(lv.channels, ("resolution_grid", "levels", i, "channels")) for i, lv in enumerate(grid.levels)
+        ]
+
     def channel_widths(self, c: int, grid: ChannelGrid, origin: tuple, level: str) -> list[int]:
         if grid.coarsest > c:
             raise self.error(
@@ -218,13 +224,11 @@ class _Lowering:
     # -- families ---------------------------------------------------------------------
     def mgnet(self, x: str, grid: MgNetGrid) -> tuple[str, list[Block]]:
         spec = self.spec
-        widths = [
-            self.scaled(lv.channels, ("resolution_grid", "levels", i, "channels")) for i, lv in enumerate(grid.levels)
-        ]
+        widths = self.level_widths(grid)
         f, stem = self.stem(x, spec.input.channels, widths[0])
         blocks = [stem]
         u = _ZERO
-        prev_A = prev_name = None
+        prev_A = None
         for i, level in enumerate(grid.levels):
             name = spec.level_name(i)
             self.level = name
@@ -303,21 +307,18 @@ class _Lowering:
                 ("channels", c),
                 ("steps", level.steps),
                 ("transfers", transfers),
-                ("restrict_from", prev_name),
                 ("share_A", "A" in grid.share),
                 ("share_B", "B" in grid.share),
                 ("groups", 1 if kind == "mgiad_level" else groups),
             )
             blocks.append(Block(kind, path, attrs, children))
-            prev_A, prev_name = last_A, name
+            prev_A = last_A
         out, head = self.head(u, widths[-1])
         return out, blocks + [head]
 
     def resnet(self, x: str, grid: ResNetGrid) -> tuple[str, list[Block]]:
         spec = self.spec
-        widths = [
-            self.scaled(lv.channels, ("resolution_grid", "levels", i, "channels")) for i, lv in enumerate(grid.levels)
-        ]
+        widths = self.level_widths(grid)
         h, stem = self.stem(x, spec.input.channels, widths[0])
         blocks = [stem]
         cin = widths[0]
