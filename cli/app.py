@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -160,6 +163,204 @@ def graph(
 
         codegen.write(out, text)
         print(f"wrote {out}")
+
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="cifar10, cifar100, fashionmnist or mnist.")]
+DataDirOpt = Annotated[Path, typer.Option("--data-dir", help="Directory with the dataset in its official format.")]
+
+
+def _train_options(
+    dataset: str,
+    data_dir: Path,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    weight_decay: float | None,
+    seed: int | None,
+    device: str | None,
+    workers: int | None,
+    compile_: bool | None,
+    channels_last: bool | None,
+):
+    from mgspec.train import recipe
+
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "device": device,
+        "workers": workers,
+        "compile": compile_,
+        "channels_last": channels_last,
+    }
+    return recipe(dataset, data_dir, **given), [k for k, v in given.items() if v is not None]
+
+
+EpochsOpt = Annotated[int | None, typer.Option(help="Total epochs [default: 400; 100 for (Fashion)MNIST].", min=1)]
+BatchOpt = Annotated[int | None, typer.Option(help="Batch size over all processes [default: 128].", min=1)]
+LrOpt = Annotated[float | None, typer.Option(help="Initial learning rate [default: 0.05].")]
+WdOpt = Annotated[float | None, typer.Option(help="SGD weight decay [default: 1e-4].")]
+SeedOpt = Annotated[int | None, typer.Option(help="Random seed (model init, data order, augmentation) [default: 0].")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N [default: cpu].")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Data loader worker processes [default: 0].", min=0)]
+CompileOpt = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")]
+ChannelsLastOpt = Annotated[
+    bool | None, typer.Option("--channels-last/--no-channels-last", help="Train in channels_last memory format.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+@app.command()
+@user_errors
+def train(
+    spec: SpecArg,
+    dataset: DatasetOpt,
+    data_dir: DataDirOpt = Path("data"),
+    set_: SetOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    weight_decay: WdOpt = None,
+    seed: SeedOpt = None,
+    seeds: Annotated[int, typer.Option(help="Train N seeds (seed, seed+1, ...) and report mean and std.", min=1)] = 1,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    compile_: CompileOpt = None,
+    channels_last: ChannelsLastOpt = None,
+    download: Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/<spec>-<dataset>].")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue this run directory up to --epochs (the total).", show_default=False)
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a spec with the paper's recipe; metrics, checkpoints and a summary go to the run directory."""
+    import torch.distributed as torch_dist
+
+    from mgspec import train as training
+
+    config, explicit = _train_options(
+        dataset, data_dir, epochs, batch_size, lr, weight_decay, seed, device, workers, compile_, channels_last
+    )
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if download:
+        if main_process:
+            training.download(dataset, data_dir)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # the other ranks wait for rank 0's download
+            training.trainer.init_distributed(config.device)
+            torch_dist.barrier()
+    training.data.check(dataset, data_dir)
+    if resume is not None and out is not None and resume != out:
+        raise mgspec.SpecError("--out and --resume name different runs", hint="--resume RUN alone continues RUN")
+    spec_name = mgspec.load_spec(spec, set_ or [])[0].name
+    directory = resume or out or Path("runs") / f"{spec_name}-{dataset}"
+    summaries = []
+    for s in range(config.seed, config.seed + seeds):
+        run_dir = directory if seeds == 1 else directory / f"seed-{s}"
+        run = training.prepare(
+            spec,
+            set_ or [],
+            dataclasses.replace(config, seed=s),
+            run_dir,
+            resume=resume is not None,
+            explicit=explicit,
+        )
+        if main_process and run.adapted:
+            print(f"fitted to {dataset}: --set " + " --set ".join(run.adapted))
+        summaries.append(training.train(run, progress=not quiet))
+    if not main_process:
+        return
+    if seeds == 1:
+        render.train_summary(summaries[0], directory, Console())
+        return
+    result = training.aggregate(summaries)
+    (directory / "summary.json").write_text(json.dumps({"runs": summaries, "aggregate": result}, indent=2) + "\n")
+    render.seeds_summary(result, directory, Console())
+
+
+@app.command()
+@user_errors
+def evaluate(
+    spec: SpecArg,
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt, a run directory or a state_dict file.")],
+    dataset: DatasetOpt,
+    data_dir: DataDirOpt = Path("data"),
+    set_: SetOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size.", min=1)] = 256,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    split: Annotated[str, typer.Option(help="test or train.")] = "test",
+    format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """Test loss and accuracy of a trained checkpoint."""
+    from mgspec.train import evaluate as run_evaluation
+
+    if split not in ("test", "train"):
+        raise mgspec.SpecError(f"unknown split {split!r}", hint="use test or train")
+    if format not in ("text", "json"):
+        raise mgspec.SpecError(f"unknown format {format!r}", hint="use text or json")
+    result = run_evaluation(
+        spec, set_ or [], checkpoint, dataset, data_dir, batch_size=batch_size, device=device, split=split
+    )
+    if format == "json":
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{result['spec']} on {dataset} {split} ({result['images']:,} images): "
+            f"accuracy {100 * result['accuracy']:.2f}%, loss {result['loss']:.4f}"
+        )
+
+
+@app.command()
+@user_errors
+def sweep(
+    spec: SpecArg,
+    grid: Annotated[
+        list[str], typer.Option("--grid", "-g", help="PATH=V1,V2,... to sweep; repeat for a product grid.")
+    ],
+    set_: SetOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for sweep.csv, sweep.json, sweep.png.")] = Path(
+        "sweep"
+    ),
+    train_: Annotated[
+        bool, typer.Option("--train", help="Train every combination and plot weights vs accuracy.")
+    ] = False,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="With --train: the dataset.")] = "cifar10",
+    data_dir: DataDirOpt = Path("data"),
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    weight_decay: WdOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    compile_: CompileOpt = None,
+    channels_last: ChannelsLastOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Weights and MACs (and accuracy with --train) for every combination of a grid, as CSV/JSON and a plot."""
+    from mgspec import train as training
+    from mgspec.train import sweep as sweeping
+
+    parsed = [sweeping.parse_grid(g) for g in grid]
+    trainer = None
+    if train_:
+        config, _ = _train_options(
+            dataset, data_dir, epochs, batch_size, lr, weight_decay, seed, device, workers, compile_, channels_last
+        )
+        training.data.check(dataset, data_dir)  # fail before anything is trained
+
+        def trainer(overrides: list[str], run_dir: Path) -> dict:
+            run = training.prepare(spec, overrides, config, run_dir, resume=(run_dir / "checkpoint.pt").exists())
+            return training.train(run, progress=not quiet)
+
+    rows, written = sweeping.sweep(spec, set_ or [], parsed, out, trainer)
+    render.sweep_table(rows, Console(width=160))
+    for path in written:
+        print(f"wrote {path}")
 
 
 def main() -> None:

@@ -53,3 +53,70 @@ def counts_table(counts: Counts, console: Console) -> None:
     console.print(
         "MACs count conv and linear multiply-accumulates (FLOPs = 2 x MACs); BN, ReLU and additions are not included."
     )
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def train_summary(summary: dict, directory, console: Console) -> None:
+    table = Table(
+        title=f"{summary['spec']} on {summary['dataset']} (seed {summary['seed']})", title_justify="left", show_header=False
+    )
+    table.add_column("")
+    table.add_column("", justify="right")
+    rows = [
+        ("weights", f"{summary['weights']:,}"),
+        ("MACs / image", f"{summary['macs']:,}"),
+        ("epochs", str(summary["epochs"])),
+        ("best test accuracy", f"{_pct(summary['best_test_acc'])} (epoch {summary['best_epoch']})"),
+        ("final test accuracy", _pct(summary["final_test_acc"])),
+        ("final train accuracy", _pct(summary["final_train_acc"])),
+        ("wall time", f"{summary['wall_time_s']:.1f} s"),
+        ("train images/s (last epoch)", f"{summary['images_per_s']:.0f}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    console.print(f"run directory: {directory} (metrics.jsonl, checkpoint.pt, summary.json)")
+
+
+def seeds_summary(result: dict, directory, console: Console) -> None:
+    seeds = result["seeds"]
+    table = Table(
+        title=f"{result['spec']} on {result['dataset']}: {len(seeds)} seeds ({', '.join(map(str, seeds))})",
+        title_justify="left",
+    )
+    table.add_column("")
+    table.add_column("mean ± std", justify="right")
+    table.add_row("weights", f"{result['weights']:,}")
+    table.add_row("MACs / image", f"{result['macs']:,}")
+    for key, label in (
+        ("best_test_acc", "best test accuracy"),
+        ("final_test_acc", "final test accuracy"),
+        ("final_train_acc", "final train accuracy"),
+    ):
+        table.add_row(label, f"{100 * result[key]['mean']:.2f} ± {100 * result[key]['std']:.2f} %")
+    table.add_row("wall time", f"{result['wall_time_s']['mean']:.1f} ± {result['wall_time_s']['std']:.1f} s")
+    console.print(table)
+    console.print(f"runs in {directory}/seed-*; mean and std in {directory}/summary.json")
+
+
+def sweep_table(rows: list[dict], console: Console) -> None:
+    table = Table()
+    for key in rows[0]:
+        table.add_column(key, justify="right")
+    for row in rows:
+        table.add_row(
+            *(
+                _pct(v)
+                if k.endswith("_acc")
+                else f"{v:,}"
+                if isinstance(v, int)
+                else f"{v:.1f}"
+                if isinstance(v, float)
+                else str(v)
+                for k, v in row.items()
+            )
+        )
+    console.print(table)

@@ -1,0 +1,341 @@
+"""Training runs, resume equivalence, evaluate, seeds, sweep and DDP, on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import pytest
+import torch
+from mgspec.cli.app import app
+from typer.testing import CliRunner
+
+import mgspec
+from mgspec.train import recipe
+from mgspec.train import trainer as trainer_module
+from mgspec.train.sweep import pareto
+from tests.conftest import ROOT, SHARED_DATA
+from tests.synthetic import TINY_SPEC, write_cifar, write_idx
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    write_cifar(tmp_path / "data", train_per_batch=16, test=24)
+    return spec, tmp_path / "data"
+
+
+def cli(*args) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def metrics(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_recipe_defaults_are_the_papers():
+    c = recipe("cifar10", "data")
+    assert (c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.schedule) == (
+        400,
+        128,
+        0.05,
+        0.9,
+        1e-4,
+        "cosine",
+    )
+    assert c.lr_at(0) == 0.05 and c.lr_at(200) == pytest.approx(0.025) and c.lr_at(399) < 1e-5
+    f = recipe("fashionmnist", "data")
+    assert f.schedule == "step" and [f.lr_at(e) for e in (0, 24, 25, 50)] == pytest.approx([0.05, 0.05, 0.005, 5e-4])
+    assert recipe("cifar10", "data", lr=None, epochs=3).epochs == 3
+
+
+def test_one_short_training_run(tiny, tmp_path):
+    spec, data_dir = tiny
+    run = tmp_path / "run"
+    out = cli("train", spec, "-d", "cifar10", "--data-dir", data_dir, "--epochs", 2, "--batch-size", 16, "-o", run)
+    assert "best test accuracy" in out and f"{mgspec.count_spec(spec).total:,}" in out
+    lines = metrics(run)
+    assert [m["epoch"] for m in lines] == [1, 2]
+    assert set(lines[0]) >= {"lr", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "elapsed_s"}
+    assert lines[1]["train_loss"] < lines[0]["train_loss"], "the tiny model learns the synthetic signal"
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2 and set(state) >= {"model", "optimizer", "scheduler", "rng"}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["weights"] == mgspec.count_spec(spec).total
+    assert summary["final_test_acc"] == lines[-1]["test_acc"]
+    assert summary["best_test_acc"] == max(m["test_acc"] for m in lines)
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["lr"] == 0.05 and config["spec"]["text"] == TINY_SPEC
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny, tmp_path, monkeypatch):
+    spec, data_dir = tiny
+    config = recipe("cifar10", data_dir, epochs=3, batch_size=16, lr=0.1)
+    whole = trainer_module.prepare(spec, [], config, tmp_path / "whole")
+    trainer_module.train(whole, progress=False)
+
+    killed = trainer_module.prepare(spec, [], config, tmp_path / "killed")
+    real_pass, calls = trainer_module._epoch_pass, []
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # epoch 1 train + test, then the kill during epoch 2's training
+            raise KeyboardInterrupt
+        return real_pass(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "_epoch_pass", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        trainer_module.train(killed, progress=False)
+    monkeypatch.setattr(trainer_module, "_epoch_pass", real_pass)
+    assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    torch.manual_seed(12345)  # resuming must not depend on the global RNG state of the new process
+
+    cli("train", spec, "-d", "cifar10", "--data-dir", data_dir, "--epochs", 3, "--resume", tmp_path / "killed", "-q")
+
+    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for x, y in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
+        assert torch.equal(x["momentum_buffer"], y["momentum_buffer"])
+    strip = lambda ms: [{k: v for k, v in m.items() if k not in ("images_per_s", "elapsed_s")} for m in ms]
+    assert strip(metrics(tmp_path / "whole")) == strip(metrics(tmp_path / "killed"))
+
+
+def test_resume_refuses_a_different_spec_or_recipe(tiny, tmp_path):
+    spec, data_dir = tiny
+    run = tmp_path / "run"
+    cli("train", spec, "-d", "cifar10", "--data-dir", data_dir, "--epochs", 1, "-o", run, "-q")
+    again = runner.invoke(app, ["train", str(spec), "-d", "cifar10", "--data-dir", str(data_dir), "-o", str(run)])
+    assert again.exit_code == 2 and "already holds a run" in again.stderr
+    other = runner.invoke(
+        app, ["train", str(spec), "-d", "cifar10", "--data-dir", str(data_dir), "--resume", str(run), "-s", "width=2"]
+    )
+    assert other.exit_code == 2 and "different spec" in other.stderr
+    lr = runner.invoke(
+        app, ["train", str(spec), "-d", "cifar10", "--data-dir", str(data_dir), "--resume", str(run), "--lr", "0.2"]
+    )
+    assert lr.exit_code == 2 and "a resumed run keeps its recipe" in lr.stderr
+    assert "Traceback" not in other.output + lr.output + again.output
+
+
+def test_data_errors_leave_no_run_directory(tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(ROOT / "specs" / "mgiad_cifar10.yaml"),
+            "-d",
+            "cifar10",
+            "--data-dir",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "run"),
+        ],
+    )
+    assert result.exit_code == 2 and "no CIFAR-10 files found" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_agrees_with_the_last_epoch(tiny, tmp_path):
+    spec, data_dir = tiny
+    run = tmp_path / "run"
+    cli("train", spec, "-d", "cifar10", "--data-dir", data_dir, "--epochs", 1, "-o", run, "-q")
+    result = json.loads(
+        cli("evaluate", spec, run / "checkpoint.pt", "-d", "cifar10", "--data-dir", data_dir, "-f", "json")
+    )
+    last = metrics(run)[-1]
+    assert result["images"] == 24
+    assert result["accuracy"] == last["test_acc"]
+    assert result["loss"] == pytest.approx(last["test_loss"], rel=1e-5)
+    # a bare state_dict works too, and a mismatching spec is a clear error
+    torch.save(torch.load(run / "checkpoint.pt", weights_only=True)["model"], tmp_path / "weights.pt")
+    assert "accuracy" in cli("evaluate", spec, tmp_path / "weights.pt", "-d", "cifar10", "--data-dir", data_dir)
+    bad = runner.invoke(
+        app, ["evaluate", str(spec), str(run), "-d", "cifar10", "--data-dir", str(data_dir), "-s", "width=2"]
+    )
+    assert bad.exit_code == 2 and "checkpoint does not fit the spec" in bad.stderr
+
+
+def test_seeds_report_mean_and_std(tiny, tmp_path):
+    spec, data_dir = tiny
+    run = tmp_path / "run"
+    out = cli(
+        "train",
+        spec,
+        "-d",
+        "cifar10",
+        "--data-dir",
+        data_dir,
+        "--epochs",
+        1,
+        "--seeds",
+        2,
+        "--seed",
+        5,
+        "-o",
+        run,
+        "-q",
+    )
+    assert "2 seeds (5, 6)" in out and "±" in out
+    report = json.loads((run / "summary.json").read_text())
+    accs = [json.loads((run / f"seed-{s}" / "summary.json").read_text())["final_test_acc"] for s in (5, 6)]
+    assert report["aggregate"]["final_test_acc"]["mean"] == pytest.approx(statistics.mean(accs))
+    assert report["aggregate"]["final_test_acc"]["std"] == pytest.approx(statistics.stdev(accs))
+    w5 = torch.load(run / "seed-5" / "checkpoint.pt", weights_only=True)["model"]
+    w6 = torch.load(run / "seed-6" / "checkpoint.pt", weights_only=True)["model"]
+    assert not torch.equal(w5["stem.conv.weight"], w6["stem.conv.weight"]), "each seed initialises differently"
+
+
+def test_fashionmnist_fits_a_cifar_spec(tmp_path):
+    write_idx(tmp_path / "data", train=32, test=16)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    out = cli(
+        "train", spec, "-d", "fashionmnist", "--data-dir", tmp_path / "data", "--epochs", 1, "-o", tmp_path / "r", "-q"
+    )
+    assert "--set input.channels=1 --set input.size=28" in out
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["config"]["schedule"] == "step"
+    clash = runner.invoke(
+        app, ["train", str(spec), "-d", "fashionmnist", "--data-dir", str(tmp_path / "data"), "-s", "input.channels=3"]
+    )
+    assert clash.exit_code == 2 and "does not fit FashionMNIST" in clash.stderr
+
+
+def test_sweep_counts_every_combination(tmp_path):
+    spec = ROOT / "specs" / "mgiad_cifar10.yaml"
+    out = tmp_path / "sweep"
+    cli("sweep", spec, "--grid", "channel_grid.coarsest=4,16,64", "--grid", "channel_grid.group_size=4,8", "-o", out)
+    rows = list(__import__("csv").DictReader((out / "sweep.csv").open()))
+    assert len(rows) == 6
+    for row in rows:
+        overrides = [
+            f"channel_grid.coarsest={row['channel_grid.coarsest']}",
+            f"channel_grid.group_size={row['channel_grid.group_size']}",
+        ]
+        counts = mgspec.count_spec(spec, overrides)
+        assert int(row["weights"]) == counts.total and int(row["macs"]) == counts.macs
+    assert json.loads((out / "sweep.json").read_text())[0]["weights"] == 138_154
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_rejects_a_bad_combination_before_writing(tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            str(ROOT / "specs" / "mgiad_cifar10.yaml"),
+            "--grid",
+            "channel_grid.group_size=4,3",
+            "-o",
+            str(tmp_path / "s"),
+        ],
+    )
+    assert result.exit_code == 2 and "group_size" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_sweep_with_training(tiny, tmp_path):
+    spec, data_dir = tiny
+    out = tmp_path / "sweep"
+    cli(
+        "sweep",
+        spec,
+        "--grid",
+        "channel_grid.group_size=2,4",
+        "--train",
+        "-d",
+        "cifar10",
+        "--data-dir",
+        data_dir,
+        "--epochs",
+        1,
+        "-o",
+        out,
+        "-q",
+    )
+    rows = json.loads((out / "sweep.json").read_text())
+    assert [r["channel_grid.group_size"] for r in rows] == [2, 4]
+    assert all(0 <= r["best_test_acc"] <= 1 for r in rows)
+    assert (out / "runs").is_dir() and len(list((out / "runs").iterdir())) == 2
+    assert (out / "sweep.png").stat().st_size > 1000
+
+
+def test_pareto_front():
+    rows = [
+        {"weights": 100, "best_test_acc": 0.5},
+        {"weights": 200, "best_test_acc": 0.4},  # dominated
+        {"weights": 300, "best_test_acc": 0.7},
+        {"weights": 300, "best_test_acc": 0.6},  # dominated by the equal-size better one
+        {"weights": 50, "best_test_acc": 0.2},
+    ]
+    assert pareto(rows) == [4, 0, 2]
+
+
+def test_ddp_two_processes_gloo(tiny, tmp_path):
+    spec, data_dir = tiny
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mgspec",
+        "train",
+        str(spec),
+        "-d",
+        "cifar10",
+        "--data-dir",
+        str(data_dir),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "-o",
+        str(run),
+        "-q",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("best test accuracy") == 1, "only rank 0 reports"
+    lines = metrics(run)
+    assert [m["epoch"] for m in lines] == [1, 2]
+    # metrics are summed over both ranks: the whole test set, once
+    evaluated = json.loads(cli("evaluate", spec, run, "-d", "cifar10", "--data-dir", data_dir, "-f", "json"))
+    assert evaluated["images"] == 24
+    assert abs(evaluated["accuracy"] - lines[-1]["test_acc"]) <= 1 / 24 + 1e-9
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 2
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cifar-10-batches-py").is_dir(), reason="../shared/data is absent")
+def test_training_on_the_real_cifar10_subset(tmp_path):
+    """One epoch of a small MGiaD on real CIFAR-10 images beats chance on the real test images."""
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    run = tmp_path / "real"
+    cli("train", spec, "-d", "cifar10", "--data-dir", SHARED_DATA, "--epochs", 1, "--batch-size", 64, "-o", run, "-q")
+    last = metrics(run)[-1]
+    assert last["test_acc"] > 0.15, last
+
+
+def test_loader_workers_do_not_change_the_result(tiny, tmp_path):
+    spec, data_dir = tiny
+    for workers in (0, 2):
+        cli("train", spec, "-d", "cifar10", "--data-dir", data_dir, "--epochs", 1, "--workers", workers,
+            "-o", tmp_path / f"w{workers}", "-q")  # fmt: skip
+    a = torch.load(tmp_path / "w0" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "w2" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
