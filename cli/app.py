@@ -205,9 +205,19 @@ WdOpt = Annotated[float | None, typer.Option(help="SGD weight decay [default: 1e
 SeedOpt = Annotated[int | None, typer.Option(help="Random seed (model init, data order, augmentation) [default: 0].")]
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N [default: cpu].")]
 WorkersOpt = Annotated[int | None, typer.Option(help="Data loader worker processes [default: 0].", min=0)]
-CompileOpt = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")]
+CompileOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--compile/--no-compile",
+        help="torch.compile the model [default: on for CUDA and for CPU runs of 5,000 steps or more].",
+        show_default=False,
+    ),
+]
 ChannelsLastOpt = Annotated[
-    bool | None, typer.Option("--channels-last/--no-channels-last", help="Train in channels_last memory format.")
+    bool | None,
+    typer.Option(
+        "--channels-last/--no-channels-last", help="channels_last memory format [default: on].", show_default=False
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
@@ -259,19 +269,24 @@ def train(
     spec_name = mgspec.load_spec(spec, set_ or [])[0].name
     directory = resume or out or Path("runs") / f"{spec_name}-{dataset}"
     summaries = []
-    for s in range(config.seed, config.seed + seeds):
-        run_dir = directory if seeds == 1 else directory / f"seed-{s}"
-        run = training.prepare(
-            spec,
-            set_ or [],
-            dataclasses.replace(config, seed=s),
-            run_dir,
-            resume=resume is not None,
-            explicit=explicit,
-        )
-        if main_process and run.adapted:
-            print(f"fitted to {dataset}: --set " + " --set ".join(run.adapted))
-        summaries.append(training.train(run, progress=not quiet))
+    try:
+        for s in range(config.seed, config.seed + seeds):
+            run_dir = directory if seeds == 1 else directory / f"seed-{s}"
+            run = training.prepare(
+                spec,
+                set_ or [],
+                dataclasses.replace(config, seed=s),
+                run_dir,
+                resume=resume is not None,
+                explicit=explicit,
+            )
+            if main_process and run.adapted:
+                print(f"fitted to {dataset}: --set " + " --set ".join(run.adapted))
+            summaries.append(training.train(run, progress=not quiet))
+    except BaseException:
+        training.trainer.finish_distributed(ok=False)
+        raise
+    training.trainer.finish_distributed()
     if not main_process:
         return
     if seeds == 1:

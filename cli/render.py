@@ -61,7 +61,9 @@ def _pct(value: float) -> str:
 
 def train_summary(summary: dict, directory, console: Console) -> None:
     table = Table(
-        title=f"{summary['spec']} on {summary['dataset']} (seed {summary['seed']})", title_justify="left", show_header=False
+        title=f"{summary['spec']} on {summary['dataset']} (seed {summary['seed']})",
+        title_justify="left",
+        show_header=False,
     )
     table.add_column("")
     table.add_column("", justify="right")

@@ -339,3 +339,91 @@ def test_loader_workers_do_not_change_the_result(tiny, tmp_path):
     a = torch.load(tmp_path / "w0" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "w2" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _loss_and_grads(model, x, y):
+    model.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _float64_pair(source):
+    """The same model twice in float64, where layout and fusion differences are 1e-13, not 1e-3.
+
+    In float32, BatchNorm over small batches amplifies rounding so much that an exact layout or
+    kernel change moves gradients of the tiny test model by ~1%; float64 shows the math is equal.
+    """
+    torch.manual_seed(0)
+    a = mgspec.create_model(source).double()
+    b = mgspec.create_model(source).double()
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+@pytest.mark.parametrize("spec_name", ["mgiad_cifar10", "mgnet_cifar10", "mgic_cifar10", "resnet20_cifar10"])
+def test_channels_last_computes_the_same_function(spec_name):
+    source = mgspec.load_source(ROOT / "specs" / f"{spec_name}.yaml", ["input.size=16"])
+    nchw, last = _float64_pair(source)
+    last = last.to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3])
+    loss_a, grads_a = _loss_and_grads(nchw, x, y)
+    loss_b, grads_b = _loss_and_grads(last, x.to(memory_format=torch.channels_last), y)
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-12, atol=1e-12)
+    assert grads_a.keys() == grads_b.keys()
+    for key in grads_a:
+        torch.testing.assert_close(grads_b[key], grads_a[key], rtol=1e-9, atol=1e-11)
+
+
+def test_trainer_runs_channels_last_by_default(tiny, tmp_path, monkeypatch):
+    spec, data_dir = tiny
+    seen = []
+    real = trainer_module._make_model
+
+    def spy(run, device):
+        model = real(run, device)
+        seen.append(model.levels.l1.cycle.A.weight.is_contiguous(memory_format=torch.channels_last))
+        return model
+
+    monkeypatch.setattr(trainer_module, "_make_model", spy)
+    config = recipe("cifar10", data_dir, epochs=1, batch_size=16)
+    trainer_module.train(trainer_module.prepare(spec, [], config, tmp_path / "cl"), progress=False)
+    config = recipe("cifar10", data_dir, epochs=1, batch_size=16, channels_last=False)
+    trainer_module.train(trainer_module.prepare(spec, [], config, tmp_path / "nchw"), progress=False)
+    assert seen == [True, False]
+    first = [metrics(tmp_path / d)[0]["train_loss"] for d in ("cl", "nchw")]
+    assert first[0] == pytest.approx(first[1], rel=1e-2)  # float32 drift over the epoch; exactness: float64 test
+
+
+@pytest.mark.slow
+def test_compiled_model_computes_the_same_function():
+    source = mgspec.parse_text(TINY_SPEC)
+    eager, compiled = _float64_pair(source)
+    compiled = torch.compile(compiled.to(memory_format=torch.channels_last))
+    x = torch.randn(8, 3, 32, 32, dtype=torch.float64)
+    y = torch.arange(8)
+    loss_a, grads_a = _loss_and_grads(eager, x, y)
+    loss_b, grads_b = _loss_and_grads(compiled, x.to(memory_format=torch.channels_last), y)
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-10, atol=1e-10)
+    for key in grads_a:
+        torch.testing.assert_close(grads_b["_orig_mod." + key], grads_a[key], rtol=1e-8, atol=1e-10)
+
+
+def test_train_compile_option_compiles(tiny, tmp_path, monkeypatch):
+    """--compile hands the model to torch.compile (the compiled numerics are tested above)."""
+    spec, data_dir = tiny
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compiled.append(model) or model)
+    cli("train", spec, "-d", "cifar10", "--data-dir", data_dir, "--epochs", 1, "--compile", "-o", tmp_path / "c", "-q")
+    cli("train", spec, "-d", "cifar10", "--data-dir", data_dir, "--epochs", 1, "-o", tmp_path / "auto", "-q")
+    assert len(compiled) == 1, "on with --compile; off by default for a 5-step run"
+
+
+def test_compile_and_channels_last_defaults():
+    c = recipe("cifar10", "data")
+    assert c.channels_last is True
+    assert c.compile_enabled(steps=400 * 391) and not c.compile_enabled(steps=100)
+    assert recipe("cifar10", "data", device="cuda").compile_enabled(steps=1)
+    assert not recipe("cifar10", "data", compile=False).compile_enabled(steps=10**6)
+    assert recipe("cifar10", "data", compile=True).compile_enabled(steps=1)

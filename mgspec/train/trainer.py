@@ -63,6 +63,17 @@ def init_distributed(device: str) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
+def finish_distributed(ok: bool = True) -> None:
+    """Leave the process group cleanly (gloo aborts the process if it is still alive at exit).
+
+    After a failure there is no barrier: the other ranks may never reach it.
+    """
+    if dist.is_available() and dist.is_initialized():
+        if ok:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 @dataclass
 class Run:
     """A prepared run: where it lives, what it trains and how."""
@@ -241,20 +252,21 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
             group["lr"] = config.lr_at(start)
         if dist_.main:
             log(f"resuming {run.directory} at epoch {start + 1} of {config.epochs}")
+    per_rank = _batch_size(config, dist_)
+
+    def epoch_batches(epoch: int) -> EpochBatches:
+        return EpochBatches(
+            train_split, info, per_rank, train=True, seed=config.seed, epoch=epoch, rank=dist_.rank, world=dist_.world
+        )
+
     trained = model
-    if config.compile:
+    if config.compile_enabled(steps=config.epochs * len(epoch_batches(0))):
         trained = torch.compile(model)
     if dist_.world > 1:
         # The paper's level-1 R/Pi are weights no op uses; DDP must be told not to wait for their gradients.
         unused = mgspec.count(model.graph).unused > 0
         trained = nn.parallel.DistributedDataParallel(
             trained, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused
-        )
-    per_rank = _batch_size(config, dist_)
-
-    def epoch_batches(epoch: int) -> EpochBatches:
-        return EpochBatches(
-            train_split, info, per_rank, train=True, seed=config.seed, epoch=epoch, rank=dist_.rank, world=dist_.world
         )
 
     test_batches = EpochBatches(test_split, info, per_rank, train=False, rank=dist_.rank, world=dist_.world)
