@@ -268,6 +268,10 @@ def test_sweep_with_training(tiny, tmp_path):
     assert all(0 <= r["best_test_acc"] <= 1 for r in rows)
     assert (out / "runs").is_dir() and len(list((out / "runs").iterdir())) == 2
     assert (out / "sweep.png").stat().st_size > 1000
+    # running the same sweep again continues (here: reuses) the finished runs
+    cli("sweep", spec, "--grid", "channel_grid.group_size=2,4", "--train", "-d", "cifar10", "--data-dir", data_dir,
+        "--epochs", 1, "-o", out, "-q")  # fmt: skip
+    assert json.loads((out / "sweep.json").read_text()) == rows
 
 
 def test_pareto_front():

@@ -31,6 +31,7 @@ import mgspec
 from mgspec.errors import Location, SpecError
 from mgspec.train.batches import EpochBatches
 from mgspec.train.data import Split, dataset_info, load
+from mgspec.train.memory import tune_malloc
 from mgspec.train.recipe import TrainConfig, fit_spec
 
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
@@ -225,6 +226,7 @@ def _make_model(run: Run, device: torch.device) -> nn.Module:
 def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Train to ``run.config.epochs`` (continuing from the checkpoint when there is one)."""
     config = run.config
+    tune_malloc()
     dist_ = init_distributed(config.device)
     device = _device(
         config.device if dist_.world == 1 or not config.device.startswith("cuda") else f"cuda:{dist_.rank}"
