@@ -13,6 +13,7 @@ is the comparison at equal training.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import shlex
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from mgspec.train import prepare, recipe, train
+from mgspec.train import load, prepare, recipe, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,14 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
     args = parser.parse_args(argv)
 
-    rows = []
+    rows, how = [], ""
     started = time.strftime("%Y-%m-%d")
-    load = os.getloadavg()[0]
+    load_average = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as runs:
         for title, spec, overrides in MODELS:
             config = recipe("cifar10", args.data_dir, epochs=args.epochs, seed=args.seed)
             run = prepare(ROOT / spec, overrides, config, Path(runs) / Path(spec).stem)
             print(f"== {title}", flush=True)
+            steps = args.epochs * math.ceil(len(load("cifar10", args.data_dir, "train")) / config.batch_size)
+            how = ("compiled" if config.compile_enabled(steps) else "eager") + (
+                ", channels_last" if config.channels_last else ", NCHW"
+            )
             summary = train(run, progress=sys.stdout.isatty())
             rows.append((title, spec, overrides, summary))
 
@@ -75,12 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         "# Results: equal training on the real CIFAR-10 subset",
         "",
         f"`{command.strip()}` on {started} (commit {commit.strip() or 'unknown'}), {_machine()}, "
-        f"load average {load:.1f} at the start.",
+        f"load average {load_average:.1f} at the start.",
         "",
         f"Data: the CIFAR-10 subset in the official python layout (4,660 training, 846 test images). "
         f"Recipe: the paper's, over {args.epochs} epoch{'s' if args.epochs != 1 else ''} "
         "(SGD momentum 0.9, weight decay 1e-4, lr 0.05 with cosine annealing, batch 128, random crop 4 + flip), seed "
-        f"{args.seed}, trained with `mgspec train` (eager model, NCHW).",
+        f"{args.seed}, trained with `mgspec train` defaults ({how}).",
         "",
         "| model | spec | weights | MACs / image | best test acc | final test acc | final train acc "
         "| train images/s | wall time |",

@@ -198,25 +198,25 @@ def _train_options(
     return recipe(dataset, data_dir, **given), [k for k, v in given.items() if v is not None]
 
 
-EpochsOpt = Annotated[int | None, typer.Option(help="Total epochs [default: 400; 100 for (Fashion)MNIST].", min=1)]
-BatchOpt = Annotated[int | None, typer.Option(help="Batch size over all processes [default: 128].", min=1)]
-LrOpt = Annotated[float | None, typer.Option(help="Initial learning rate [default: 0.05].")]
-WdOpt = Annotated[float | None, typer.Option(help="SGD weight decay [default: 1e-4].")]
-SeedOpt = Annotated[int | None, typer.Option(help="Random seed (model init, data order, augmentation) [default: 0].")]
-DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N [default: cpu].")]
-WorkersOpt = Annotated[int | None, typer.Option(help="Data loader worker processes [default: 0].", min=0)]
+EpochsOpt = Annotated[int | None, typer.Option(help="Total epochs (default: 400; 100 for (Fashion)MNIST).", min=1)]
+BatchOpt = Annotated[int | None, typer.Option(help="Batch size over all processes (default: 128).", min=1)]
+LrOpt = Annotated[float | None, typer.Option(help="Initial learning rate (default: 0.05).")]
+WdOpt = Annotated[float | None, typer.Option(help="SGD weight decay (default: 1e-4).")]
+SeedOpt = Annotated[int | None, typer.Option(help="Random seed (model init, data order, augmentation) (default: 0).")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (default: cpu).")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Data loader worker processes (default: 0).", min=0)]
 CompileOpt = Annotated[
     bool | None,
     typer.Option(
         "--compile/--no-compile",
-        help="torch.compile the model [default: on for CUDA and for CPU runs of 5,000 steps or more].",
+        help="torch.compile the model (default: on for CUDA and for CPU runs of 5,000 steps or more).",
         show_default=False,
     ),
 ]
 ChannelsLastOpt = Annotated[
     bool | None,
     typer.Option(
-        "--channels-last/--no-channels-last", help="channels_last memory format [default: on].", show_default=False
+        "--channels-last/--no-channels-last", help="channels_last memory format (default: on).", show_default=False
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
@@ -241,7 +241,7 @@ def train(
     channels_last: ChannelsLastOpt = None,
     download: Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/<spec>-<dataset>].")
+        Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<spec>-<dataset>).")
     ] = None,
     resume: Annotated[
         Path | None, typer.Option(help="Continue this run directory up to --epochs (the total).", show_default=False)

@@ -162,3 +162,10 @@ def test_compile_check_and_atomic_unchanged_writes(tmp_path):
     assert [p.name for p in out.iterdir()] == ["resnet20_cifar10.py"]  # no temp files left
     target.write_text(target.read_text() + "# edited\n")
     assert runner.invoke(app, ["compile", "specs/resnet20_cifar10.yaml", "-o", str(out), "--check"]).exit_code == 1
+
+
+def test_every_command_is_in_the_cli_reference():
+    text = (ROOT / "docs" / "cli.md").read_text()
+    documented = set(re.findall(r"^\| `mgspec (\w+)", text, flags=re.MULTILINE))
+    registered = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert documented == registered == set(COMMANDS)

@@ -247,7 +247,7 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())
         start, elapsed = int(state["epoch"]), float(state["elapsed"])
         best = state.get("best")
         for group in optimizer.param_groups:  # the schedule is a function of the epoch (and --epochs)
@@ -261,9 +261,10 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
             train_split, info, per_rank, train=True, seed=config.seed, epoch=epoch, rank=dist_.rank, world=dist_.world
         )
 
-    trained = model
+    local = model
     if config.compile_enabled(steps=config.epochs * len(epoch_batches(0))):
-        trained = torch.compile(model)
+        local = torch.compile(model)
+    trained = local
     if dist_.world > 1:
         # The paper's level-1 R/Pi are weights no op uses; DDP must be told not to wait for their gradients.
         unused = mgspec.count(model.graph).unused > 0
@@ -282,7 +283,10 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
             )
             train_time = time.perf_counter() - t0
             scheduler.step()
-            test_loss, test_acc, _ = _epoch_pass(trained, test_batches, config, device, dist_)
+            if dist_.world > 1:  # evaluate rank 0's BatchNorm statistics everywhere, without DDP's
+                for buffer in model.buffers():  # per-forward collectives (test shards may differ in length)
+                    dist.broadcast(buffer, 0)
+            test_loss, test_acc, _ = _epoch_pass(local, test_batches, config, device, dist_)
             elapsed += time.perf_counter() - t0
             if best is None or test_acc > best["test_acc"]:
                 best = {"epoch": epoch + 1, "test_acc": test_acc}
