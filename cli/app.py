@@ -252,6 +252,7 @@ def train(
     import torch.distributed as torch_dist
 
     from mgspec import train as training
+    from mgspec.train.download import download as fetch
 
     config, explicit = _train_options(
         dataset, data_dir, epochs, batch_size, lr, weight_decay, seed, device, workers, compile_, channels_last
@@ -259,7 +260,7 @@ def train(
     main_process = int(os.environ.get("RANK", "0")) == 0
     if download:
         if main_process:
-            training.download(dataset, data_dir)
+            fetch(dataset, data_dir)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # the other ranks wait for rank 0's download
             training.trainer.init_distributed(config.device)
             torch_dist.barrier()

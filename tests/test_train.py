@@ -434,3 +434,36 @@ def test_compile_and_channels_last_defaults():
     assert recipe("cifar10", "data", device="cuda").compile_enabled(steps=1)
     assert not recipe("cifar10", "data", compile=False).compile_enabled(steps=10**6)
     assert recipe("cifar10", "data", compile=True).compile_enabled(steps=1)
+
+
+def test_train_download_fetches_checks_and_trains(tmp_path, monkeypatch):
+    """--download end to end, served from a local archive (the tests run offline)."""
+    import hashlib
+    import tarfile
+
+    from mgspec.train import download as download_module
+
+    folder = write_cifar(tmp_path / "source", train_per_batch=8, test=8)
+    archive = tmp_path / "mirror" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    resource = download_module.Resource(archive.as_uri(), md5, extract=True)
+    monkeypatch.setitem(download_module.RESOURCES, "cifar10", (resource,))
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    data_dir = tmp_path / "data"
+    out = cli(
+        "train", spec, "-d", "cifar10", "--data-dir", data_dir, "--download", "--epochs", 1, "-o", tmp_path / "r", "-q"
+    )
+    assert "downloaded, checksum ok" in out
+    assert (data_dir / "cifar-10-batches-py" / "data_batch_5").is_file()
+    assert len(metrics(tmp_path / "r")) == 1
+    monkeypatch.setitem(
+        download_module.RESOURCES, "cifar10", (download_module.Resource(archive.as_uri(), "0" * 32, True),)
+    )
+    (data_dir / "cifar-10-python.tar.gz").unlink()
+    bad = runner.invoke(app, ["train", str(spec), "-d", "cifar10", "--data-dir", str(data_dir), "--download",
+                              "-o", str(tmp_path / "r2")])  # fmt: skip
+    assert bad.exit_code == 2 and "checksum mismatch" in bad.stderr and not (tmp_path / "r2").exists()

@@ -1,7 +1,6 @@
 """Training side: official dataset formats, the paper's recipe, runs, evaluation and sweeps."""
 
 from mgspec.train.data import DATASETS, DataError, load
-from mgspec.train.download import download
 from mgspec.train.recipe import TrainConfig, recipe
 from mgspec.train.trainer import aggregate, evaluate, prepare, train
 
@@ -10,7 +9,6 @@ __all__ = [
     "DataError",
     "TrainConfig",
     "aggregate",
-    "download",
     "evaluate",
     "load",
     "prepare",
