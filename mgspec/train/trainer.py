@@ -252,7 +252,9 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
         best = state.get("best")
         for group in optimizer.param_groups:  # the schedule is a function of the epoch (and --epochs)
             group["lr"] = config.lr_at(start)
-        if dist_.main:
+        if dist_.main and start >= config.epochs:
+            log(f"{run.directory} has trained {start} of {config.epochs} epochs already; nothing to do")
+        elif dist_.main:
             log(f"resuming {run.directory} at epoch {start + 1} of {config.epochs}")
     per_rank = _batch_size(config, dist_)
 
