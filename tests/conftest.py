@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,5 +18,7 @@ def spec_id(path: Path) -> str:
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    # Under pytest-xdist every worker is a process of its own: one thread each keeps the machine
+    # from being oversubscribed (spinning OpenMP threads slow contended runs down many times over).
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
     yield
