@@ -22,16 +22,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
+import types
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine import describe  # benchmarks/machine.py, beside this script
 
 import mgspec
 from mgspec import codegen
@@ -47,7 +48,8 @@ MODELS = [
 VARIANTS = ["eager NCHW", "eager channels_last", "compiled channels_last"]
 
 
-def generated_model(spec: str, overrides: list[str], directory: Path) -> tuple[torch.nn.Module, int, int]:
+def generated_module(spec: str, overrides: list[str], directory: Path) -> tuple[types.ModuleType, int, int]:
+    """The spec compiled by the codegen backend and imported, with its MACs and weights."""
     graph = mgspec.compile_graph(ROOT / spec, overrides)
     counts = mgspec.count(graph)
     path = directory / f"m{abs(hash((spec, tuple(overrides))))}.py"
@@ -55,8 +57,7 @@ def generated_model(spec: str, overrides: list[str], directory: Path) -> tuple[t
     module_spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    torch.manual_seed(0)
-    return module.create_model(), counts.macs, counts.total
+    return module, counts.macs, counts.total
 
 
 class Case:
@@ -106,18 +107,6 @@ class Case:
                 return steps * self.batch / elapsed
 
 
-def _machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -138,12 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     cases, info = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for title, spec, overrides in MODELS:
+            module, macs, weights = generated_module(spec, overrides, Path(tmp))
+            info[title] = (macs, weights)
             for variant in variants:
                 for mode, batch in modes:
-                    model, macs, weights = generated_model(spec, overrides, Path(tmp))
-                    info[title] = (macs, weights)
+                    torch.manual_seed(0)
                     t = time.perf_counter()
-                    cases[(title, variant, mode, batch)] = Case(model, variant, mode, batch)
+                    cases[(title, variant, mode, batch)] = Case(module.create_model(), variant, mode, batch)
                     print(f"set up {title} / {variant} / {mode} {batch}: {time.perf_counter() - t:.0f} s", flush=True)
         results: dict[tuple, list[float]] = {key: [] for key in cases}
         for r in range(args.rounds):
@@ -158,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"`python benchmarks/speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`".replace(" `", "`"),
         "",
-        f"Machine: {_machine()}. Load average {load_start[0]:.2f} before, {load_end[0]:.2f} after; "
+        f"Machine: {describe()}. Load average {load_start[0]:.2f} before, {load_end[0]:.2f} after; "
         f"median of {args.rounds} interleaved rounds of at least {args.min_time} s each; "
         f"glibc malloc thresholds {'default' if args.no_tune_malloc else 'raised (as in mgspec train)'}.",
         "",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+from machine import describe  # benchmarks/machine.py, beside this script
 
 from mgspec.train import load, prepare, recipe, train
 
@@ -34,18 +33,6 @@ MODELS = [
     ("MgNet_{A,B}, ResNet20 size", "specs/mgnet_small_cifar10.yaml", []),
     ("MGiaD cK=16, gs=4", "specs/mgiad_cifar10.yaml", ["channel_grid.coarsest=16", "channel_grid.group_size=4"]),
 ]
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "<!-- written by benchmarks/train_cifar.py -->",
         "# Results: equal training on the real CIFAR-10 subset",
         "",
-        f"`{command.strip()}` on {started} (commit {commit.strip() or 'unknown'}), {_machine()}, "
+        f"`{command.strip()}` on {started} (commit {commit.strip() or 'unknown'}), {describe()}, "
         f"load average {load_average:.1f} at the start.",
         "",
         f"Data: the CIFAR-10 subset in the official python layout (4,660 training, 846 test images). "
