@@ -370,7 +370,9 @@ def sweep(
         training.data.check(dataset, data_dir)  # fail before anything is trained
 
         def trainer(overrides: list[str], run_dir: Path) -> dict:
-            run = training.prepare(spec, overrides, config, run_dir, resume=(run_dir / "checkpoint.pt").exists())
+            run = training.prepare(
+                spec, overrides, config, run_dir, resume=(run_dir / training.trainer.CHECKPOINT).exists()
+            )
             return training.train(run, progress=not quiet)
 
     rows, written = sweeping.sweep(spec, set_ or [], parsed, out, trainer)

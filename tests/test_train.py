@@ -467,3 +467,15 @@ def test_train_download_fetches_checks_and_trains(tmp_path, monkeypatch):
     bad = runner.invoke(app, ["train", str(spec), "-d", "cifar10", "--data-dir", str(data_dir), "--download",
                               "-o", str(tmp_path / "r2")])  # fmt: skip
     assert bad.exit_code == 2 and "checksum mismatch" in bad.stderr and not (tmp_path / "r2").exists()
+
+
+def test_resume_drops_metrics_of_an_epoch_the_checkpoint_lacks(tiny, tmp_path):
+    """A crash between the metrics line and the checkpoint of an epoch: that epoch is redone once."""
+    spec, data_dir = tiny
+    run = tmp_path / "run"
+    cli("train", spec, "-d", "cifar10", "--data-dir", data_dir, "--epochs", 1, "-o", run, "-q")
+    with (run / "metrics.jsonl").open("a") as handle:
+        handle.write(json.dumps({**metrics(run)[0], "epoch": 2, "test_acc": -1.0}) + "\n")
+    cli("train", spec, "-d", "cifar10", "--data-dir", data_dir, "--epochs", 2, "--resume", run, "-q")
+    lines = metrics(run)
+    assert [m["epoch"] for m in lines] == [1, 2] and lines[1]["test_acc"] >= 0

@@ -29,6 +29,7 @@ from torch import nn
 
 import mgspec
 from mgspec.errors import Location, SpecError
+from mgspec.schema import Spec
 from mgspec.train.batches import EpochBatches
 from mgspec.train.data import Split, dataset_info, load
 from mgspec.train.memory import tune_malloc
@@ -96,8 +97,7 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
-def _spec_record(spec_path: str | Path, overrides: list[str]) -> dict:
-    spec, _ = mgspec.load_spec(spec_path, overrides)
+def _spec_record(spec_path: str | Path, overrides: list[str], spec: Spec) -> dict:
     counts = mgspec.count_spec(spec)
     return {
         "path": str(spec_path),
@@ -128,7 +128,7 @@ def prepare(
     directory = Path(directory)
     info = dataset_info(config.dataset)
     spec, full, adapted = fit_spec(spec_path, list(overrides), info)
-    record = _spec_record(spec_path, full)
+    record = _spec_record(spec_path, full, spec)
     if resume:
         stored_path = directory / CONFIG
         if not stored_path.is_file():
@@ -256,6 +256,8 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
             log(f"{run.directory} has trained {start} of {config.epochs} epochs already; nothing to do")
         elif dist_.main:
             log(f"resuming {run.directory} at epoch {start + 1} of {config.epochs}")
+    if dist_.main:
+        _trim_metrics(run.directory / METRICS, start)
     per_rank = _batch_size(config, dist_)
 
     def epoch_batches(epoch: int) -> EpochBatches:
@@ -315,10 +317,8 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
 
 def _save(run: Run, model, optimizer, scheduler, epoch: int, elapsed: float, best: dict, record: dict) -> None:
     # Metrics first: a crash in between leaves a metrics line for an epoch the checkpoint lacks,
-    # which resume detects and drops (see _trim_metrics), never the reverse.
-    metrics = run.directory / METRICS
-    _trim_metrics(metrics, epoch - 1)
-    with metrics.open("a") as handle:
+    # which train() drops when it starts again (see _trim_metrics), never the reverse.
+    with (run.directory / METRICS).open("a") as handle:
         handle.write(json.dumps(record) + "\n")
     state = {
         "epoch": epoch,
@@ -422,9 +422,10 @@ def evaluate(
 ) -> dict:
     """Loss and accuracy of a checkpoint (a run's ``checkpoint.pt`` or a bare state_dict)."""
     info = dataset_info(dataset)
-    spec, full, _ = fit_spec(spec_path, list(overrides), info)
+    _, full, _ = fit_spec(spec_path, list(overrides), info)
     dev = _device(device)
-    model = mgspec.create_model(spec_path, full).to(dev)
+    graph = mgspec.compile_graph(spec_path, full)
+    model = mgspec.build_model(graph).to(dev)
     path = Path(checkpoint)
     if path.is_dir():
         path = path / CHECKPOINT
@@ -455,9 +456,9 @@ def evaluate(
     batches = EpochBatches(data, info, batch_size, train=False)
     config = TrainConfig(dataset=dataset, data_dir=str(data_dir), batch_size=batch_size, device=device)
     loss, accuracy, images = _epoch_pass(model, batches, config, dev, Dist())
-    counts = mgspec.count_spec(spec)
+    counts = mgspec.count(graph)
     return {
-        "spec": spec.name,
+        "spec": counts.name,
         "dataset": dataset,
         "split": split,
         "images": images,
