@@ -24,6 +24,8 @@ def make_module(s: Slot) -> nn.Module:
         return nn.Conv2d(s.cin, s.cout, s.kernel, s.stride, s.kernel // 2, groups=s.groups, bias=False)
     if s.kind == "bn":
         return nn.BatchNorm2d(s.cout)
+    if s.kind == "gn":
+        return nn.GroupNorm(s.groups, s.cout)
     if s.kind == "linear":
         return nn.Linear(s.cin, s.cout, bias=s.bias)
     raise KeyError(f"no module for slot kind {s.kind!r}")
@@ -47,6 +49,14 @@ def _zero(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
 
 def _relu(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
     return F.relu(x)
+
+
+def _gelu(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x)
+
+
+def _silu(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
+    return F.silu(x)
 
 
 def _add(m: None, c: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -73,8 +83,11 @@ _KERNELS: dict[str, Callable[..., torch.Tensor]] = {
     "zero": _zero,
     "conv": _module,
     "bn": _module,
+    "gn": _module,
     "linear": _module,
     "relu": _relu,
+    "gelu": _gelu,
+    "silu": _silu,
     "add": _add,
     "sub": _sub,
     "shortcut_a": _shortcut_a,

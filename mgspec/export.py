@@ -94,7 +94,7 @@ def to_dot(graph: nx.DiGraph) -> str:
             attrs = {"label": _label(graph, node_id), "tooltip": node_id}
             if n.slot in colours:
                 attrs.update(color=colours[n.slot], penwidth="2", label=attrs["label"] + " [shared]")
-            if n.op in ("relu", "add", "sub"):
+            if n.op in ("relu", "gelu", "silu", "add", "sub"):
                 attrs["shape"] = "ellipse"
             lines.append(f"{pad}{ids[node_id]} [" + ", ".join(f"{k}={json.dumps(v)}" for k, v in attrs.items()) + "];")
         for scope, child in tree["children"].items():

@@ -44,7 +44,10 @@ OPS: dict[str, tuple[int, str | None]] = {
     "zero": (1, None),  # zeros shaped like the operand (u = 0 where an iteration starts)
     "conv": (1, "conv"),  # 2-D convolution, no bias, padding kernel // 2
     "bn": (1, "bn"),  # BatchNorm2d
+    "gn": (1, "gn"),  # GroupNorm(groups, c)
     "relu": (1, None),
+    "gelu": (1, None),
+    "silu": (1, None),
     "add": (2, None),  # a + b
     "sub": (2, None),  # a - b
     "shortcut_a": (1, None),  # ResNet option A: x[:, :, ::2, ::2], zero-pad channels cin -> cout
@@ -53,17 +56,20 @@ OPS: dict[str, tuple[int, str | None]] = {
     "output": (1, None),  # the logits
 }
 
-SLOT_KINDS = ("conv", "bn", "linear")
+SLOT_KINDS = ("conv", "bn", "gn", "linear")
+
+#: The activations a spec may choose (layers as data): every one maps 0 to 0.
+ACTIVATIONS = ("relu", "gelu", "silu")
 
 #: Ops without side effects whose result depends only on the operands (and weights): two
 #: applications to the same operands are one value. BatchNorm is not among them: in training
 #: it updates its running statistics once per application.
-PURE_OPS = frozenset({"zero", "conv", "relu", "add", "sub", "shortcut_a", "avgpool", "linear"})
+PURE_OPS = frozenset({"zero", "conv", "gn", "relu", "gelu", "silu", "add", "sub", "shortcut_a", "avgpool", "linear"})
 
 
 @dataclass(frozen=True)
 class Slot:
-    """A weight-owning module: a conv, a BatchNorm or a linear layer.
+    """A weight-owning module: a conv, a BatchNorm or GroupNorm (``groups`` groups) or a linear layer.
 
     ``owner`` is the path of the block whose module holds it (``name`` is ``owner.<attr>``),
     ``operator`` the math symbol it implements (A, B, R, Pi, P, BN, stem, conv, proj, fc),
@@ -94,7 +100,7 @@ class Slot:
     def weights(self) -> int:
         if self.kind == "conv":
             return self.cout * (self.cin // self.groups) * self.kernel * self.kernel
-        if self.kind == "bn":
+        if self.kind in ("bn", "gn"):
             return 2 * self.cout
         return self.cout * self.cin + (self.cout if self.bias else 0)
 

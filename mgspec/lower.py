@@ -40,9 +40,6 @@ from mgspec.ir import OPS, Block, Node, Slot, add_node
 from mgspec.load import Source, format_path
 from mgspec.schema import ChannelGrid, MgNetGrid, ResNetGrid, Spec
 
-SMOOTHING_STEP = "One MgNet smoothing step: u <- u + relu(bn2(B(relu(bn1(f - A(u))))))."
-
-
 @dataclass
 class _Block:
     """A block while it is lowered (frozen into :class:`Block` at the end)."""
@@ -110,8 +107,30 @@ class _Lowering:
             attr, "conv", cin, cout, operator, origin, kernel=kernel, stride=stride, groups=groups, doc=doc
         )
 
-    def bn_slot(self, attr: str, c: int, origin: tuple) -> str:
-        return self.slot(attr, "bn", c, c, "BN", origin)
+    def bn_slot(self, attr: str, c: int, origin: tuple) -> str | None:
+        """The normalisation the spec chose (``layers.norm``), or None for none.
+
+        ``attr`` is written for BatchNorm (``bn1``, ``bn_R``); GroupNorm slots say ``gn``.
+        """
+        layers = self.spec.layers
+        if layers.norm == "none":
+            return None
+        if layers.norm == "batch":
+            return self.slot(attr, "bn", c, c, "BN", origin)
+        if c % layers.norm_groups:
+            raise self.error(
+                f"GroupNorm with {layers.norm_groups} groups cannot normalise {c} channels ({self.owner.path or 'model'})",
+                ("layers", "norm_groups"),
+                hint="choose norm_groups dividing every normalised width",
+            )
+        return self.slot(attr.replace("bn", "gn"), "gn", c, c, "GN", origin, groups=layers.norm_groups)
+
+    def owned(self, path: str, attr: str) -> str | None:
+        """Block ``path``'s slot ``attr`` as declared: ``bn1`` is ``gn1`` with GroupNorm, absent with none."""
+        for name in (f"{path}.{attr}", f"{path}.{attr.replace('bn', 'gn')}"):
+            if name in self.slots:
+                return name
+        return None
 
     # -- running: nodes ---------------------------------------------------------------
     @contextmanager
@@ -150,12 +169,17 @@ class _Lowering:
         s = self.slots[slot]
         return self.emit("conv", (x,), s.cin, s.cout, label or s.operator, slot, s.origin, name, note)
 
-    def bn(self, x: str, slot: str, name: str = "", note: str = "") -> str:
+    def bn(self, x: str, slot: str | None, name: str = "", note: str = "") -> str:
+        """Normalise ``x`` with ``slot`` (a BatchNorm or GroupNorm; None: no normalisation)."""
+        if slot is None:
+            return x
         s = self.slots[slot]
-        return self.emit("bn", (x,), s.cin, s.cout, "BN", slot, s.origin, name, note)
+        return self.emit(s.kind, (x,), s.cin, s.cout, s.operator, slot, s.origin, name, note)
 
     def relu(self, x: str, c: int, name: str = "", note: str = "") -> str:
-        return self.emit("relu", (x,), c, c, "relu", name=name, note=note)
+        """The spec's activation (``layers.activation``; ReLU by default)."""
+        act = self.spec.layers.activation
+        return self.emit(act, (x,), c, c, act, name=name, note=note)
 
     def add(self, a: str, b: str, c: int, label: str = "+", name: str = "", note: str = "") -> str:
         return self.emit("add", (a, b), c, c, label, name=name, note=note)
@@ -232,21 +256,41 @@ class _Lowering:
         return b.outputs[0][1]
 
     # -- MgNet smoothing and the channel V-cycle --------------------------------------
-    def declare_step(self, path: str, c: int, origin: tuple, own: tuple[str, ...] = (), groups: int = 1) -> _Block:
+    def declare_step(
+        self, path: str, c: int, origin: tuple, own: tuple[str, ...] = (), groups: int = 1, norms: int | None = None
+    ) -> _Block:
         params = (("channels", c),) + ((("groups", groups),) if own and groups > 1 else ())
-        with self.declare("smoothing_step", path, params, SMOOTHING_STEP) as step:
+        norms = norms or self.spec.layers.norms_per_step
+        with self.declare("smoothing_step", path, params, self.step_doc(norms)) as step:
             for op in own:
-                self.conv_slot(op, c, c, op, origin, groups=groups)
-            self.bn_slot("bn1", c, origin)
-            self.bn_slot("bn2", c, origin)
+                self.conv_slot(op, c, c, op, origin, kernel=self.spec.layers.kernel, groups=groups)
+            if norms == 2:
+                self.bn_slot("bn1", c, origin)
+                self.bn_slot("bn2", c, origin)
+            else:  # one normalisation per step, after B
+                self.bn_slot("bn", c, origin)
         return step
+
+    def step_doc(self, norms: int) -> str:
+        layers = self.spec.layers
+        norm = {"batch": "bn", "group": "gn", "none": ""}[layers.norm]
+        act = layers.activation
+
+        def normed(i: int, x: str) -> str:
+            if not norm or (norms == 1 and i == 1):
+                return x
+            return f"{norm}{i if norms == 2 else ''}({x})"
+
+        inner = normed(1, "f - A(u)")
+        return f"One MgNet smoothing step: u <- u + {act}({normed(2, 'B(' + act + '(' + inner + '))')})."
 
     def smoothing_step(self, step: _Block, f: str, u: str, A: str, B: str) -> str:
         """u <- u + relu(bn2(B(relu(bn1(f - A(u))))))."""
         c, p = step.param("channels"), step.path
         with self.run(step, ("u",), f=f, u=u):
             r = self.sub(f, self.conv(u, A), c, "f - A(u)", name="r")
-            d = self.relu(self.bn(self.conv(self.relu(self.bn(r, f"{p}.bn1"), c), B), f"{p}.bn2"), c, name="du")
+            first, second = self.owned(p, "bn1"), self.owned(p, "bn2") or self.owned(p, "bn")
+            d = self.relu(self.bn(self.conv(self.relu(self.bn(r, first), c), B), second), c, name="du")
             step.outputs = (("u", self.add(u, d, c, "u + du", name="u")),)
         return step.outputs[0][1]
 
@@ -265,12 +309,16 @@ class _Lowering:
                 "every smoothing step of the level."
             )
         with self.declare(kind, path, params, doc):
-            self.conv_slot("A", w, w, "A", origin, groups=groups, doc="A_k: data to features")
-            self.conv_slot("B", w, w, "B", origin, groups=groups, doc="B_k: feature extractor")
+            kernel = self.spec.layers.kernel
+            self.conv_slot("A", w, w, "A", origin, kernel=kernel, groups=groups, doc="A_k: data to features")
+            self.conv_slot("B", w, w, "B", origin, kernel=kernel, groups=groups, doc="B_k: feature extractor")
+            # The paper's one-normalisation variant keeps two in the coarser levels and the solve.
+            coarse_norms = grid.norms_per_step or self.spec.layers.norms_per_step
+            norms = self.spec.layers.norms_per_step if k == 0 else coarse_norms
             for i in range(grid.pre_smoothing):
-                self.declare_step(f"{path}.pre.{i}", w, origin)
+                self.declare_step(f"{path}.pre.{i}", w, origin, norms=norms)
             if coarsest:
-                self.declare_step(f"{path}.solve", w, origin)
+                self.declare_step(f"{path}.solve", w, origin, norms=coarse_norms)
             else:
                 h = w // 2
                 self.conv_slot("R", w, h, "R_c", origin, kernel=1, groups=h, doc="R_k: restricts the residual")
@@ -281,7 +329,7 @@ class _Lowering:
                 self.bn_slot("bn_P", w, origin)
                 self.declare_channel_level(f"{path}.coarse", widths, k + 1, grid, origin)
             for i in range(grid.post_smoothing):
-                self.declare_step(f"{path}.post.{i}", w, origin)
+                self.declare_step(f"{path}.post.{i}", w, origin, norms=norms)
         return self.owner.children[-1]
 
     def channel_cycle(self, block: _Block, f: str, u: str, binds: tuple[str, ...]) -> str:
@@ -295,9 +343,9 @@ class _Lowering:
             if f"{p}.coarse" in steps:
                 coarse = steps[f"{p}.coarse"]
                 h = w // 2
-                u_c = self.bn(self.conv(u, f"{p}.Pi"), f"{p}.bn_Pi", name="u_c", note="u_c = Π_k(u)")
+                u_c = self.bn(self.conv(u, f"{p}.Pi"), self.owned(p, "bn_Pi"), name="u_c", note="u_c = Π_k(u)")
                 r = self.sub(f, self.conv(u, A), w, "f - A(u)")
-                restricted = self.bn(self.conv(r, f"{p}.R"), f"{p}.bn_R")
+                restricted = self.bn(self.conv(r, f"{p}.R"), self.owned(p, "bn_R"))
                 f_c = self.add(
                     restricted,
                     self.conv(u_c, f"{coarse.path}.A"),
@@ -308,7 +356,7 @@ class _Lowering:
                 )
                 e = self.channel_cycle(coarse, f_c, u_c, ("e",))
                 u = self.add(
-                    u, self.bn(self.conv(e, f"{p}.P"), f"{p}.bn_P"), w, "u + P(e)", name="u", note="u <- u + P_k(e)"
+                    u, self.bn(self.conv(e, f"{p}.P"), self.owned(p, "bn_P")), w, "u + P(e)", name="u", note="u <- u + P_k(e)"
                 )
             else:
                 u = self.smoothing_step(steps[f"{p}.solve"], f, u, A, B)
@@ -483,9 +531,10 @@ class _Lowering:
         params = (("cin", cin), ("cout", c), ("stride", stride))
         doc = f"ResNet basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + s) with shortcut s = {described}."
         with self.declare(kind, path, params, doc) as block:
-            self.conv_slot("conv1", cin, c, "conv", origin, stride=stride)
+            k = self.spec.layers.kernel
+            self.conv_slot("conv1", cin, c, "conv", origin, kernel=k, stride=stride)
             self.bn_slot("bn1", c, origin)
-            self.conv_slot("conv2", c, c, "conv", origin)
+            self.conv_slot("conv2", c, c, "conv", origin, kernel=k)
             self.bn_slot("bn2", c, origin)
             if shortcut == "projection":
                 self.conv_slot("proj", cin, c, "proj", origin, kernel=1, stride=stride)
@@ -495,12 +544,12 @@ class _Lowering:
     def basic_block(self, block: _Block, x: str) -> str:
         """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
         p, cin, c = block.path, block.param("cin"), block.param("cout")
-        h = self.relu(self.bn(self.conv(x, f"{p}.conv1"), f"{p}.bn1"), c)
-        y = self.bn(self.conv(h, f"{p}.conv2"), f"{p}.bn2", name="y")
+        h = self.relu(self.bn(self.conv(x, f"{p}.conv1"), self.owned(p, "bn1")), c)
+        y = self.bn(self.conv(h, f"{p}.conv2"), self.owned(p, "bn2"), name="y")
         if block.kind == "basic_block":
             s = x
         elif block.kind == "basic_block_projection":
-            s = self.bn(self.conv(x, f"{p}.proj"), f"{p}.proj_bn")
+            s = self.bn(self.conv(x, f"{p}.proj"), self.owned(p, "proj_bn"))
         else:
             s = self.emit("shortcut_a", (x,), cin, c, "shortcut")
         return self.relu(self.add(y, s, c, "y + shortcut(x)"), c)

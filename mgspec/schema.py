@@ -60,6 +60,29 @@ class Stem(_Model):
         return v
 
 
+class Layers(_Model):
+    """The layer choices of every block (layers as data); the defaults are the paper's."""
+
+    norm: Literal["batch", "group", "none"] = Field(
+        "batch", description="Normalisation after convolutions: BatchNorm, GroupNorm (norm_groups groups) or none."
+    )
+    norm_groups: Positive = Field(8, description="Groups of GroupNorm (with norm: group); must divide every width.")
+    activation: Literal["relu", "gelu", "silu"] = Field("relu", description="The activation function.")
+    kernel: Positive = Field(3, description="Kernel size of A and B (MgNet, MGiaD) and of ResNet's convs (odd).")
+    norms_per_step: Literal[1, 2] = Field(
+        2,
+        description="Normalisations per smoothing step: 2 is u + act(BN(B(act(BN(f - A u))))); "
+        "1 keeps the one after B, u + act(BN(B(act(f - A u)))) (the paper's Tables III, IV, VI).",
+    )
+
+    @field_validator("kernel")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError("must be odd so that 'same' padding keeps the size")
+        return v
+
+
 class Head(_Model):
     """Global average pooling, then a linear classifier."""
 
@@ -77,6 +100,11 @@ class ChannelGrid(_Model):
     coarsest: Positive = Field(description="Smallest width of the fully coupled coarsest channel level (cK).")
     pre_smoothing: Positive = Field(1, description="Smoothing steps before the coarse correction (eta_pre, >= 1).")
     post_smoothing: NonNegative = Field(1, description="Smoothing steps after the coarse correction (eta_post).")
+    norms_per_step: Literal[1, 2] | None = Field(
+        None,
+        description="Normalisations per smoothing step on the coarser channel levels and in the coarse solve; "
+        "null: layers.norms_per_step. The finest level's pre/post-smoothing follows layers.norms_per_step.",
+    )
 
 
 class Level(_Model):
@@ -165,6 +193,7 @@ class Spec(_Model):
         None, description="In-channel multigrid applied to every level (MGIC with ResNet blocks, MGiaD with MgNet)."
     )
     head: Head = Field(Head(), description="Classifier.")
+    layers: Layers = Field(Layers(), description="Normalisation, activation and kernel choices for every block.")
 
     @field_validator("name")
     @classmethod

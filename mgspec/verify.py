@@ -9,7 +9,7 @@ Checked:
 - dataflow: every operand exists and comes earlier in the schedule (so the schedule is a
   topological order), and the edges are exactly the operands (one edge per distinct
   operand, carrying its positions); one input and one output;
-- channels agree on every edge; ``zero``, ``bn``, ``relu``, ``add`` and ``sub`` keep them;
+- channels agree on every edge; ``zero``, norms, activations, ``add`` and ``sub`` keep them;
 - slots: every node that needs weights names a slot of its kind whose shape it agrees with
   (so shared slots have one shape); group counts divide both channel counts;
 - blocks: paths are unique and nested under their parent's; every node is run by a block
@@ -25,7 +25,7 @@ from __future__ import annotations
 import networkx as nx
 
 from mgspec.errors import Location, SpecError
-from mgspec.ir import OPS, Block, Node, Slot, blocks, node, slots, walk, within
+from mgspec.ir import ACTIVATIONS, OPS, Block, Node, Slot, blocks, node, slots, walk, within
 from mgspec.load import format_path
 
 
@@ -110,7 +110,7 @@ def _check_channels(graph: nx.DiGraph) -> None:
                     f"channel mismatch: {arg} gives {producer.cout} channels, "
                     f"{node_id} ({n.label or n.op}) expects {n.cin}",
                 )
-        if n.op in ("zero", "add", "sub", "bn", "relu") and n.cin != n.cout:
+        if n.op in ("zero", "add", "sub", "bn", "gn", *ACTIVATIONS) and n.cin != n.cout:
             raise _fail(graph, n, f"{node_id} ({n.op}) must keep its channel count")
         slot_kind = OPS[n.op][1]
         if slot_kind is None:
@@ -123,7 +123,7 @@ def _check_channels(graph: nx.DiGraph) -> None:
         if (s.cin, s.cout) != (n.cin, n.cout):
             raise _fail(graph, n, f"{node_id} uses slot {s.name} of shape {s.cin}->{s.cout} as {n.cin}->{n.cout}")
     for s in table.values():
-        if s.kind == "conv" and (s.cin % s.groups or s.cout % s.groups):
+        if s.kind in ("conv", "gn") and (s.cin % s.groups or s.cout % s.groups):
             raise _fail(graph, s, f"{s.name}: {s.groups} groups do not divide {s.cin} -> {s.cout} channels")
 
 

@@ -17,6 +17,19 @@ def channel_grids(draw, min_width: int):
         "coarsest": coarsest,
         "pre_smoothing": draw(st.integers(1, 2)),
         "post_smoothing": draw(st.integers(0, 2)),
+        "norms_per_step": draw(st.sampled_from([None, 1, 2])),
+    }
+
+
+@st.composite
+def layers(draw) -> dict:
+    """Layer choices; GroupNorm with 1 or 2 groups divides every width drawn here (2 and up, even)."""
+    return {
+        "norm": draw(st.sampled_from(["batch", "group", "none"])),
+        "norm_groups": draw(st.sampled_from([1, 2])),
+        "activation": draw(st.sampled_from(["relu", "gelu", "silu"])),
+        "kernel": draw(st.sampled_from([1, 3, 5])),
+        "norms_per_step": draw(st.sampled_from([1, 2])),
     }
 
 
@@ -36,6 +49,7 @@ def spec_data(draw, family: str | None = None) -> dict:
         "classes": draw(st.integers(2, 12)),
         "stem": {"kernel": draw(st.sampled_from([1, 3, 5]))},
         "head": {"bias": draw(st.booleans())},
+        "layers": draw(layers()),
     }
     if family in ("resnet", "mgic"):
         data["resolution_grid"] = {

@@ -31,7 +31,7 @@ import networkx as nx
 
 from mgspec.codegen.namespace import Namespace, camel_case
 from mgspec.codegen.pretty import INDENT, LINE, Call, Expr, Seq, flat, lines, literal, signature
-from mgspec.ir import Block, Node, blocks, node, schedule, slots, within
+from mgspec.ir import ACTIVATIONS, Block, Node, blocks, node, schedule, slots, within
 from mgspec.verify import spatial_sizes
 
 #: Names every generated module defines or imports.
@@ -106,7 +106,7 @@ class _Compiler:
             for ancestor in self.blocks:
                 if within(path, ancestor):
                     self.subtree[ancestor].append(node_id)
-        uses = Counter(node(graph, n).slot for n in graph.nodes if node(graph, n).op == "bn")
+        uses = Counter(node(graph, n).slot for n in graph.nodes if node(graph, n).op == "bn")  # stateful
         self.shared_bn = {s for s, k in uses.items() if k > 1}
         spec = graph.graph["spec"]
         self.shapes = spatial_sizes(graph, spec.input.size)
@@ -323,10 +323,10 @@ class _Compiler:
             text, prec = ops[i]
             return text if prec == _ATOM else f"({text})"
 
-        if n.op in ("conv", "bn", "linear"):
+        if n.op in ("conv", "bn", "gn", "linear"):
             return f"{self.weight(block, n.slot, weight_args)}({ops[0][0]})", _ATOM
-        if n.op == "relu":
-            return f"F.relu({ops[0][0]})", _ATOM
+        if n.op in ACTIVATIONS:
+            return f"F.{n.op}({ops[0][0]})", _ATOM
         if n.op == "zero":
             return f"torch.zeros_like({ops[0][0]})", _ATOM
         if n.op in ("add", "sub"):
@@ -537,6 +537,8 @@ def slot_ctor(s) -> Call:
         return Call("nn.Conv2d", tuple(args))
     if s.kind == "bn":
         return Call("nn.BatchNorm2d", ((None, Num(s.cout, ("channels", "cout"))),))
+    if s.kind == "gn":
+        return Call("nn.GroupNorm", ((None, s.groups), (None, Num(s.cout, ("channels", "cout")))))
     if s.kind == "linear":
         args = [(None, Num(s.cin, ("cin",))), (None, Num(s.cout, ("classes", "cout")))]
         return Call("nn.Linear", tuple(args) + (() if s.bias else (("bias", False),)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from mgspec.ir import node, remove_dead, replace_uses, schedule, slots
+from mgspec.ir import ACTIVATIONS, node, remove_dead, replace_uses, schedule, slots
 
 
 def fold_zeros(graph: nx.DiGraph) -> nx.DiGraph:
@@ -22,7 +22,7 @@ def fold_zeros(graph: nx.DiGraph) -> nx.DiGraph:
         n = node(graph, node_id)
         if n.op == "zero":
             zero.add(node_id)
-        elif n.op == "relu" and n.args[0] in zero:
+        elif n.op in ACTIVATIONS and n.args[0] in zero:  # every activation maps 0 to 0
             replace_uses(graph, node_id, n.args[0])
         elif n.op == "conv" and n.args[0] in zero:
             s = table[n.slot]
