@@ -40,6 +40,7 @@ from mgspec.ir import OPS, Block, Node, Slot, add_node
 from mgspec.load import Source, format_path
 from mgspec.schema import ChannelGrid, MgNetGrid, ResNetGrid, Spec
 
+
 @dataclass
 class _Block:
     """A block while it is lowered (frozen into :class:`Block` at the end)."""
@@ -119,7 +120,8 @@ class _Lowering:
             return self.slot(attr, "bn", c, c, "BN", origin)
         if c % layers.norm_groups:
             raise self.error(
-                f"GroupNorm with {layers.norm_groups} groups cannot normalise {c} channels ({self.owner.path or 'model'})",
+                f"GroupNorm with {layers.norm_groups} groups cannot normalise the {c} channels of "
+                f"{self.owner.path or 'the model'}",
                 ("layers", "norm_groups"),
                 hint="choose norm_groups dividing every normalised width",
             )
@@ -356,7 +358,12 @@ class _Lowering:
                 )
                 e = self.channel_cycle(coarse, f_c, u_c, ("e",))
                 u = self.add(
-                    u, self.bn(self.conv(e, f"{p}.P"), self.owned(p, "bn_P")), w, "u + P(e)", name="u", note="u <- u + P_k(e)"
+                    u,
+                    self.bn(self.conv(e, f"{p}.P"), self.owned(p, "bn_P")),
+                    w,
+                    "u + P(e)",
+                    name="u",
+                    note="u <- u + P_k(e)",
                 )
             else:
                 u = self.smoothing_step(steps[f"{p}.solve"], f, u, A, B)
