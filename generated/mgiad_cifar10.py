@@ -93,7 +93,7 @@ class CoarsestChannelLevelZeroU(nn.Module):
 
 
 class MGiaDFirstLevel(nn.Module):
-    """The finest resolution level: one channel V-cycle (SiC) from u = 0.
+    """The finest resolution level: one channel cycle (SiC) from u = 0.
 
     Here u = 0 on entry: the work on zeros was folded away.
     """
@@ -153,8 +153,8 @@ class CoarsestChannelLevel(nn.Module):
 
 class ChannelLevel(nn.Module):
     """Channel level k of the SiC V-cycle: pre-smoothing, the coarse correction through level k+1
-    (u <- u + P_k(V_{k+1}(f_c, u_c))), post-smoothing. A_k and B_k are grouped and shared by
-    every smoothing step of the level.
+    (u <- u + P_k(V_{k+1}(f_c, u_c)), visiting it once), post-smoothing. A_k and B_k are
+    grouped.
 
     Au arrives from the caller, which already computed the same value (common-subexpression
     elimination).
@@ -190,7 +190,7 @@ class ChannelLevel(nn.Module):
 
 class MGiaDLevel(nn.Module):
     """A resolution level entered by FAS (u' = Π(u), f' = R(relu(f - A(u))) + A'(u')), then one
-    channel V-cycle (SiC).
+    channel cycle (SiC).
     """
 
     def __init__(self, cin: int, channels: int, cycle: nn.Module) -> None:

@@ -113,8 +113,8 @@ class CoarsestChannelLevel(nn.Module):
 
 class ChannelLevelZeroU(nn.Module):
     """Channel level k of the SiC V-cycle: pre-smoothing, the coarse correction through level k+1
-    (u <- u + P_k(V_{k+1}(f_c, u_c))), post-smoothing. A_k and B_k are grouped and shared by
-    every smoothing step of the level.
+    (u <- u + P_k(V_{k+1}(f_c, u_c)), visiting it once), post-smoothing. A_k and B_k are
+    grouped.
 
     Here u = 0 on entry: the work on zeros was folded away.
     """
@@ -193,8 +193,8 @@ class BasicBlockProjection(nn.Module):
 
 class ChannelLevel(nn.Module):
     """Channel level k of the SiC V-cycle: pre-smoothing, the coarse correction through level k+1
-    (u <- u + P_k(V_{k+1}(f_c, u_c))), post-smoothing. A_k and B_k are grouped and shared by
-    every smoothing step of the level.
+    (u <- u + P_k(V_{k+1}(f_c, u_c)), visiting it once), post-smoothing. A_k and B_k are
+    grouped.
 
     Au arrives from the caller, which already computed the same value (common-subexpression
     elimination).

@@ -71,6 +71,16 @@ def _shortcut_a(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
     return shortcut_a(x, c)
 
 
+def _maxpool(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
+    return F.max_pool2d(x, 3, 2, 1)
+
+
+def _avgpool2(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
+    """Restriction by 2x2 averaging; channels repeated (each input channel feeds c / cin outputs)."""
+    y = F.avg_pool2d(x, 2, ceil_mode=True)
+    return y if c == x.shape[1] else y.repeat_interleave(c // x.shape[1], 1)
+
+
 def _avgpool(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
     return x.mean((2, 3))
 
@@ -91,6 +101,8 @@ _KERNELS: dict[str, Callable[..., torch.Tensor]] = {
     "add": _add,
     "sub": _sub,
     "shortcut_a": _shortcut_a,
+    "maxpool": _maxpool,
+    "avgpool2": _avgpool2,
     "avgpool": _avgpool,
     "output": _identity,
 }

@@ -25,7 +25,7 @@ from mgspec.verify import spatial_sizes
 class Counts:
     name: str
     family: str
-    input_size: int
+    input_size: int | list[int]
     total: int = 0
     by_level: dict[str, int] = field(default_factory=dict)
     by_operator: dict[str, int] = field(default_factory=dict)
@@ -53,11 +53,13 @@ class Counts:
         }
 
 
-def count(graph: nx.DiGraph, input_size: int | None = None) -> Counts:
-    """Weights and MACs per image of a lowered graph, for a square input of ``input_size``."""
+def count(graph: nx.DiGraph, input_size: int | tuple[int, int] | None = None) -> Counts:
+    """Weights and MACs per image of a graph, for the spec's input or one of ``input_size``
+    (square, or (height, width))."""
     spec = graph.graph["spec"]
-    size = input_size if input_size is not None else spec.input.size
-    result = Counts(spec.name, spec.family, size)
+    size = input_size if input_size is not None else spec.input.shape
+    shown = size if isinstance(size, int) or size[0] != size[1] else size[0]
+    result = Counts(spec.name, spec.family, shown if isinstance(shown, int) else list(shown))
     used = used_slots(graph)
     for s in slots(graph).values():
         result.total += s.weights
@@ -76,7 +78,7 @@ def count(graph: nx.DiGraph, input_size: int | None = None) -> Counts:
     return result
 
 
-def _node_macs(graph: nx.DiGraph, size: int):
+def _node_macs(graph: nx.DiGraph, size: int | tuple[int, int]):
     """(node id, node, MACs) of every conv and linear node."""
     shapes = spatial_sizes(graph, size)
     table = slots(graph)
@@ -90,7 +92,7 @@ def _node_macs(graph: nx.DiGraph, size: int):
             yield node_id, n, n.cin * n.cout
 
 
-def macs(graph: nx.DiGraph, input_size: int | None = None) -> int:
+def macs(graph: nx.DiGraph, input_size: int | tuple[int, int] | None = None) -> int:
     """MACs per image of a graph (for the spec's input size unless given)."""
-    size = input_size if input_size is not None else graph.graph["spec"].input.size
+    size = input_size if input_size is not None else graph.graph["spec"].input.shape
     return sum(m for _, _, m in _node_macs(graph, size))

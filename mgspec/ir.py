@@ -51,6 +51,8 @@ OPS: dict[str, tuple[int, str | None]] = {
     "add": (2, None),  # a + b
     "sub": (2, None),  # a - b
     "shortcut_a": (1, None),  # ResNet option A: x[:, :, ::2, ::2], zero-pad channels cin -> cout
+    "maxpool": (1, None),  # 3x3 max-pool, stride 2, padding 1 (a large-image stem)
+    "avgpool2": (1, None),  # 2x2 average pool, stride 2 (ceil), channels repeated cin -> cout
     "avgpool": (1, None),  # global average pool and flatten: N x C x H x W -> N x C
     "linear": (1, "linear"),  # fully connected, optional bias
     "output": (1, None),  # the logits
@@ -64,7 +66,23 @@ ACTIVATIONS = ("relu", "gelu", "silu")
 #: Ops without side effects whose result depends only on the operands (and weights): two
 #: applications to the same operands are one value. BatchNorm is not among them: in training
 #: it updates its running statistics once per application.
-PURE_OPS = frozenset({"zero", "conv", "gn", "relu", "gelu", "silu", "add", "sub", "shortcut_a", "avgpool", "linear"})
+PURE_OPS = frozenset(
+    {
+        "zero",
+        "conv",
+        "gn",
+        "relu",
+        "gelu",
+        "silu",
+        "add",
+        "sub",
+        "shortcut_a",
+        "maxpool",
+        "avgpool2",
+        "avgpool",
+        "linear",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ the algorithm's own MACs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class _Lowering:
         self.running = ""  # the path of the block whose nodes are being emitted
         self.owner: _Block | None = None  # the block being declared
         self._ids: dict[str, int] = {}
+        self.alias: dict[str, str] = {}  # a slot name a block applies -> the slot it shares
 
     # -- errors -----------------------------------------------------------------------
     def error(self, message: str, origin: tuple, hint: str | None = None) -> SpecError:
@@ -168,6 +170,8 @@ class _Lowering:
         return node_id
 
     def conv(self, x: str, slot: str, label: str = "", name: str = "", note: str = "") -> str:
+        while slot in self.alias:
+            slot = self.alias[slot]
         s = self.slots[slot]
         return self.emit("conv", (x,), s.cin, s.cout, label or s.operator, slot, s.origin, name, note)
 
@@ -215,9 +219,10 @@ class _Lowering:
                 origin + ("coarsest",),
                 hint=f"use a coarsest width <= {c}",
             )
+        factor = grid.coarsening
         widths = [c]
-        while widths[-1] % 2 == 0 and widths[-1] // 2 >= grid.coarsest:
-            widths.append(widths[-1] // 2)
+        while widths[-1] % factor == 0 and widths[-1] // factor >= grid.coarsest:
+            widths.append(widths[-1] // factor)
         for w in widths[:-1]:
             if w % grid.group_size:
                 raise self.error(
@@ -237,13 +242,17 @@ class _Lowering:
     # -- stem and head ----------------------------------------------------------------
     def stem(self, x: str, cin: int, c: int, out: str) -> str:
         self.level = "stem"
-        k = self.spec.stem.kernel
+        stem = self.spec.stem
         to = "f, the data of level 1" if out == "f" else "x, the features of stage 1"
-        with self.declare("stem", "stem", (("cin", cin), ("cout", c)), f"relu(bn(conv(x))): the image to {to}.") as b:
-            conv = self.conv_slot("conv", cin, c, "stem", ("stem",), kernel=k)
+        doc = f"{'maxpool(' if stem.maxpool else ''}relu(bn(conv(x))){')' if stem.maxpool else ''}: the image to {to}."
+        with self.declare("stem", "stem", (("cin", cin), ("cout", c)), doc) as b:
+            conv = self.conv_slot("conv", cin, c, "stem", ("stem",), kernel=stem.kernel, stride=stem.stride)
             bn = self.bn_slot("bn", c, ("stem",))
         with self.run(b, (out,), x=x):
-            b.outputs = (("x", self.relu(self.bn(self.conv(x, conv), bn), c)),)
+            y = self.relu(self.bn(self.conv(x, conv), bn), c)
+            if stem.maxpool:
+                y = self.emit("maxpool", (y,), c, c, "maxpool", origin=("stem", "maxpool"))
+            b.outputs = (("x", y),)
         return b.outputs[0][1]
 
     def head(self, u: str, c: int) -> str:
@@ -296,81 +305,130 @@ class _Lowering:
             step.outputs = (("u", self.add(u, d, c, "u + du", name="u")),)
         return step.outputs[0][1]
 
-    def declare_channel_level(self, path: str, widths: list[int], k: int, grid: ChannelGrid, origin: tuple) -> _Block:
+    def declare_channel_level(
+        self,
+        path: str,
+        widths: list[int],
+        k: int,
+        grid: ChannelGrid,
+        origin: tuple,
+        coarsest_group_size: int | None = None,
+        alias: tuple[str, frozenset[str]] | None = None,
+    ) -> _Block:
+        """Channel level ``k`` and the coarser ones below it.
+
+        ``alias`` = (path, ops): instead of declaring its level-shared ``ops``, this level applies
+        those of the channel level at ``path`` (a second cycle of the level, the second visit of a
+        W-cycle, or an equal-width level with ``share_across``).
+        """
         w = widths[k]
         coarsest = k == len(widths) - 1
-        groups = 1 if coarsest else w // grid.group_size
         if coarsest:
-            kind, params = "coarsest_channel_level", (("channels", w),)
-            doc = "The coarsest channel level: fully coupled A and B; the coarse solve is one more smoothing step."
+            groups = w // coarsest_group_size if coarsest_group_size else 1
+            kind, params = "coarsest_channel_level", (("channels", w),) + ((("groups", groups),) if groups > 1 else ())
+            coupled = f"grouped A and B (group size {coarsest_group_size})" if groups > 1 else "fully coupled A and B"
+            doc = f"The coarsest channel level: {coupled}; the coarse solve is one more smoothing step."
         else:
+            groups = w // grid.group_size
             kind, params = "channel_level", (("channels", w), ("groups", groups))
+            visits = "once" if grid.cycle == "V" else "twice, the second visit starting from the first's result"
             doc = (
-                "Channel level k of the SiC V-cycle: pre-smoothing, the coarse correction through level k+1 "
-                "(u <- u + P_k(V_{k+1}(f_c, u_c))), post-smoothing. A_k and B_k are grouped and shared by "
-                "every smoothing step of the level."
+                f"Channel level k of the SiC {grid.cycle}-cycle: pre-smoothing, the coarse correction through level "
+                f"k+1 (u <- u + P_k(V_{{k+1}}(f_c, u_c)), visiting it {visits}), post-smoothing. A_k and B_k "
+                "are grouped."
             )
+        shared = [op for op in ("A", "B") if op in grid.share]
+        own = tuple(op for op in ("A", "B") if op not in grid.share)
+        kernel = self.spec.layers.kernel
         with self.declare(kind, path, params, doc):
-            kernel = self.spec.layers.kernel
-            self.conv_slot("A", w, w, "A", origin, kernel=kernel, groups=groups, doc="A_k: data to features")
-            self.conv_slot("B", w, w, "B", origin, kernel=kernel, groups=groups, doc="B_k: feature extractor")
+            for op in shared:
+                if alias is not None and op in alias[1]:
+                    self.alias[f"{path}.{op}"] = f"{alias[0]}.{op}"
+                else:
+                    role = "data to features" if op == "A" else "feature extractor"
+                    self.conv_slot(op, w, w, op, origin, kernel=kernel, groups=groups, doc=f"{op}_k: {role}")
             # The paper's one-normalisation variant keeps two in the coarser levels and the solve.
             coarse_norms = grid.norms_per_step or self.spec.layers.norms_per_step
             norms = self.spec.layers.norms_per_step if k == 0 else coarse_norms
             for i in range(grid.pre_smoothing):
-                self.declare_step(f"{path}.pre.{i}", w, origin, norms=norms)
+                self.declare_step(f"{path}.pre.{i}", w, origin, own, groups, norms)
             if coarsest:
-                self.declare_step(f"{path}.solve", w, origin, norms=coarse_norms)
+                self.declare_step(f"{path}.solve", w, origin, own, groups, coarse_norms)
             else:
-                h = w // 2
-                self.conv_slot("R", w, h, "R_c", origin, kernel=1, groups=h, doc="R_k: restricts the residual")
+                h = w // grid.coarsening
+                t = h if grid.transfers == "pairwise" else 1
+                self.conv_slot("R", w, h, "R_c", origin, kernel=1, groups=t, doc="R_k: restricts the residual")
                 self.bn_slot("bn_R", h, origin)
-                self.conv_slot("Pi", w, h, "Pi_c", origin, kernel=1, groups=h, doc="Π_k: restricts u")
+                self.conv_slot("Pi", w, h, "Pi_c", origin, kernel=1, groups=t, doc="Π_k: restricts u")
                 self.bn_slot("bn_Pi", h, origin)
-                self.conv_slot("P", h, w, "P_c", origin, kernel=1, groups=h, doc="P_k: prolongs the coarse result")
+                self.conv_slot("P", h, w, "P_c", origin, kernel=1, groups=t, doc="P_k: prolongs the coarse result")
                 self.bn_slot("bn_P", w, origin)
-                self.declare_channel_level(f"{path}.coarse", widths, k + 1, grid, origin)
+                below = (f"{alias[0]}.coarse", alias[1]) if alias else None
+                self.declare_channel_level(f"{path}.coarse", widths, k + 1, grid, origin, coarsest_group_size, below)
+                if grid.cycle == "W":  # the second visit shares the first's A_k, B_k; its norms are its own
+                    again = (f"{alias[0]}.coarse2", alias[1]) if alias else (f"{path}.coarse", frozenset(shared))
+                    self.declare_channel_level(
+                        f"{path}.coarse2", widths, k + 1, grid, origin, coarsest_group_size, again
+                    )
             for i in range(grid.post_smoothing):
-                self.declare_step(f"{path}.post.{i}", w, origin, norms=norms)
+                self.declare_step(f"{path}.post.{i}", w, origin, own, groups, norms)
         return self.owner.children[-1]
 
+    @staticmethod
+    def children(block: _Block, attr: str) -> list[_Block]:
+        return [
+            c for c in block.children if c.path.startswith(f"{block.path}.{attr}.") or c.path == f"{block.path}.{attr}"
+        ]
+
+    def operator(self, block: _Block, op: str, which: str) -> str:
+        """The slot of ``op`` that the first or last smoothing step of a channel level applies."""
+        steps = self.children(block, "pre") + self.children(block, "solve") + self.children(block, "post")
+        if which == "last pre":
+            steps = self.children(block, "pre")
+        step = steps[0] if which == "first" else steps[-1]
+        own = f"{step.path}.{op}"
+        return own if own in self.slots else f"{block.path}.{op}"
+
     def channel_cycle(self, block: _Block, f: str, u: str, binds: tuple[str, ...]) -> str:
-        """One SiC V-cycle on the channel level ``block`` (recursing to the coarser ones)."""
+        """One SiC cycle on the channel level ``block`` (recursing to the coarser ones)."""
         p, w = block.path, block.param("channels")
-        A, B = f"{p}.A", f"{p}.B"
-        steps = {c.path: c for c in block.children}
+
+        def step(s: _Block, f: str, u: str) -> str:
+            return self.smoothing_step(s, f, u, self.operator_of(s, block, "A"), self.operator_of(s, block, "B"))
+
         with self.run(block, binds, f=f, u=u):
-            for i in range(sum(1 for c in block.children if c.path.startswith(f"{p}.pre."))):
-                u = self.smoothing_step(steps[f"{p}.pre.{i}"], f, u, A, B)
-            if f"{p}.coarse" in steps:
-                coarse = steps[f"{p}.coarse"]
-                h = w // 2
+            for s in self.children(block, "pre"):
+                u = step(s, f, u)
+            coarse = self.children(block, "coarse")
+            if coarse:
+                h = self.slots[f"{p}.R"].cout
                 u_c = self.bn(self.conv(u, f"{p}.Pi"), self.owned(p, "bn_Pi"), name="u_c", note="u_c = Π_k(u)")
-                r = self.sub(f, self.conv(u, A), w, "f - A(u)")
+                r = self.sub(f, self.conv(u, self.operator(block, "A", "last pre")), w, "f - A(u)")
                 restricted = self.bn(self.conv(r, f"{p}.R"), self.owned(p, "bn_R"))
+                A_coarse = self.operator(coarse[0], "A", "first")
                 f_c = self.add(
                     restricted,
-                    self.conv(u_c, f"{coarse.path}.A"),
+                    self.conv(u_c, A_coarse),
                     h,
                     "f_c",
                     name="f_c",
                     note="f_c = R_k(f - A_k(u)) + A_{k+1}(u_c)",
                 )
-                e = self.channel_cycle(coarse, f_c, u_c, ("e",))
-                u = self.add(
-                    u,
-                    self.bn(self.conv(e, f"{p}.P"), self.owned(p, "bn_P")),
-                    w,
-                    "u + P(e)",
-                    name="u",
-                    note="u <- u + P_k(e)",
-                )
+                e = self.channel_cycle(coarse[0], f_c, u_c, ("e",))
+                for again in self.children(block, "coarse2"):
+                    e = self.channel_cycle(again, f_c, e, ("e",))
+                P = self.bn(self.conv(e, f"{p}.P"), self.owned(p, "bn_P"))
+                u = self.add(u, P, w, "u + P(e)", name="u", note="u <- u + P_k(e)")
             else:
-                u = self.smoothing_step(steps[f"{p}.solve"], f, u, A, B)
-            for i in range(sum(1 for c in block.children if c.path.startswith(f"{p}.post."))):
-                u = self.smoothing_step(steps[f"{p}.post.{i}"], f, u, A, B)
+                u = step(self.children(block, "solve")[0], f, u)
+            for s in self.children(block, "post"):
+                u = step(s, f, u)
             block.outputs = (("u", u),)
         return u
+
+    def operator_of(self, step: _Block, level: _Block, op: str) -> str:
+        own = f"{step.path}.{op}"
+        return own if own in self.slots else f"{level.path}.{op}"
 
     # -- families ---------------------------------------------------------------------
     def mgnet(self, x: str, grid: MgNetGrid) -> str:
@@ -380,6 +438,7 @@ class _Lowering:
         self.level = spec.level_name(0)
         u = self.zero(f, widths[0])
         fine_A = None
+        previous: tuple[int, tuple, _Block | str] | None = None  # (width, hierarchy, what share_across shares)
         for i, level in enumerate(grid.levels):
             name = spec.level_name(i)
             self.level = name
@@ -387,29 +446,29 @@ class _Lowering:
             origin = ("resolution_grid", "levels", i)
             c = widths[i]
             cin = widths[i - 1] if i else c
-            transfers = i > 0 or grid.level1_transfers
-            if transfers and c % cin:
+            cgrid = spec.level_channel_grid(i)
+            transfers = (i > 0 or grid.level1_transfers) and grid.restriction != "avgpool"
+            if grid.restriction == "avgpool" and i > 0 and c % cin:
                 raise self.error(
                     f"level {name} has {c} channels, not a multiple of the {cin} channels of the level before: "
-                    "the depthwise-style transfers R and Pi (groups = input channels) cannot map them",
+                    "average-pool restriction repeats channels and cannot map them",
                     origin + ("channels",),
+                    hint="use restriction: depthwise or dense",
                 )
-            cgrid = spec.level_channel_grid(i)
             if cgrid is not None:
-                if level.steps != 1:
+                if "share" in grid.model_fields_set:
                     raise self.error(
-                        "a level with a channel grid runs exactly one V-cycle",
-                        origin + ("steps",),
-                        hint="set steps: 1 and use channel_grid.pre_smoothing / post_smoothing",
-                    )
-                if set(grid.share) != {"A", "B"} or grid.group_size is not None:
-                    raise self.error(
-                        "with a channel grid, A_k and B_k are shared over the V-cycle and grouped by "
-                        "channel_grid.group_size",
-                        ("resolution_grid",),
-                        hint="remove resolution_grid.share and resolution_grid.group_size",
+                        "with a channel grid, what the smoothing steps share is channel_grid.share",
+                        ("resolution_grid", "share"),
+                        hint="remove resolution_grid.share; set channel_grid.share",
                     )
                 cwidths = self.channel_widths(c, cgrid, self.grid_origin(i), name)
+                if grid.group_size is not None and cwidths[-1] % grid.group_size:
+                    raise self.error(
+                        f"group size {grid.group_size} does not divide the {cwidths[-1]} channels of level {name}'s "
+                        "coarsest channel level",
+                        ("resolution_grid", "group_size"),
+                    )
             groups = 1
             if cgrid is None and grid.group_size is not None:
                 if c % grid.group_size:
@@ -421,7 +480,8 @@ class _Lowering:
             family = "mgiad" if cgrid is not None else "mgnet"
             kind = f"{family}_{'first_level' if i == 0 else 'level'}"
             params = (("cin", cin), ("channels", c)) + ((("groups", groups),) if groups > 1 else ())
-            smoothing = "one channel V-cycle (SiC)" if cgrid is not None else "MgNet smoothing steps"
+            cycles = "one channel cycle (SiC)" if level.steps == 1 else f"{level.steps} channel cycles sharing A_k, B_k"
+            smoothing = cycles if cgrid is not None else "MgNet smoothing steps"
             doc = (
                 f"The finest resolution level: {smoothing} from u = 0."
                 if i == 0
@@ -429,25 +489,53 @@ class _Lowering:
                 f"then {smoothing}."
             )
             shared: dict[str, str] = {}
+            across = previous if previous is not None and previous[0] == c else None
             with self.declare(kind, path, params, doc) as block:
                 if transfers:
-                    self.conv_slot("R", cin, c, "R", origin, stride=2, groups=cin, doc="R: restricts the residual")
-                    self.conv_slot("Pi", cin, c, "Pi", origin, stride=2, groups=cin, doc="Π: restricts u")
+                    kw = {"stride": 2, "groups": 1 if grid.restriction == "dense" else math.gcd(cin, c)}
+                    self.conv_slot("R", cin, c, "R", origin, doc="R: restricts the residual", **kw)
+                    self.conv_slot("Pi", cin, c, "Pi", origin, doc="Π: restricts u", **kw)
                 if cgrid is not None:
-                    cycle = self.declare_channel_level(f"{path}.cycle", cwidths, 0, cgrid, self.grid_origin(i))
-                    first_A = last_A = f"{path}.cycle.A"
+                    hierarchy = (tuple(cwidths), cgrid)
+                    alias = None
+                    if across is not None and across[1] == hierarchy and grid.share_across:
+                        alias = (across[2], frozenset(grid.share_across) & frozenset(cgrid.share))
+                    cyc = []
+                    for j in range(level.steps):
+                        where = f"{path}.cycle" if level.steps == 1 else f"{path}.cycles.{j}"
+                        if j > 0:  # later cycles share the first's level-shared operators
+                            alias = (cyc[0].path, frozenset(cgrid.share))
+                        cyc.append(
+                            self.declare_channel_level(
+                                where, cwidths, 0, cgrid, self.grid_origin(i), grid.group_size, alias
+                            )
+                        )
+                    first_A = self.operator(cyc[0], "A", "first")
+                    last_A = self.operator(cyc[-1], "A", "last")
+                    previous = (c, hierarchy, cyc[0].path)
                 else:
                     for op in ("A", "B"):
-                        if op in grid.share:
+                        if op not in grid.share:
+                            continue
+                        if across is not None and op in grid.share_across and across[1] == groups:
+                            shared[op] = self.alias[f"{path}.{op}"] = across[2][op]
+                        else:
                             shared[op] = self.conv_slot(
-                                op, c, c, op, origin, groups=groups, doc=f"{op}, shared by every step"
+                                op,
+                                c,
+                                c,
+                                op,
+                                origin,
+                                kernel=spec.layers.kernel,
+                                groups=groups,
+                                doc=f"{op}, shared by every step",
                             )
                     own = tuple(op for op in ("A", "B") if op not in shared)
                     steps = [self.declare_step(f"{path}.steps.{s}", c, origin, own, groups) for s in range(level.steps)]
                     first_A = shared.get("A", f"{path}.steps.0.A")
                     last_A = shared.get("A", f"{path}.steps.{level.steps - 1}.A")
-            inputs = {"f": f, "u": u}
-            with self.run(block, ("u",) if i == 0 else ("f", "u"), **inputs):
+                    previous = (c, groups, shared)
+            with self.run(block, ("u",) if i == 0 else ("f", "u"), f=f, u=u):
                 if i > 0:
                     r = self.relu(
                         self.sub(f, self.conv(u, fine_A, "A_fine"), cin, "f - A(u)"),
@@ -455,12 +543,12 @@ class _Lowering:
                         name="r",
                         note="r = relu(f - A(u)) on the finer level",
                     )
-                    u = self.conv(u, f"{path}.Pi", name="u", note="u' = Π(u)")
-                    f = self.add(
-                        self.conv(r, f"{path}.R"), self.conv(u, first_A), c, "f", name="f", note="f' = R(r) + A'(u')"
-                    )
+                    u = self.restrict(u, f"{path}.Pi", cin, c, "Pi", name="u", note="u' = Π(u)")
+                    R = self.restrict(r, f"{path}.R", cin, c, "R")
+                    f = self.add(R, self.conv(u, first_A), c, "f", name="f", note="f' = R(r) + A'(u')")
                 if cgrid is not None:
-                    u = self.channel_cycle(cycle, f, u, ("u",))
+                    for cycle in cyc:
+                        u = self.channel_cycle(cycle, f, u, ("u",))
                 else:
                     for step in steps:
                         A = shared.get("A", f"{step.path}.A")
@@ -469,6 +557,12 @@ class _Lowering:
                 block.outputs = (("u", u),) if i == 0 else (("f", f), ("u", u))
             fine_A = last_A
         return self.head(u, widths[-1])
+
+    def restrict(self, x: str, slot: str, cin: int, c: int, label: str, name: str = "", note: str = "") -> str:
+        """R or Π between resolution levels: a learned strided conv, or average pooling (no weights)."""
+        if self.spec.resolution_grid.restriction == "avgpool":
+            return self.emit("avgpool2", (x,), cin, c, label, name=name, note=note)
+        return self.conv(x, slot, name=name, note=note)
 
     def resnet(self, x: str, grid: ResNetGrid) -> str:
         spec = self.spec

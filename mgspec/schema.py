@@ -44,13 +44,22 @@ class Input(_Model):
     """The image the network classifies."""
 
     channels: Positive = Field(3, description="Input channels (3 for CIFAR, 1 for (Fashion)MNIST).")
-    size: Positive = Field(32, description="Height and width in pixels; used for MACs and shape checks.")
+    size: Positive | Annotated[list[Positive], Field(min_length=2, max_length=2)] = Field(
+        32, description="Height and width in pixels (one number for a square image, or [height, width])."
+    )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width)."""
+        return (self.size, self.size) if isinstance(self.size, int) else (self.size[0], self.size[1])
 
 
 class Stem(_Model):
     """conv(kernel x kernel, input -> c_1) + BN + ReLU; its output is f_1 (MgNet) or x (ResNet)."""
 
     kernel: Positive = Field(3, description="Stem convolution kernel size (odd).")
+    stride: Positive = Field(1, description="Stem convolution stride (2 or 4 for large images).")
+    maxpool: bool = Field(False, description="A 3x3 stride-2 max-pool after the stem (ImageNet-style).")
 
     @field_validator("kernel")
     @classmethod
@@ -105,6 +114,26 @@ class ChannelGrid(_Model):
         description="Normalisations per smoothing step on the coarser channel levels and in the coarse solve; "
         "null: layers.norms_per_step. The finest level's pre/post-smoothing follows layers.norms_per_step.",
     )
+    share: list[Literal["A", "B"]] = Field(
+        ["A", "B"], description="Operators shared by every smoothing step of a channel level; the rest per step."
+    )
+    cycle: Literal["V", "W"] = Field(
+        "V", description="Cycle shape: V visits the coarser channel level once, W twice (the second from the first)."
+    )
+    transfers: Literal["pairwise", "dense"] = Field(
+        "pairwise",
+        description="Channel transfers R_k, Pi_k, P_k: 1x1 convs mixing `coarsening` channels each, or dense 1x1.",
+    )
+    coarsening: Annotated[int, Field(strict=True, ge=2)] = Field(
+        2, description="Width ratio between consecutive channel levels."
+    )
+
+    @field_validator("share")
+    @classmethod
+    def _unique_ops(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("lists an operator twice")
+        return v
 
 
 class Level(_Model):
@@ -116,7 +145,7 @@ class Level(_Model):
     )
     channels: Positive = Field(description="Channels c_l before the width multiplier.")
     steps: Positive = Field(
-        description="MgNet smoothing steps, ResNet blocks, or (MgNet with a channel grid) V-cycles, which must be 1.",
+        description="MgNet smoothing steps, ResNet blocks, or (MgNet with a channel grid) channel cycles.",
     )
     channel_grid: ChannelGrid | None = Field(
         None,
@@ -159,14 +188,25 @@ class MgNetGrid(_Grid):
     )
     group_size: Positive | None = Field(
         None,
-        description="Grouped A/B convolutions with this many channels per group (grouped MgNet); null is dense.",
+        description="Grouped A/B convolutions with this many channels per group (grouped MgNet; with a channel "
+        "grid, the coarsest channel level's); null is dense.",
     )
     level1_transfers: bool = Field(
         True,
         description="Create R and Pi on level 1 too (never used), as the paper's published counts do.",
     )
+    restriction: Literal["depthwise", "avgpool", "dense"] = Field(
+        "depthwise",
+        description="R and Pi between resolution levels: learned depthwise-style strided 3x3 convs (the paper's), "
+        "2x2 average pooling with channels repeated (no weights), or dense strided 3x3 convs.",
+    )
+    share_across: list[Literal["A", "B"]] = Field(
+        [],
+        description="Shared operators that consecutive levels of equal width also share (MgNet: the level's A/B; "
+        "MGiaD: every channel level's A_k/B_k).",
+    )
 
-    @field_validator("share")
+    @field_validator("share", "share_across")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):

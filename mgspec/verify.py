@@ -40,29 +40,34 @@ def _conv_out(size: int, slot: Slot) -> int:
     return (size + 2 * pad - slot.kernel) // slot.stride + 1
 
 
-def spatial_sizes(graph: nx.DiGraph, size: int) -> dict[str, tuple[int, int, int]]:
-    """(channels, height, width) of every node's output for a square input of ``size``."""
+def spatial_sizes(graph: nx.DiGraph, size: int | tuple[int, int]) -> dict[str, tuple[int, int, int]]:
+    """(channels, height, width) of every node's output for an input of ``size`` (square or (h, w))."""
     table = slots(graph)
+    height, width = (size, size) if isinstance(size, int) else size
+    shown = f"{height}x{width}"
     shapes: dict[str, tuple[int, int, int]] = {}
     for node_id in graph.nodes:
         n = node(graph, node_id)
         ins = [shapes[a] for a in n.args]
         if n.op == "input":
-            shapes[node_id] = (n.cout, size, size)
+            shapes[node_id] = (n.cout, height, width)
         elif n.op == "conv":
             s = table[n.slot]
             _, h, w = ins[0]
             shapes[node_id] = (n.cout, _conv_out(h, s), _conv_out(w, s))
-        elif n.op == "shortcut_a":
+        elif n.op in ("shortcut_a", "avgpool2"):  # every other pixel / 2x2 windows, ceil
             _, h, w = ins[0]
             shapes[node_id] = (n.cout, (h + 1) // 2, (w + 1) // 2)
+        elif n.op == "maxpool":  # 3x3, stride 2, padding 1
+            _, h, w = ins[0]
+            shapes[node_id] = (n.cout, (h - 1) // 2 + 1, (w - 1) // 2 + 1)
         elif n.op in ("add", "sub"):
             if ins[0][1:] != ins[1][1:]:
                 raise _fail(
                     graph,
                     n,
                     f"{n.label} at {node_id} combines tensors of sizes {ins[0][1:]} and {ins[1][1:]} "
-                    f"for a {size}x{size} input",
+                    f"for a {shown} input",
                 )
             shapes[node_id] = (n.cout,) + ins[0][1:]
         elif n.op in ("avgpool", "linear", "output"):
@@ -70,7 +75,7 @@ def spatial_sizes(graph: nx.DiGraph, size: int) -> dict[str, tuple[int, int, int
         else:
             shapes[node_id] = (n.cout,) + ins[0][1:]
         if min(shapes[node_id][1:]) < 1:
-            raise _fail(graph, n, f"the input ({size}x{size}) is too small: it vanishes at {node_id}")
+            raise _fail(graph, n, f"the input ({shown}) is too small: it vanishes at {node_id}")
     return shapes
 
 
@@ -110,7 +115,7 @@ def _check_channels(graph: nx.DiGraph) -> None:
                     f"channel mismatch: {arg} gives {producer.cout} channels, "
                     f"{node_id} ({n.label or n.op}) expects {n.cin}",
                 )
-        if n.op in ("zero", "add", "sub", "bn", "gn", *ACTIVATIONS) and n.cin != n.cout:
+        if n.op in ("zero", "add", "sub", "bn", "gn", "maxpool", *ACTIVATIONS) and n.cin != n.cout:
             raise _fail(graph, n, f"{node_id} ({n.op}) must keep its channel count")
         slot_kind = OPS[n.op][1]
         if slot_kind is None:
@@ -183,4 +188,4 @@ def verify(graph: nx.DiGraph, size: int | None = None) -> None:
     _check_channels(graph)
     _check_blocks(graph)
     spec = graph.graph.get("spec")
-    spatial_sizes(graph, size if size is not None else (spec.input.size if spec else 32))
+    spatial_sizes(graph, size if size is not None else (spec.input.shape if spec else 32))

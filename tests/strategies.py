@@ -18,6 +18,10 @@ def channel_grids(draw, min_width: int):
         "pre_smoothing": draw(st.integers(1, 2)),
         "post_smoothing": draw(st.integers(0, 2)),
         "norms_per_step": draw(st.sampled_from([None, 1, 2])),
+        "share": draw(st.sampled_from([["A", "B"], ["A"], ["B"], []])),
+        "cycle": draw(st.sampled_from(["V", "W"])),
+        "transfers": draw(st.sampled_from(["pairwise", "dense"])),
+        "coarsening": draw(st.sampled_from([2, 2, 4])),
     }
 
 
@@ -38,36 +42,56 @@ def spec_data(draw, family: str | None = None) -> dict:
     family = family or draw(st.sampled_from(["resnet", "mgnet", "mgnet_grouped", "mgiad", "mgic"]))
     n_levels = draw(st.integers(1, 3))
     base = draw(st.sampled_from([4, 8]))
-    mults = [1] + [draw(st.sampled_from([1, 2])) for _ in range(n_levels - 1)]
+    restriction = draw(st.sampled_from(["depthwise", "avgpool", "dense"]))
+    # Widths may shrink (not with average-pool restriction, which repeats channels).
+    steps = [1, 2] if restriction == "avgpool" else [0.5, 1, 2]
     channels, c = [], base
-    for m in mults:
-        c *= m
-        channels.append(c)
+    for i in range(n_levels):
+        c = int(c * (draw(st.sampled_from(steps)) if i else 1))
+        channels.append(max(c, 4))
+    side = st.sampled_from([8, 12, 16])
+    size = draw(st.one_of(side, st.lists(side, min_size=2, max_size=2)))
     data: dict = {
         "name": "generated",
-        "input": {"channels": draw(st.sampled_from([1, 3])), "size": draw(st.sampled_from([8, 12, 16]))},
+        "input": {"channels": draw(st.sampled_from([1, 3])), "size": size},
         "classes": draw(st.integers(2, 12)),
-        "stem": {"kernel": draw(st.sampled_from([1, 3, 5]))},
+        "stem": {
+            "kernel": draw(st.sampled_from([1, 3, 5])),
+            "stride": draw(st.sampled_from([1, 1, 2])),
+            "maxpool": draw(st.booleans()),
+        },
         "head": {"bias": draw(st.booleans())},
         "layers": draw(layers()),
     }
     if family in ("resnet", "mgic"):
         data["resolution_grid"] = {
             "block": "resnet_basic",
-            "shortcut": draw(st.sampled_from(["projection", "option_a"])),
+            # option A zero-pads channels: only where widths never shrink
+            "shortcut": draw(st.sampled_from(["projection", "option_a"]))
+            if channels == sorted(channels)
+            else "projection",
             "levels": [{"channels": ch, "steps": draw(st.integers(1, 2))} for ch in channels],
         }
         if family == "mgic":
             data["channel_grid"] = draw(channel_grids(min(channels)))
     else:
-        levels = [{"channels": ch, "steps": 1 if family == "mgiad" else draw(st.integers(1, 3))} for ch in channels]
-        data["resolution_grid"] = {"block": "mgnet", "levels": levels, "level1_transfers": draw(st.booleans())}
+        levels = [{"channels": ch, "steps": draw(st.integers(1, 2 if family == "mgiad" else 3))} for ch in channels]
+        grid = data["resolution_grid"] = {
+            "block": "mgnet",
+            "levels": levels,
+            "level1_transfers": draw(st.booleans()),
+            "restriction": restriction,
+        }
         if family == "mgiad":
             data["channel_grid"] = draw(channel_grids(min(channels)))
+            shared = data["channel_grid"]["share"]
+            if draw(st.booleans()):  # grouped coarsest channel level; coarsest widths here are even
+                grid["group_size"] = draw(st.sampled_from([1, 2]))
         else:
-            data["resolution_grid"]["share"] = draw(st.sampled_from([["A", "B"], ["A"], ["B"], []]))
+            shared = grid["share"] = draw(st.sampled_from([["A", "B"], ["A"], ["B"], []]))
+        grid["share_across"] = draw(st.sampled_from([[], shared]))
         if family == "mgnet_grouped":
-            data["resolution_grid"]["group_size"] = draw(st.sampled_from([1, 2, 4]))
+            grid["group_size"] = draw(st.sampled_from([1, 2, 4]))
     return data
 
 

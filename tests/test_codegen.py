@@ -70,13 +70,13 @@ def test_render_is_byte_identical_run_to_run():
     assert codegen.render(graph) == codegen.render(mgspec.compile_graph("specs/mgiad_cifar10.yaml"))
 
 
-def assert_equivalent(graph, tmp_path, cin: int, size: int, batch: int = 2) -> None:
+def assert_equivalent(graph, tmp_path, cin: int, size: int | list[int], batch: int = 2) -> None:
     runtime = mgspec.build_model(graph)
     module = load_module(codegen.render(graph), graph.graph["spec"].name, tmp_path)
     generated = module.create_model()
     assert list(generated.state_dict()) == list(runtime.state_dict())
     generated.load_state_dict(runtime.state_dict(), strict=True)
-    x = torch.randn(batch, cin, size, size)
+    x = torch.randn(batch, cin, *((size, size) if isinstance(size, int) else size))
     runtime.eval(), generated.eval()
     with torch.no_grad():
         torch.testing.assert_close(generated(x), runtime(x), rtol=1e-5, atol=1e-6)

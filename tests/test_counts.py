@@ -89,7 +89,7 @@ def test_level1_quirk_is_visible_and_optional():
 def _torch_macs(model, cin, size):
     model.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, cin, size, size))
+        model(torch.zeros(1, cin, *((size, size) if isinstance(size, int) else size)))
     flops = counter.get_flop_counts()["Global"]
     conv = sum(v for k, v in flops.items() if "convolution" in str(k))
     linear = sum(v for k, v in flops.items() if any(w in str(k) for w in ("addmm", "mm")))

@@ -21,7 +21,7 @@ def applications(graph, slot: str) -> int:
     return sum(1 for n in graph.nodes if node(graph, n).slot == slot)
 
 
-def assert_same_function(literal, optimized, cin: int, size: int, batch: int = 3) -> None:
+def assert_same_function(literal, optimized, cin: int, size: int | list[int], batch: int = 3) -> None:
     """Equal outputs (train and eval) and equal parameters after one SGD step, in float64.
 
     A slot whose every literal application was to zeros is unused once they are folded away:
@@ -32,7 +32,7 @@ def assert_same_function(literal, optimized, cin: int, size: int, batch: int = 3
     b = mgspec.build_model(optimized).double()
     assert list(a.state_dict()) == list(b.state_dict())
     b.load_state_dict(a.state_dict())
-    x = torch.randn(batch, cin, size, size, dtype=torch.float64)
+    x = torch.randn(batch, cin, *((size, size) if isinstance(size, int) else size), dtype=torch.float64)
     target = torch.randint(0, literal.graph["spec"].classes, (batch,))
     for model in (a, b):
         torch.nn.functional.cross_entropy(model(x), target).backward()

@@ -109,7 +109,7 @@ class _Compiler:
         uses = Counter(node(graph, n).slot for n in graph.nodes if node(graph, n).op == "bn")  # stateful
         self.shared_bn = {s for s, k in uses.items() if k > 1}
         spec = graph.graph["spec"]
-        self.shapes = spatial_sizes(graph, spec.input.size)
+        self.shapes = spatial_sizes(graph, spec.input.shape)
         self._interfaces: dict[str, Interface] = {}
         self._members: dict[str, list] = {}
         self._by_path: dict[str, Instance] = {}
@@ -333,6 +333,12 @@ class _Compiler:
             return f"{ops[0][0]} {'+' if n.op == 'add' else '-'} {atom(1)}", _SUM
         if n.op == "avgpool":
             return f"{atom(0)}.mean((2, 3))", _ATOM
+        if n.op == "maxpool":
+            return f"F.max_pool2d({ops[0][0]}, 3, 2, 1)", _ATOM
+        if n.op == "avgpool2":  # restriction by 2x2 averaging; channels repeated when the level is wider
+            pooled = f"F.avg_pool2d({ops[0][0]}, 2, ceil_mode=True)"
+            k = n.cout // n.cin
+            return (pooled if k == 1 else f"{pooled}.repeat_interleave({k}, 1)"), _ATOM
         if n.op == "shortcut_a":  # option A: subsample, zero-pad the new channels evenly on both sides
             x = atom(0)
             if n.cout % n.cin:

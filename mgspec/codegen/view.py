@@ -63,7 +63,7 @@ def view_model(graph: nx.DiGraph, module: Module, regenerate: str | None = None)
         "description": docstring_text(spec.description or "(no description)"),
         "total": f"{counts.total:,}",
         "unused_note": unused,
-        "size": spec.input.size,
+        "size": "x".join(map(str, spec.input.shape)),
         "macs": f"{counts.macs:,}.{removed}",
         "count_rows": rows,
         "functional": "F." in text,
