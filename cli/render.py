@@ -45,7 +45,8 @@ def passes_line(counts: Counts) -> str:
 
 
 def counts_table(counts: Counts, console: Console) -> None:
-    size = f"{counts.input_size}x{counts.input_size}"
+    h, w = (counts.input_size,) * 2 if isinstance(counts.input_size, int) else counts.input_size
+    size = f"{h}x{w}"
     title = f"{counts.name} ({counts.family}): {counts.total:,} weights, {counts.macs:,} MACs per {size} image"
     for section, weights, macs in (
         ("level", counts.by_level, counts.macs_by_level),
