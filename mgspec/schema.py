@@ -134,8 +134,9 @@ class MgNetGrid(_Grid):
         description="Grouped A/B convolutions with this many channels per group (grouped MgNet); null is dense.",
     )
     level1_transfers: bool = Field(
-        True,
-        description="Create R and Pi on level 1 too (never used), as the paper's published counts do.",
+        False,
+        description="Create R and Pi on level 1 too (never used), as the paper's published counts do; "
+        "the shipped paper specs set it to true.",
     )
 
     @field_validator("share")

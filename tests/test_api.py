@@ -69,3 +69,24 @@ def test_api_reference_is_fresh():
     text = (ROOT / "docs" / "api.md").read_text()
     for name in ("create_model", "count_spec", "generate_source", "load_spec"):
         assert f"### `mgspec.{name}`" in text
+
+
+def test_a_new_mgnet_or_mgiad_spec_has_no_unused_weights():
+    for extra in ("", "channel_grid: {group_size: 4, coarsest: 8}\n"):
+        text = (
+            "name: fresh\nclasses: 10\nresolution_grid:\n  block: mgnet\n"
+            "  levels: [{channels: 16, steps: 1}, {channels: 32, steps: 1}]\n" + extra
+        )
+        counts = mgspec.count_spec(text)
+        assert counts.unused == 0 and counts.unused_slots == []
+        model = mgspec.create_model(text)
+        assert sum(p.numel() for p in model.parameters()) == counts.total
+        assert mgspec.count_spec(text, {"resolution_grid.level1_transfers": True}).unused == 18 * 16
+
+
+def test_shipped_paper_specs_keep_level1_transfers_explicit():
+    for path in sorted((ROOT / "specs").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        if data["resolution_grid"]["block"] == "mgnet":
+            assert data["resolution_grid"].get("level1_transfers") is True, path.name
+            assert mgspec.count_spec(path).unused > 0, path.name
