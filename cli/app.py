@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from mgspec.cli import render
 from mgspec.cli.errors import user_errors
-from rich.console import Console
+from rich.markup import escape
 
 import mgspec
 
@@ -24,20 +24,51 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-SpecArg = Annotated[Path, typer.Argument(help="Spec file (YAML).", show_default=False)]
+SpecArg = Annotated[Path, typer.Argument(help="Spec file (YAML); - reads it from stdin.", show_default=False)]
+SpecsArg = Annotated[list[Path], typer.Argument(help="Spec files (YAML); - reads one from stdin.", show_default=False)]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a field: PATH=VALUE (dotted path, list indices allowed). Repeatable."),
 ]
 
+_stdin: list[mgspec.Source] = []
+
+
+def spec_input(path: Path) -> Path | mgspec.Source:
+    """A spec path as the library takes it: ``-`` is the spec text on stdin (read once)."""
+    if str(path) != "-":
+        return path
+    if not _stdin:
+        _stdin.append(mgspec.parse_text(sys.stdin.read(), "<stdin>"))
+    return _stdin[0]
+
+
+def _set_options(set_: list[str] | None) -> str:
+    import shlex
+
+    return "".join(f" --set {shlex.quote(s)}" for s in set_ or ())
+
 
 @app.command()
 @user_errors
-def validate(spec: SpecArg, set_: SetOpt = None) -> None:
-    """Check a spec: schema, channel arithmetic and the lowered graph."""
-    graph = mgspec.compile_graph(spec, set_)
-    s = graph.graph["spec"]
-    print(f"{spec}: ok ({s.name}, {s.family}, {len(graph)} ops, {len(graph.graph['slots'])} weight slots)")
+def validate(specs: SpecsArg, set_: SetOpt = None) -> None:
+    """Check specs: schema, channel arithmetic and the lowered graph (every spec; exit 2 if any fails)."""
+    from mgspec.cli.errors import USER_ERROR, report
+
+    failed = 0
+    for spec in specs:
+        try:
+            graph = mgspec.compile_graph(spec_input(spec), set_)
+        except mgspec.SpecError as exc:
+            report(str(exc))
+            failed += 1
+            continue
+        s = graph.graph["spec"]
+        print(f"{spec}: ok ({s.name}, {s.family}, {len(graph)} ops, {len(graph.graph['slots'])} weight slots)")
+    if failed:
+        if len(specs) > 1:
+            print(f"{failed} of {len(specs)} specs are invalid", file=sys.stderr)
+        raise typer.Exit(USER_ERROR)
 
 
 @app.command()
@@ -53,22 +84,24 @@ def count(
     """Exact weights and MACs per level and operator, from the graph alone."""
     if format not in ("table", "json", "csv"):
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use table, json or csv")
-    counts = mgspec.count_spec(spec, set_, input_size)
+    counts = mgspec.count_spec(spec_input(spec), set_, input_size)
     if format == "json":
         print(render.counts_json(counts))
     elif format == "csv":
         print(render.counts_csv(counts), end="")
     else:
-        render.counts_table(counts, Console())
+        render.counts_table(counts, render.console())
 
 
 @app.command("compile")
 @user_errors
 def compile_(
-    specs: Annotated[list[Path], typer.Argument(help="Spec files (YAML).", show_default=False)],
+    specs: SpecsArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the generated <name>.py files.")],
     set_: SetOpt = None,
-    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if any file in OUT is stale.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if any file in OUT is missing or stale.")
+    ] = False,
 ) -> None:
     """Generate standalone PyTorch source (one <name>.py per spec)."""
     from mgspec import codegen
@@ -76,16 +109,23 @@ def compile_(
     # Render everything first: one bad spec leaves no partial output behind.
     rendered: dict[Path, str] = {}
     for spec in specs:
-        graph = mgspec.compile_graph(spec, set_)
+        graph = mgspec.compile_graph(spec_input(spec), set_)
         target = out / f"{graph.graph['spec'].name}.py"
         if target in rendered:
             raise mgspec.SpecError(f"two specs are named {target.stem!r}", mgspec.Location(str(spec)), "name")
         rendered[target] = codegen.render(graph)
     if check:
-        stale = [str(path) for path, text in rendered.items() if not codegen.is_current(path, text)]
-        if stale:
-            print("stale: " + ", ".join(stale), file=sys.stderr)
-            print(f"update with: mgspec compile {' '.join(map(str, specs))} -o {out}", file=sys.stderr)
+        import shlex
+
+        missing = [str(path) for path in rendered if not path.exists()]
+        stale = [str(path) for path, text in rendered.items() if path.exists() and not codegen.is_current(path, text)]
+        if missing or stale:
+            if missing:
+                print("missing: " + ", ".join(missing), file=sys.stderr)
+            if stale:
+                print("stale: " + ", ".join(stale), file=sys.stderr)
+            command = f"mgspec compile {' '.join(shlex.quote(str(s)) for s in specs)} -o {shlex.quote(str(out))}"
+            print(f"update with: {command}{_set_options(set_)}", file=sys.stderr)
             raise typer.Exit(1)
         print(f"{len(rendered)} file(s) up to date in {out}")
         return
@@ -103,17 +143,34 @@ def schema() -> None:
 @app.command("list")
 @user_errors
 def list_(
-    directory: Annotated[Path, typer.Option("--dir", help="Directory of specs.")] = Path("specs"),
+    directory: Annotated[Path, typer.Option("--dir", help="Directory of specs (*.yaml and *.yml).")] = Path("specs"),
 ) -> None:
-    """The specs in a directory, with name, family and weights."""
+    """The specs in a directory, with name, family and weights; invalid specs are listed with their error."""
     from rich.table import Table
 
+    if not directory.is_dir():
+        raise mgspec.SpecError(
+            "no such directory" if not directory.exists() else "not a directory",
+            mgspec.Location(str(directory)),
+            hint="list --dir DIR names a folder of specs",
+        )
     table = Table("spec", "name", "family", "weights", "description")
-    for path in sorted(directory.glob("*.yaml")):
-        counts = mgspec.count_spec(path)
-        spec, _ = mgspec.load_spec(path)
-        table.add_row(str(path), counts.name, counts.family, f"{counts.total:,}", spec.description)
-    Console(width=200).print(table)
+    paths = sorted({*directory.glob("*.yaml"), *directory.glob("*.yml")})
+    invalid = 0
+    for path in paths:
+        try:
+            spec, _ = mgspec.load_spec(path)
+            counts = mgspec.count_spec(spec)
+        except mgspec.SpecError as exc:
+            invalid += 1
+            table.add_row(str(path), "", "invalid", "", f"[red]{escape(str(exc))}[/red]")
+            continue
+        table.add_row(str(path), counts.name, counts.family, f"{counts.total:,}", escape(spec.description))
+    render.console().print(table)
+    if not paths:
+        print(f"no specs (*.yaml, *.yml) in {directory}", file=sys.stderr)
+    elif invalid:
+        print(f"{invalid} of {len(paths)} specs are invalid", file=sys.stderr)
 
 
 @app.command()
@@ -122,7 +179,7 @@ def show(spec: SpecArg, set_: SetOpt = None) -> None:
     """Print the graph IR readably: one op per line, grouped by level."""
     from mgspec import export
 
-    print(export.to_text(mgspec.compile_graph(spec, set_)), end="")
+    print(export.to_text(mgspec.compile_graph(spec_input(spec), set_)), end="")
 
 
 @app.command()
@@ -130,7 +187,16 @@ def show(spec: SpecArg, set_: SetOpt = None) -> None:
 def graph(
     spec: SpecArg,
     set_: SetOpt = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="dot, mermaid or json (networkx node-link).")] = "dot",
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="dot, mermaid or json (networkx node-link) (default: from -o's extension .dot/.gv, .mmd, .json; "
+            "else dot).",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write here; .svg/.png render DOT with Graphviz.")
     ] = None,
@@ -139,9 +205,12 @@ def graph(
     from mgspec import export
 
     renderers = {"dot": export.to_dot, "mermaid": export.to_mermaid, "json": export.to_json}
+    if format is None:
+        by_suffix = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid", ".json": "json"}
+        format = by_suffix.get(out.suffix.lower(), "dot") if out is not None else "dot"
     if format not in renderers:
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use dot, mermaid or json")
-    g = mgspec.compile_graph(spec, set_)
+    g = mgspec.compile_graph(spec_input(spec), set_)
     if out is not None and out.suffix in (".svg", ".png"):
         import shutil
         import subprocess
@@ -291,11 +360,11 @@ def train(
     if not main_process:
         return
     if seeds == 1:
-        render.train_summary(summaries[0], directory, Console())
+        render.train_summary(summaries[0], directory, render.console())
         return
     result = training.aggregate(summaries)
     (directory / "summary.json").write_text(json.dumps({"runs": summaries, "aggregate": result}, indent=2) + "\n")
-    render.seeds_summary(result, directory, Console())
+    render.seeds_summary(result, directory, render.console())
 
 
 @app.command()
@@ -376,7 +445,7 @@ def sweep(
             return training.train(run, progress=not quiet)
 
     rows, written = sweeping.sweep(spec, set_ or [], parsed, out, trainer)
-    render.sweep_table(rows, Console(width=160))
+    render.sweep_table(rows, render.console())
     for path in written:
         print(f"wrote {path}")
 

@@ -5,11 +5,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 from rich.console import Console
 from rich.table import Table
 
 from mgspec.count import Counts
+
+#: Width of rich output written to a pipe or file: wide enough that no table or line wraps.
+PIPE_WIDTH = 1000
+
+
+def console() -> Console:
+    """A rich console for stdout; piped (not a terminal, no $COLUMNS) it does not wrap at 80 columns."""
+    out = Console()
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        out = Console(width=PIPE_WIDTH)
+    return out
 
 
 def counts_json(counts: Counts) -> str:

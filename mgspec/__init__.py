@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from mgspec.build import GraphModel
-from mgspec.build import build as build_model
 from mgspec.count import Counts, count
 from mgspec.errors import Location, SpecError
 from mgspec.load import Source, load_source, parse_text
@@ -23,7 +21,21 @@ from mgspec.lower import lower
 from mgspec.schema import Spec, validate
 from mgspec.verify import verify
 
+if TYPE_CHECKING:
+    from mgspec.build import GraphModel
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # torch is imported on first use of the runtime model, so that validate, count and the
+    # other commands that need no tensor start in a fraction of a second.
+    if name in ("GraphModel", "build_model"):
+        from mgspec import build
+
+        return build.GraphModel if name == "GraphModel" else build.build
+    raise AttributeError(f"module 'mgspec' has no attribute {name!r}")
+
 
 #: A spec as the API takes it: a file path, YAML text, a mapping of spec data, a parsed
 #: :class:`Source` or a validated :class:`Spec`.
@@ -119,7 +131,9 @@ def create_model(spec: SpecLike, overrides: Overrides = None) -> GraphModel:
 
     >>> model = create_model("specs/mgiad_cifar10.yaml", {"width": 2})  # doctest: +SKIP
     """
-    return build_model(compile_graph(spec, overrides))
+    from mgspec.build import build
+
+    return build(compile_graph(spec, overrides))
 
 
 def generate_source(spec: SpecLike, overrides: Overrides = None) -> str:
