@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 
 from rich.console import Console
 from rich.table import Table
@@ -17,11 +16,9 @@ PIPE_WIDTH = 1000
 
 
 def console() -> Console:
-    """A rich console for stdout; piped (not a terminal, no $COLUMNS) it does not wrap at 80 columns."""
+    """A rich console for stdout; piped or redirected, it does not wrap at 80 columns (or $COLUMNS)."""
     out = Console()
-    if not out.is_terminal and not os.environ.get("COLUMNS"):
-        out = Console(width=PIPE_WIDTH)
-    return out
+    return out if out.is_terminal else Console(width=PIPE_WIDTH)
 
 
 def counts_json(counts: Counts) -> str:
@@ -117,20 +114,27 @@ def seeds_summary(result: dict, directory, console: Console) -> None:
 
 
 def sweep_table(rows: list[dict], console: Console) -> None:
+    """One row per combination; with several seeds, accuracies and times show as mean ± std."""
     table = Table()
-    for key in rows[0]:
-        table.add_column(key, justify="right")
+    keys = [k for k in rows[0] if not (k.endswith("_std") and k.removesuffix("_std") in rows[0])]
+    for key in keys:
+        table.add_column(key + (" (mean ± std)" if f"{key}_std" in rows[0] else ""), justify="right")
+
+    def cell(row: dict, k: str) -> str:
+        v = row[k]
+        if f"{k}_std" in row:
+            std = row[f"{k}_std"]
+            return f"{100 * v:.2f} ± {100 * std:.2f}%" if k.endswith("_acc") else f"{v:.1f} ± {std:.1f}"
+        if k.endswith("_acc"):
+            return _pct(v)
+        if isinstance(v, bool):
+            return str(v)
+        if isinstance(v, int):
+            return f"{v:,}"
+        if isinstance(v, float):
+            return f"{v:.1f}"
+        return str(v)
+
     for row in rows:
-        table.add_row(
-            *(
-                _pct(v)
-                if k.endswith("_acc")
-                else f"{v:,}"
-                if isinstance(v, int)
-                else f"{v:.1f}"
-                if isinstance(v, float)
-                else str(v)
-                for k, v in row.items()
-            )
-        )
+        table.add_row(*(cell(row, k) for k in keys))
     console.print(table)

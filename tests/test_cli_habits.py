@@ -128,3 +128,19 @@ def test_piped_rich_output_does_not_wrap_at_80_columns():
     listed = mgspec_cli("list")
     assert all(len(line) > 80 for line in listed.stdout.splitlines() if "mgiad_cifar10.yaml" in line)
     assert "MGiaD, multigrid in all dimensions (cK = 64, gs = 4)" in listed.stdout
+
+
+def test_cli_reference_documents_every_option_of_every_command():
+    import re
+
+    import typer.main
+    from mgspec.cli.app import app
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    sections = dict(re.findall(r"^### `mgspec (\w+)`\n(.*?)(?=^### |\Z)", text, flags=re.MULTILINE | re.DOTALL))
+    for name, command in typer.main.get_command(app).commands.items():
+        assert name in sections, f"docs/cli.md has no section for {name}"
+        for param in command.params:
+            if param.param_type_name == "option":
+                for opt in [*param.opts, *param.secondary_opts]:
+                    assert f"`{opt}`" in sections[name], f"docs/cli.md: mgspec {name} {opt} is not documented"
