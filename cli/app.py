@@ -386,7 +386,11 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar."
 def train(
     spec: Annotated[
         Path | None,
-        typer.Argument(help="Spec file (YAML); - reads stdin. Optional with --resume: the run's.", show_default=False),
+        typer.Argument(
+            metavar="SPEC",
+            help="Spec file (YAML); - reads stdin. Optional with --resume: the run's.",
+            show_default=False,
+        ),
     ] = None,
     dataset: DatasetOpt = None,
     data_dir: DataDirOpt = None,
@@ -547,13 +551,20 @@ def evaluate(
     spec_or_run: Annotated[
         Path,
         typer.Argument(
-            metavar="[SPEC] RUN",
-            help="A run directory (its config.json names the spec, --set options and dataset), or the spec "
-            "followed by a checkpoint.pt, run directory or state_dict file.",
+            metavar="RUN_OR_SPEC",
+            help="A run directory (its config.json names the spec, --set options and dataset), or a spec "
+            "followed by CHECKPOINT.",
             show_default=False,
         ),
     ],
-    checkpoint: Annotated[Path | None, typer.Argument(hidden=True, show_default=False)] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[CHECKPOINT]",
+            help="After a spec: a checkpoint.pt, run directory or state_dict file.",
+            show_default=False,
+        ),
+    ] = None,
     dataset: DatasetOpt = None,
     data_dir: DataDirOpt = None,
     set_: SetOpt = None,
