@@ -55,9 +55,11 @@ def counts_table(counts: Counts, console: Console) -> None:
         table.add_row("total", f"{counts.total:,}", "100.0%", f"{counts.macs:,}", style="bold")
         console.print(table)
     if counts.unused:
+        paper = set(counts.unused_slots) <= {"levels.l1.R", "levels.l1.Pi"}
+        why = "the paper's level-1 R/Pi, kept for count parity" if paper else "no op of the graph reads them"
         console.print(
             f"of which unused: {counts.unused:,} weights in {', '.join(counts.unused_slots)} "
-            "(created but never applied: the paper's level-1 R/Pi, kept for count parity)"
+            f"(created but never applied: {why})"
         )
     console.print(
         "MACs count conv and linear multiply-accumulates (FLOPs = 2 x MACs); BN, ReLU and additions are not included."

@@ -285,3 +285,26 @@ def test_sweep_trains_seeds_per_configuration(tiny, tmp_path, monkeypatch):
     assert len(stored["spec"]["resolved"]["resolution_grid"]["levels"]) == 1
     assert len(yaml.safe_load(stored["spec"]["text"])["resolution_grid"]["levels"]) == 1
     assert (out / "sweep.png").stat().st_size > 1000
+
+
+def test_sigint_stops_a_real_run_and_prints_the_resume_command(tiny, tmp_path):
+    import signal
+    import time
+
+    spec, data_dir = tiny
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "mgspec", "train", str(spec), "-d", "cifar10", "--data-dir", str(data_dir),
+               "--epochs", "500", "-o", str(run), "-q"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 90
+    while not (run / "checkpoint.pt").exists():  # an epoch has finished
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    done = torch.load(run / "checkpoint.pt", weights_only=True)["epoch"]
+    assert f"interrupted: {run} stopped after epoch {done} of 500" in stderr
+    assert stderr.strip().splitlines()[-1] == f"resume with: mgspec train --resume {run} --epochs 500"
