@@ -31,16 +31,16 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override a field: PATH=VALUE (dotted path, list indices allowed). Repeatable."),
 ]
 
-_stdin: list[mgspec.Source] = []
+_stdin: list[tuple[object, mgspec.Source]] = []  # (the stdin read, its spec)
 
 
 def spec_input(path: Path) -> Path | mgspec.Source:
-    """A spec path as the library takes it: ``-`` is the spec text on stdin (read once)."""
+    """A spec path as the library takes it: ``-`` is the spec text on stdin (read once per stdin)."""
     if str(path) != "-":
         return path
-    if not _stdin:
-        _stdin.append(mgspec.parse_text(sys.stdin.read(), "<stdin>"))
-    return _stdin[0]
+    if not _stdin or _stdin[0][0] is not sys.stdin:
+        _stdin[:] = [(sys.stdin, mgspec.parse_text(sys.stdin.read(), "<stdin>"))]
+    return _stdin[0][1]
 
 
 def _set_options(set_: list[str] | None) -> str:

@@ -144,3 +144,13 @@ def test_cli_reference_documents_every_option_of_every_command():
             if param.param_type_name == "option":
                 for opt in [*param.opts, *param.secondary_opts]:
                     assert f"`{opt}`" in sections[name], f"docs/cli.md: mgspec {name} {opt} is not documented"
+
+
+def test_stdin_is_read_afresh_by_each_invocation_in_one_process():
+    from mgspec.cli.app import app
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["validate", "-"], input=OK).exit_code == 0
+    second = runner.invoke(app, ["validate", "-"], input=BAD)
+    assert second.exit_code == 2 and "<stdin>:2:9: clases" in second.stderr
