@@ -308,3 +308,16 @@ def test_sigint_stops_a_real_run_and_prints_the_resume_command(tiny, tmp_path):
     done = torch.load(run / "checkpoint.pt", weights_only=True)["epoch"]
     assert f"interrupted: {run} stopped after epoch {done} of 500" in stderr
     assert stderr.strip().splitlines()[-1] == f"resume with: mgspec train --resume {run} --epochs 500"
+
+
+def test_train_reads_the_spec_from_stdin(tiny, tmp_path):
+    _, data_dir = tiny
+    run = tmp_path / "stdin-run"
+    result = runner.invoke(
+        app, ["train", "-", "-d", "cifar10", "--data-dir", str(data_dir), "--epochs", "1", "-o", str(run), "-q"],
+        input=TINY_SPEC,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stored = json.loads((run / "config.json").read_text())["spec"]
+    assert stored["path"] == "<stdin>" and stored["text"] == TINY_SPEC
+    assert json.loads(cli("evaluate", run, "-f", "json"))["accuracy"] == metrics(run)[-1]["test_acc"]
