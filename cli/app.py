@@ -1,6 +1,8 @@
-"""The ``mgspec`` command: each command parses options and hands off to the library."""
+"""The ``mgspec`` command: each command parses options and hands off to the library.
 
-from __future__ import annotations
+(No ``from __future__ import annotations`` here: typer would evaluate every string
+annotation of every command at start-up.)
+"""
 
 import dataclasses
 import json
@@ -29,6 +31,14 @@ SpecsArg = Annotated[list[Path], typer.Argument(help="Spec files (YAML); - reads
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a field: PATH=VALUE (dotted path, list indices allowed). Repeatable."),
+]
+
+OptimizeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--optimize/--no-optimize",
+        help="Run the optimisation passes (fold zeros, CSE); --no-optimize gives the literal algorithm.",
+    ),
 ]
 
 _stdin: list[tuple[object, mgspec.Source]] = []  # (the stdin read, its spec)
@@ -80,11 +90,12 @@ def count(
         int | None, typer.Option(help="Square input size for MACs (default: the spec's).", min=1)
     ] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    optimize: OptimizeOpt = True,
 ) -> None:
-    """Exact weights and MACs per level and operator, from the graph alone."""
+    """Exact weights and MACs per level and operator, from the graph alone, and what the passes removed."""
     if format not in ("table", "json", "csv"):
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use table, json or csv")
-    counts = mgspec.count_spec(spec_input(spec), set_, input_size)
+    counts = mgspec.count_spec(spec_input(spec), set_, input_size, optimized=optimize)
     if format == "json":
         print(render.counts_json(counts))
     elif format == "csv":
@@ -102,6 +113,7 @@ def compile_(
     check: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if any file in OUT is missing or stale.")
     ] = False,
+    optimize: OptimizeOpt = True,
 ) -> None:
     """Generate standalone PyTorch source (one <name>.py per spec)."""
     from mgspec import codegen
@@ -109,7 +121,7 @@ def compile_(
     # Render everything first: one bad spec leaves no partial output behind.
     rendered: dict[Path, str] = {}
     for spec in specs:
-        graph = mgspec.compile_graph(spec_input(spec), set_)
+        graph = mgspec.compile_graph(spec_input(spec), set_, optimize)
         target = out / f"{graph.graph['spec'].name}.py"
         if target in rendered:
             raise mgspec.SpecError(f"two specs are named {target.stem!r}", mgspec.Location(str(spec)), "name")
@@ -125,7 +137,7 @@ def compile_(
             if stale:
                 print("stale: " + ", ".join(stale), file=sys.stderr)
             command = f"mgspec compile {' '.join(shlex.quote(str(s)) for s in specs)} -o {shlex.quote(str(out))}"
-            print(f"update with: {command}{_set_options(set_)}", file=sys.stderr)
+            print(f"update with: {command}{_set_options(set_)}{'' if optimize else ' --no-optimize'}", file=sys.stderr)
             raise typer.Exit(1)
         print(f"{len(rendered)} file(s) up to date in {out}")
         return
@@ -175,11 +187,11 @@ def list_(
 
 @app.command()
 @user_errors
-def show(spec: SpecArg, set_: SetOpt = None) -> None:
+def show(spec: SpecArg, set_: SetOpt = None, optimize: OptimizeOpt = True) -> None:
     """Print the graph IR readably: one op per line, grouped by level."""
     from mgspec import export
 
-    print(export.to_text(mgspec.compile_graph(spec_input(spec), set_)), end="")
+    print(export.to_text(mgspec.compile_graph(spec_input(spec), set_, optimize)), end="")
 
 
 @app.command()
@@ -200,6 +212,7 @@ def graph(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write here; .svg/.png render DOT with Graphviz.")
     ] = None,
+    optimize: OptimizeOpt = True,
 ) -> None:
     """Export the graph IR: levels as clusters, the channel V-cycle nested, shared slots marked."""
     from mgspec import export
@@ -210,7 +223,7 @@ def graph(
         format = by_suffix.get(out.suffix.lower(), "dot") if out is not None else "dot"
     if format not in renderers:
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use dot, mermaid or json")
-    g = mgspec.compile_graph(spec_input(spec), set_)
+    g = mgspec.compile_graph(spec_input(spec), set_, optimize)
     if out is not None and out.suffix in (".svg", ".png"):
         import shutil
         import subprocess

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import sys
 from pathlib import Path
 
@@ -45,6 +46,11 @@ def _annotation(annotation) -> str:
     return annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
 
 
+def _repr(value) -> str:
+    """``repr`` without memory addresses: ``<function f at 0x...>`` becomes ``f``, so the page is stable."""
+    return re.sub(r"<(?:function|class|built-in function) ([\w.]+)(?: at 0x[0-9a-f]+)?>", r"\1", repr(value))
+
+
 def signature(obj) -> str:
     """``name(a: T = default, *, b: U) -> R`` with annotations as written in the source."""
     try:
@@ -63,7 +69,8 @@ def signature(obj) -> str:
         if ann := _annotation(p.annotation):
             text += f": {ann}"
         if p.default is not inspect.Parameter.empty:
-            text += f" = {p.default!r}" if ann else f"={p.default!r}"
+            default = _repr(p.default)
+            text += f" = {default}" if ann else f"={default}"
         parts.append(text)
     ret = _annotation(sig.return_annotation)
     return f"({', '.join(parts)})" + (f" -> {ret}" if ret else "")

@@ -4,16 +4,18 @@
 
 MGIC, ResNet18-shaped stages whose stride-1 blocks are channel V-cycles
 
-Weights: 5,198,090 (every weight is used). MACs per 32x32 image: 402,151,424.
+Weights: 5,198,090 (every weight is used).
+MACs per 32x32 image: 377,600,000.
+The literal algorithm takes 415,717,376: mgspec's passes removed zero work and repeated convolutions.
 
 level            weights            MACs
 stem               1,856       1,769,472
-l1                57,984     170,262,528
-l2               279,488      91,897,856
-l3             1,009,088      72,962,048
-l4             3,844,544      65,254,400
+l1                57,984     151,388,160
+l2               279,488      88,358,912
+l3             1,009,088      71,487,488
+l4             3,844,544      64,590,848
 head               5,130           5,120
-total          5,198,090     402,151,424
+total          5,198,090     377,600,000
 
 Runs with nothing but PyTorch: `model = create_model()`.
 """
@@ -25,125 +27,136 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def conv3x3(cin: int, cout: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride, 1, groups=groups, bias=False)
-
-
-def pairwise(cin: int, cout: int) -> nn.Conv2d:
-    """1x1 conv in which every output channel mixes 2 inputs (c -> c/2) or copies 1 (c/2 -> c)."""
-    return nn.Conv2d(cin, cout, 1, groups=min(cin, cout), bias=False)
-
-
 class Stem(nn.Module):
-    """relu(bn(conv(x))): the input image to level 1's channels."""
+    """relu(bn(conv(x))): the image to x, the features of stage 1."""
 
-    def __init__(self, cin: int, cout: int, kernel: int) -> None:
+    def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, 1, kernel // 2, bias=False)
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)))
 
 
-class SmoothingStep(nn.Module):
-    """One MgNet smoothing step, u <- u + relu(bn2(B(relu(bn1(f - A(u)))))).
+class SmoothingStepZeroU(nn.Module):
+    """One MgNet smoothing step: u <- u + relu(bn2(B(relu(bn1(f - A(u)))))).
 
-    A and B are passed in: they belong to the level when shared over its steps; a step owns
-    them (self.A, self.B) only when they are not shared.
+    Here u = 0 on entry: the work on zeros was folded away.
     """
 
-    def __init__(self, channels: int, own_A: bool = False, own_B: bool = False, groups: int = 1) -> None:
+    def __init__(self, channels: int) -> None:
         super().__init__()
-        if own_A:
-            self.A = conv3x3(channels, channels, groups=groups)
-        if own_B:
-            self.B = conv3x3(channels, channels, groups=groups)
         self.bn1 = nn.BatchNorm2d(channels)
         self.bn2 = nn.BatchNorm2d(channels)
 
-    def forward(self, f: torch.Tensor, u: torch.Tensor | None, A: nn.Module, B: nn.Module) -> torch.Tensor:
-        r = f if u is None else f - A(u)  # u is None for u = 0: A(0) = 0, so it is skipped
-        du = F.relu(self.bn2(B(F.relu(self.bn1(r)))))
-        return du if u is None else u + du
+    def forward(self, f: torch.Tensor, B: nn.Module) -> torch.Tensor:
+        return F.relu(self.bn2(B(F.relu(self.bn1(f)))))
 
 
-class ChannelLevel(nn.Module):
-    """Level k of the channel V-cycle (SiC); `coarse` is level k+1, None on the coarsest.
+class SmoothingStepGivenAu(nn.Module):
+    """One MgNet smoothing step: u <- u + relu(bn2(B(relu(bn1(f - A(u)))))).
 
-    A and B are grouped (group size gs) except on the coarsest level, where they are fully
-    coupled, and shared by every smoothing step of the level.
+    Au arrives from the caller, which already computed the same value (common-subexpression
+    elimination).
     """
 
-    def __init__(self, widths: list[int], group_size: int, pre: int, post: int) -> None:
+    def __init__(self, channels: int) -> None:
         super().__init__()
-        c = widths[0]
-        groups = 1 if len(widths) == 1 else c // group_size
-        self.A = conv3x3(c, c, groups=groups)
-        self.B = conv3x3(c, c, groups=groups)
-        self.pre = nn.ModuleList(SmoothingStep(c) for _ in range(pre))
-        if len(widths) == 1:
-            self.solve = SmoothingStep(c)  # the coarse solve: one more smoothing step
-            self.coarse = None
-        else:
-            half = c // 2
-            self.R = pairwise(c, half)  # R_k: restricts the residual, c -> c/2
-            self.bn_R = nn.BatchNorm2d(half)
-            self.Pi = pairwise(c, half)  # Π_k: restricts u, c -> c/2
-            self.bn_Pi = nn.BatchNorm2d(half)
-            self.P = pairwise(half, c)  # P_k: prolongs the correction, c/2 -> c
-            self.bn_P = nn.BatchNorm2d(c)
-            self.coarse = ChannelLevel(widths[1:], group_size, pre, post)
-        self.post = nn.ModuleList(SmoothingStep(c) for _ in range(post))
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn2 = nn.BatchNorm2d(channels)
 
-    def forward(self, f: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, f: torch.Tensor, u: torch.Tensor, Au: torch.Tensor, B: nn.Module) -> torch.Tensor:
+        r = f - Au
+        du = F.relu(self.bn2(B(F.relu(self.bn1(r)))))
+        return u + du
+
+
+class SmoothingStep(nn.Module):
+    """One MgNet smoothing step: u <- u + relu(bn2(B(relu(bn1(f - A(u))))))."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, f: torch.Tensor, u: torch.Tensor, A: nn.Module, B: nn.Module) -> torch.Tensor:
+        r = f - A(u)
+        du = F.relu(self.bn2(B(F.relu(self.bn1(r)))))
+        return u + du
+
+
+class CoarsestChannelLevel(nn.Module):
+    """The coarsest channel level: fully coupled A and B; the coarse solve is one more smoothing
+    step.
+
+    Au arrives from the caller, which already computed the same value (common-subexpression
+    elimination).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.A = nn.Conv2d(channels, channels, 3, padding=1, bias=False)  # A_k: data to features
+        self.B = nn.Conv2d(channels, channels, 3, padding=1, bias=False)  # B_k: feature extractor
+        self.pre = nn.ModuleList([SmoothingStepGivenAu(channels)])
+        self.solve = SmoothingStep(channels)
+        self.post = nn.ModuleList([SmoothingStep(channels)])
+
+    def forward(self, f: torch.Tensor, u: torch.Tensor, Au: torch.Tensor) -> torch.Tensor:
         for step in self.pre:
-            u = step(f, u, self.A, self.B)
-        if self.coarse is None:
-            u = self.solve(f, u, self.A, self.B)
-        else:
-            u_c = self.bn_Pi(self.Pi(u))
-            f_c = self.bn_R(self.R(f - self.A(u))) + self.coarse.A(u_c)
-            u = u + self.bn_P(self.P(self.coarse(f_c, u_c)))
+            u = step(f, u, Au, self.B)
+        u = self.solve(f, u, self.A, self.B)
         for step in self.post:
             u = step(f, u, self.A, self.B)
         return u
 
 
-class BasicBlock(nn.Module):
-    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+class ChannelLevelZeroU(nn.Module):
+    """Channel level k of the SiC V-cycle: pre-smoothing, the coarse correction through level k+1
+    (u <- u + P_k(V_{k+1}(f_c, u_c))), post-smoothing. A_k and B_k are grouped and shared by
+    every smoothing step of the level.
 
-    def __init__(self, cin: int, cout: int, stride: int, shortcut: str) -> None:
+    Here u = 0 on entry: the work on zeros was folded away.
+    """
+
+    def __init__(self, channels: int, groups: int, coarse: nn.Module) -> None:
         super().__init__()
-        self.conv1 = conv3x3(cin, cout, stride)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = conv3x3(cout, cout)
-        self.bn2 = nn.BatchNorm2d(cout)
-        if shortcut == "projection":
-            self.proj = nn.Conv2d(cin, cout, 1, stride, bias=False)
-            self.proj_bn = nn.BatchNorm2d(cout)
-        self.shortcut = shortcut
+        self.A = nn.Conv2d(channels, channels, 3, padding=1, groups=groups, bias=False)  # A_k: data to features
+        self.B = nn.Conv2d(channels, channels, 3, padding=1, groups=groups, bias=False)  # B_k: feature extractor
+        self.pre = nn.ModuleList([SmoothingStepZeroU(channels)])
+        self.R = nn.Conv2d(channels, channels // 2, 1, groups=channels // 2, bias=False)  # R_k: restricts the residual
+        self.bn_R = nn.BatchNorm2d(channels // 2)
+        self.Pi = nn.Conv2d(channels, channels // 2, 1, groups=channels // 2, bias=False)  # Π_k: restricts u
+        self.bn_Pi = nn.BatchNorm2d(channels // 2)
+        # P_k: prolongs the coarse result
+        self.P = nn.Conv2d(channels // 2, channels, 1, groups=channels // 2, bias=False)
+        self.bn_P = nn.BatchNorm2d(channels)
+        self.coarse = coarse
+        self.post = nn.ModuleList([SmoothingStep(channels)])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        if self.shortcut == "projection":
-            x = self.proj_bn(self.proj(x))
-        elif self.shortcut == "option_a":
-            # Option A: subsample, then zero-pad the new channels evenly on both sides.
-            extra = y.shape[1] - x.shape[1]
-            x = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, extra // 2, extra - extra // 2))
-        return F.relu(y + x)
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        for step in self.pre:
+            u = step(f, self.B)
+        u_c = self.bn_Pi(self.Pi(u))  # u_c = Π_k(u)
+        Au_c = self.coarse.A(u_c)
+        f_c = self.bn_R(self.R(f - self.A(u))) + Au_c  # f_c = R_k(f - A_k(u)) + A_{k+1}(u_c)
+        e = self.coarse(f_c, u_c, Au_c)
+        u = u + self.bn_P(self.P(e))  # u <- u + P_k(e)
+        for step in self.post:
+            u = step(f, u, self.A, self.B)
+        return u
 
 
 class CycleBlock(nn.Module):
-    """MGIC block: x <- relu(x + V(f = x, u = 0)), one channel V-cycle per block."""
+    """MGIC block: x <- relu(x + V(f = x, u = 0)), one channel V-cycle."""
 
-    def __init__(self, widths: list[int], group_size: int, pre: int, post: int) -> None:
+    def __init__(self, cycle: nn.Module) -> None:
         super().__init__()
-        self.cycle = ChannelLevel(widths, group_size, pre, post)
+        self.cycle = cycle
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.cycle(x, None))
+        v = self.cycle(x)
+        return F.relu(x + v)
 
 
 class ResNetLevel(nn.Module):
@@ -159,12 +172,68 @@ class ResNetLevel(nn.Module):
         return x
 
 
+class BasicBlockProjection(nn.Module):
+    """ResNet basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + s) with shortcut s = bn(proj(x)),
+    a strided 1x1 projection.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.proj = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+        self.proj_bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + self.proj_bn(self.proj(x)))
+
+
+class ChannelLevel(nn.Module):
+    """Channel level k of the SiC V-cycle: pre-smoothing, the coarse correction through level k+1
+    (u <- u + P_k(V_{k+1}(f_c, u_c))), post-smoothing. A_k and B_k are grouped and shared by
+    every smoothing step of the level.
+
+    Au arrives from the caller, which already computed the same value (common-subexpression
+    elimination).
+    """
+
+    def __init__(self, channels: int, groups: int, coarse: nn.Module) -> None:
+        super().__init__()
+        self.A = nn.Conv2d(channels, channels, 3, padding=1, groups=groups, bias=False)  # A_k: data to features
+        self.B = nn.Conv2d(channels, channels, 3, padding=1, groups=groups, bias=False)  # B_k: feature extractor
+        self.pre = nn.ModuleList([SmoothingStepGivenAu(channels)])
+        self.R = nn.Conv2d(channels, channels // 2, 1, groups=channels // 2, bias=False)  # R_k: restricts the residual
+        self.bn_R = nn.BatchNorm2d(channels // 2)
+        self.Pi = nn.Conv2d(channels, channels // 2, 1, groups=channels // 2, bias=False)  # Π_k: restricts u
+        self.bn_Pi = nn.BatchNorm2d(channels // 2)
+        # P_k: prolongs the coarse result
+        self.P = nn.Conv2d(channels // 2, channels, 1, groups=channels // 2, bias=False)
+        self.bn_P = nn.BatchNorm2d(channels)
+        self.coarse = coarse
+        self.post = nn.ModuleList([SmoothingStep(channels)])
+
+    def forward(self, f: torch.Tensor, u: torch.Tensor, Au: torch.Tensor) -> torch.Tensor:
+        for step in self.pre:
+            u = step(f, u, Au, self.B)
+        u_c = self.bn_Pi(self.Pi(u))  # u_c = Π_k(u)
+        Au_c = self.coarse.A(u_c)
+        f_c = self.bn_R(self.R(f - self.A(u))) + Au_c  # f_c = R_k(f - A_k(u)) + A_{k+1}(u_c)
+        e = self.coarse(f_c, u_c, Au_c)
+        u = u + self.bn_P(self.P(e))  # u <- u + P_k(e)
+        for step in self.post:
+            u = step(f, u, self.A, self.B)
+        return u
+
+
 class Head(nn.Module):
     """Global average pooling, then the linear classifier."""
 
-    def __init__(self, cin: int, classes: int, bias: bool) -> None:
+    def __init__(self, cin: int, classes: int) -> None:
         super().__init__()
-        self.fc = nn.Linear(cin, classes, bias=bias)
+        self.fc = nn.Linear(cin, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.mean((2, 3)))
@@ -175,45 +244,70 @@ class MgicCifar10(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = Stem(3, 64, kernel=3)
+        self.stem = Stem(3, 64)
         self.levels = nn.ModuleDict(
             {
                 "l1": ResNetLevel(
-                    [
-                        CycleBlock(widths=[64, 32], group_size=8, pre=1, post=1),
-                        CycleBlock(widths=[64, 32], group_size=8, pre=1, post=1),
-                    ]
+                    blocks=[
+                        CycleBlock(cycle=ChannelLevelZeroU(64, groups=8, coarse=CoarsestChannelLevel(32))),
+                        CycleBlock(cycle=ChannelLevelZeroU(64, groups=8, coarse=CoarsestChannelLevel(32))),
+                    ],
                 ),
                 "l2": ResNetLevel(
-                    [
-                        BasicBlock(64, 128, stride=2, shortcut="projection"),
-                        CycleBlock(widths=[128, 64, 32], group_size=8, pre=1, post=1),
-                    ]
+                    blocks=[
+                        BasicBlockProjection(64, 128, stride=2),
+                        CycleBlock(
+                            cycle=ChannelLevelZeroU(
+                                128, groups=16, coarse=ChannelLevel(64, groups=8, coarse=CoarsestChannelLevel(32))
+                            ),
+                        ),
+                    ],
                 ),
                 "l3": ResNetLevel(
-                    [
-                        BasicBlock(128, 256, stride=2, shortcut="projection"),
-                        CycleBlock(widths=[256, 128, 64, 32], group_size=8, pre=1, post=1),
-                    ]
+                    blocks=[
+                        BasicBlockProjection(128, 256, stride=2),
+                        CycleBlock(
+                            cycle=ChannelLevelZeroU(
+                                256,
+                                groups=32,
+                                coarse=ChannelLevel(
+                                    128, groups=16, coarse=ChannelLevel(64, groups=8, coarse=CoarsestChannelLevel(32))
+                                ),
+                            ),
+                        ),
+                    ],
                 ),
                 "l4": ResNetLevel(
-                    [
-                        BasicBlock(256, 512, stride=2, shortcut="projection"),
-                        CycleBlock(widths=[512, 256, 128, 64, 32], group_size=8, pre=1, post=1),
-                    ]
+                    blocks=[
+                        BasicBlockProjection(256, 512, stride=2),
+                        CycleBlock(
+                            cycle=ChannelLevelZeroU(
+                                512,
+                                groups=64,
+                                coarse=ChannelLevel(
+                                    256,
+                                    groups=32,
+                                    coarse=ChannelLevel(
+                                        128,
+                                        groups=16,
+                                        coarse=ChannelLevel(64, groups=8, coarse=CoarsestChannelLevel(32)),
+                                    ),
+                                ),
+                            ),
+                        ),
+                    ],
                 ),
             }
         )
-        self.head = Head(512, 10, bias=True)
+        self.head = Head(512, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        levels = self.levels
         x = self.stem(x)  # N x 64 x 32 x 32
-        x = levels["l1"](x)  # N x 64 x 32 x 32
-        x = levels["l2"](x)  # N x 128 x 16 x 16
-        x = levels["l3"](x)  # N x 256 x 8 x 8
-        x = levels["l4"](x)  # N x 512 x 4 x 4
-        return self.head(x)  # N x 10
+        x = self.levels["l1"](x)  # N x 64 x 32 x 32
+        x = self.levels["l2"](x)  # N x 128 x 16 x 16
+        x = self.levels["l3"](x)  # N x 256 x 8 x 8
+        x = self.levels["l4"](x)  # N x 512 x 4 x 4
+        return self.head(x)
 
 
 def create_model() -> MgicCifar10:

@@ -4,16 +4,18 @@
 
 MgNet_{A,B}, A and B shared over the smoothing steps of each level
 
-Weights: 2,750,666 (1,152 of them in never-applied slots: levels.l1.R, levels.l1.Pi). MACs per 32x32 image: 653,896,192.
+Weights: 2,750,666 (1,152 of them in never-applied slots: levels.l1.R, levels.l1.Pi).
+MACs per 32x32 image: 568,961,536.
+The literal algorithm takes 691,644,928: mgspec's passes removed zero work and repeated convolutions.
 
 level            weights            MACs
 stem               1,856       1,769,472
 l1                75,392     113,246,208
-l2               298,240     227,082,240
-l3             1,186,304     226,787,328
-l4             1,186,304      85,008,384
+l2               298,240     189,333,504
+l3             1,186,304     189,038,592
+l4             1,186,304      75,571,200
 head               2,570           2,560
-total          2,750,666     653,896,192
+total          2,750,666     568,961,536
 
 Runs with nothing but PyTorch: `model = create_model()`.
 """
@@ -25,106 +27,114 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def conv3x3(cin: int, cout: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride, 1, groups=groups, bias=False)
-
-
 class Stem(nn.Module):
-    """relu(bn(conv(x))): the input image to level 1's channels."""
+    """relu(bn(conv(x))): the image to f, the data of level 1."""
 
-    def __init__(self, cin: int, cout: int, kernel: int) -> None:
+    def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, 1, kernel // 2, bias=False)
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)))
 
 
-class SmoothingStep(nn.Module):
-    """One MgNet smoothing step, u <- u + relu(bn2(B(relu(bn1(f - A(u)))))).
+class SmoothingStepZeroU(nn.Module):
+    """One MgNet smoothing step: u <- u + relu(bn2(B(relu(bn1(f - A(u)))))).
 
-    A and B are passed in: they belong to the level when shared over its steps; a step owns
-    them (self.A, self.B) only when they are not shared.
+    Here u = 0 on entry: the work on zeros was folded away.
     """
 
-    def __init__(self, channels: int, own_A: bool = False, own_B: bool = False, groups: int = 1) -> None:
+    def __init__(self, channels: int) -> None:
         super().__init__()
-        if own_A:
-            self.A = conv3x3(channels, channels, groups=groups)
-        if own_B:
-            self.B = conv3x3(channels, channels, groups=groups)
         self.bn1 = nn.BatchNorm2d(channels)
         self.bn2 = nn.BatchNorm2d(channels)
 
-    def forward(self, f: torch.Tensor, u: torch.Tensor | None, A: nn.Module, B: nn.Module) -> torch.Tensor:
-        r = f if u is None else f - A(u)  # u is None for u = 0: A(0) = 0, so it is skipped
-        du = F.relu(self.bn2(B(F.relu(self.bn1(r)))))
-        return du if u is None else u + du
+    def forward(self, f: torch.Tensor, B: nn.Module) -> torch.Tensor:
+        return F.relu(self.bn2(B(F.relu(self.bn1(f)))))
 
 
-class FASLevel(nn.Module):
-    """A resolution level entered through the full approximation scheme (FAS)."""
+class SmoothingStep(nn.Module):
+    """One MgNet smoothing step: u <- u + relu(bn2(B(relu(bn1(f - A(u))))))."""
 
-    def __init__(self, cin: int, channels: int, transfers: bool) -> None:
+    def __init__(self, channels: int) -> None:
         super().__init__()
-        if transfers:
-            self.R = conv3x3(cin, channels, stride=2, groups=cin)  # R: restricts the residual
-            self.Pi = conv3x3(cin, channels, stride=2, groups=cin)  # Π: restricts u
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn2 = nn.BatchNorm2d(channels)
 
-    def restrict(self, f: torch.Tensor, u: torch.Tensor, A_fine: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """u' = Π(u), f' = R(relu(f - A(u))) + A'(u'): data and features one level coarser."""
-        u_coarse = self.Pi(u)
-        f_coarse = self.R(F.relu(f - A_fine(u))) + self.A_in(u_coarse)
-        return f_coarse, u_coarse
+    def forward(self, f: torch.Tensor, u: torch.Tensor, A: nn.Module, B: nn.Module) -> torch.Tensor:
+        r = f - A(u)
+        du = F.relu(self.bn2(B(F.relu(self.bn1(r)))))
+        return u + du
 
 
-class MgNetLevel(FASLevel):
-    """MgNet level: `steps` smoothing steps with A and B shared over them as configured."""
+class MgNetFirstLevel(nn.Module):
+    """The finest resolution level: MgNet smoothing steps from u = 0.
 
-    def __init__(
-        self,
-        cin: int,
-        channels: int,
-        steps: int,
-        share_A: bool,
-        share_B: bool,
-        groups: int = 1,
-        transfers: bool = True,
-    ) -> None:
-        super().__init__(cin, channels, transfers)
-        if share_A:
-            self.A = conv3x3(channels, channels, groups=groups)  # one A for every step
-        if share_B:
-            self.B = conv3x3(channels, channels, groups=groups)  # one B for every step
-        self.steps = nn.ModuleList(
-            SmoothingStep(channels, own_A=not share_A, own_B=not share_B, groups=groups) for _ in range(steps)
-        )
-        self.share_A, self.share_B = share_A, share_B
+    Here u = 0 on entry: the work on zeros was folded away.
+    """
 
-    def A_of(self, step: int) -> nn.Module:
-        return self.A if self.share_A else self.steps[step].A
+    def __init__(self, cin: int, channels: int) -> None:
+        super().__init__()
+        self.R = nn.Conv2d(cin, channels, 3, stride=2, padding=1, groups=cin, bias=False)  # R: restricts the residual
+        self.Pi = nn.Conv2d(cin, channels, 3, stride=2, padding=1, groups=cin, bias=False)  # Π: restricts u
+        self.A = nn.Conv2d(cin, channels, 3, padding=1, bias=False)  # A, shared by every step
+        self.B = nn.Conv2d(cin, channels, 3, padding=1, bias=False)  # B, shared by every step
+        self.steps = nn.ModuleList([SmoothingStepZeroU(channels), SmoothingStep(channels)])
 
-    @property
-    def A_in(self) -> nn.Module:
-        return self.A_of(0)
-
-    @property
-    def A_out(self) -> nn.Module:
-        return self.A_of(-1)
-
-    def forward(self, f: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
-        for i, step in enumerate(self.steps):
-            u = step(f, u, self.A_of(i), self.B if self.share_B else step.B)
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        u = self.steps[0](f, self.B)
+        u = self.steps[1](f, u, self.A, self.B)
         return u
+
+
+class SmoothingStepGivenAu(nn.Module):
+    """One MgNet smoothing step: u <- u + relu(bn2(B(relu(bn1(f - A(u)))))).
+
+    Au arrives from the caller, which already computed the same value (common-subexpression
+    elimination).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, f: torch.Tensor, u: torch.Tensor, Au: torch.Tensor, B: nn.Module) -> torch.Tensor:
+        r = f - Au
+        du = F.relu(self.bn2(B(F.relu(self.bn1(r)))))
+        return u + du
+
+
+class MgNetLevel(nn.Module):
+    """A resolution level entered by FAS (u' = Π(u), f' = R(relu(f - A(u))) + A'(u')), then MgNet
+    smoothing steps.
+    """
+
+    def __init__(self, cin: int, channels: int) -> None:
+        super().__init__()
+        self.R = nn.Conv2d(cin, channels, 3, stride=2, padding=1, groups=cin, bias=False)  # R: restricts the residual
+        self.Pi = nn.Conv2d(cin, channels, 3, stride=2, padding=1, groups=cin, bias=False)  # Π: restricts u
+        self.A = nn.Conv2d(channels, channels, 3, padding=1, bias=False)  # A, shared by every step
+        self.B = nn.Conv2d(channels, channels, 3, padding=1, bias=False)  # B, shared by every step
+        self.steps = nn.ModuleList([SmoothingStepGivenAu(channels), SmoothingStep(channels)])
+
+    def forward(self, f: torch.Tensor, u: torch.Tensor, A_fine: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        r = F.relu(f - A_fine(u))  # r = relu(f - A(u)) on the finer level
+        u = self.Pi(u)  # u' = Π(u)
+        Au = self.A(u)
+        f = self.R(r) + Au  # f' = R(r) + A'(u')
+        u = self.steps[0](f, u, Au, self.B)
+        u = self.steps[1](f, u, self.A, self.B)
+        return f, u
 
 
 class Head(nn.Module):
     """Global average pooling, then the linear classifier."""
 
-    def __init__(self, cin: int, classes: int, bias: bool) -> None:
+    def __init__(self, cin: int, classes: int) -> None:
         super().__init__()
-        self.fc = nn.Linear(cin, classes, bias=bias)
+        self.fc = nn.Linear(cin, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.mean((2, 3)))
@@ -135,28 +145,24 @@ class MgnetCifar10(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = Stem(3, 64, kernel=3)
+        self.stem = Stem(3, 64)
         self.levels = nn.ModuleDict(
             {
-                "l1": MgNetLevel(64, 64, steps=2, share_A=True, share_B=True, groups=1, transfers=True),
-                "l2": MgNetLevel(64, 128, steps=2, share_A=True, share_B=True, groups=1, transfers=True),
-                "l3": MgNetLevel(128, 256, steps=2, share_A=True, share_B=True, groups=1, transfers=True),
-                "l4": MgNetLevel(256, 256, steps=2, share_A=True, share_B=True, groups=1, transfers=True),
+                "l1": MgNetFirstLevel(64, 64),
+                "l2": MgNetLevel(64, 128),
+                "l3": MgNetLevel(128, 256),
+                "l4": MgNetLevel(256, 256),
             }
         )
-        self.head = Head(256, 10, bias=True)
+        self.head = Head(256, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        levels = self.levels
-        f = self.stem(x)  # f_1: N x 64 x 32 x 32
-        u = levels["l1"](f, None)  # u = 0 on entry; N x 64 x 32 x 32
-        f, u = levels["l2"].restrict(f, u, levels["l1"].A_out)  # FAS to level l2
-        u = levels["l2"](f, u)  # N x 128 x 16 x 16
-        f, u = levels["l3"].restrict(f, u, levels["l2"].A_out)  # FAS to level l3
-        u = levels["l3"](f, u)  # N x 256 x 8 x 8
-        f, u = levels["l4"].restrict(f, u, levels["l3"].A_out)  # FAS to level l4
-        u = levels["l4"](f, u)  # N x 256 x 4 x 4
-        return self.head(u)  # N x 10
+        f = self.stem(x)  # N x 64 x 32 x 32
+        u = self.levels["l1"](f)  # N x 64 x 32 x 32
+        f, u = self.levels["l2"](f, u, self.levels["l1"].A)  # N x 128 x 16 x 16
+        f, u = self.levels["l3"](f, u, self.levels["l2"].A)  # N x 256 x 8 x 8
+        f, u = self.levels["l4"](f, u, self.levels["l3"].A)  # N x 256 x 4 x 4
+        return self.head(u)
 
 
 def create_model() -> MgnetCifar10:

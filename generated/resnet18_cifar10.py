@@ -4,7 +4,8 @@
 
 ResNet18 for 32x32 inputs (3x3 stem, no max-pool, projection shortcuts)
 
-Weights: 11,173,962 (every weight is used). MACs per 32x32 image: 555,422,720.
+Weights: 11,173,962 (every weight is used).
+MACs per 32x32 image: 555,422,720.
 
 level            weights            MACs
 stem               1,856       1,769,472
@@ -25,16 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def conv3x3(cin: int, cout: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride, 1, groups=groups, bias=False)
-
-
 class Stem(nn.Module):
-    """relu(bn(conv(x))): the input image to level 1's channels."""
+    """relu(bn(conv(x))): the image to x, the features of stage 1."""
 
-    def __init__(self, cin: int, cout: int, kernel: int) -> None:
+    def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, 1, kernel // 2, bias=False)
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,27 +39,17 @@ class Stem(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+    """ResNet basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + s) with shortcut s = x."""
 
-    def __init__(self, cin: int, cout: int, stride: int, shortcut: str) -> None:
+    def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.conv1 = conv3x3(cin, cout, stride)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = conv3x3(cout, cout)
+        self.conv2 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        if shortcut == "projection":
-            self.proj = nn.Conv2d(cin, cout, 1, stride, bias=False)
-            self.proj_bn = nn.BatchNorm2d(cout)
-        self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        if self.shortcut == "projection":
-            x = self.proj_bn(self.proj(x))
-        elif self.shortcut == "option_a":
-            # Option A: subsample, then zero-pad the new channels evenly on both sides.
-            extra = y.shape[1] - x.shape[1]
-            x = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, extra // 2, extra - extra // 2))
         return F.relu(y + x)
 
 
@@ -79,12 +66,31 @@ class ResNetLevel(nn.Module):
         return x
 
 
+class BasicBlockProjection(nn.Module):
+    """ResNet basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + s) with shortcut s = bn(proj(x)),
+    a strided 1x1 projection.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.proj = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+        self.proj_bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + self.proj_bn(self.proj(x)))
+
+
 class Head(nn.Module):
     """Global average pooling, then the linear classifier."""
 
-    def __init__(self, cin: int, classes: int, bias: bool) -> None:
+    def __init__(self, cin: int, classes: int) -> None:
         super().__init__()
-        self.fc = nn.Linear(cin, classes, bias=bias)
+        self.fc = nn.Linear(cin, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.mean((2, 3)))
@@ -95,45 +101,24 @@ class Resnet18Cifar10(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = Stem(3, 64, kernel=3)
+        self.stem = Stem(3, 64)
         self.levels = nn.ModuleDict(
             {
-                "l1": ResNetLevel(
-                    [
-                        BasicBlock(64, 64, stride=1, shortcut="identity"),
-                        BasicBlock(64, 64, stride=1, shortcut="identity"),
-                    ]
-                ),
-                "l2": ResNetLevel(
-                    [
-                        BasicBlock(64, 128, stride=2, shortcut="projection"),
-                        BasicBlock(128, 128, stride=1, shortcut="identity"),
-                    ]
-                ),
-                "l3": ResNetLevel(
-                    [
-                        BasicBlock(128, 256, stride=2, shortcut="projection"),
-                        BasicBlock(256, 256, stride=1, shortcut="identity"),
-                    ]
-                ),
-                "l4": ResNetLevel(
-                    [
-                        BasicBlock(256, 512, stride=2, shortcut="projection"),
-                        BasicBlock(512, 512, stride=1, shortcut="identity"),
-                    ]
-                ),
+                "l1": ResNetLevel(blocks=[BasicBlock(64, 64), BasicBlock(64, 64)]),
+                "l2": ResNetLevel(blocks=[BasicBlockProjection(64, 128, stride=2), BasicBlock(128, 128)]),
+                "l3": ResNetLevel(blocks=[BasicBlockProjection(128, 256, stride=2), BasicBlock(256, 256)]),
+                "l4": ResNetLevel(blocks=[BasicBlockProjection(256, 512, stride=2), BasicBlock(512, 512)]),
             }
         )
-        self.head = Head(512, 10, bias=True)
+        self.head = Head(512, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        levels = self.levels
         x = self.stem(x)  # N x 64 x 32 x 32
-        x = levels["l1"](x)  # N x 64 x 32 x 32
-        x = levels["l2"](x)  # N x 128 x 16 x 16
-        x = levels["l3"](x)  # N x 256 x 8 x 8
-        x = levels["l4"](x)  # N x 512 x 4 x 4
-        return self.head(x)  # N x 10
+        x = self.levels["l1"](x)  # N x 64 x 32 x 32
+        x = self.levels["l2"](x)  # N x 128 x 16 x 16
+        x = self.levels["l3"](x)  # N x 256 x 8 x 8
+        x = self.levels["l4"](x)  # N x 512 x 4 x 4
+        return self.head(x)
 
 
 def create_model() -> Resnet18Cifar10:

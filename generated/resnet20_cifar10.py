@@ -4,7 +4,8 @@
 
 ResNet20 with parameter-free option-A shortcuts
 
-Weights: 269,722 (every weight is used). MACs per 32x32 image: 40,551,040.
+Weights: 269,722 (every weight is used).
+MACs per 32x32 image: 40,551,040.
 
 level            weights            MACs
 stem                 464         442,368
@@ -24,16 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def conv3x3(cin: int, cout: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride, 1, groups=groups, bias=False)
-
-
 class Stem(nn.Module):
-    """relu(bn(conv(x))): the input image to level 1's channels."""
+    """relu(bn(conv(x))): the image to x, the features of stage 1."""
 
-    def __init__(self, cin: int, cout: int, kernel: int) -> None:
+    def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, 1, kernel // 2, bias=False)
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -41,27 +38,17 @@ class Stem(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+    """ResNet basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + s) with shortcut s = x."""
 
-    def __init__(self, cin: int, cout: int, stride: int, shortcut: str) -> None:
+    def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.conv1 = conv3x3(cin, cout, stride)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = conv3x3(cout, cout)
+        self.conv2 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        if shortcut == "projection":
-            self.proj = nn.Conv2d(cin, cout, 1, stride, bias=False)
-            self.proj_bn = nn.BatchNorm2d(cout)
-        self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        if self.shortcut == "projection":
-            x = self.proj_bn(self.proj(x))
-        elif self.shortcut == "option_a":
-            # Option A: subsample, then zero-pad the new channels evenly on both sides.
-            extra = y.shape[1] - x.shape[1]
-            x = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, extra // 2, extra - extra // 2))
         return F.relu(y + x)
 
 
@@ -78,12 +65,29 @@ class ResNetLevel(nn.Module):
         return x
 
 
+class BasicBlockOptionA(nn.Module):
+    """ResNet basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + s) with shortcut s = x subsampled
+    by 2 and zero-padded to the new channels (option A).
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, x.shape[1] // 2, x.shape[1] - x.shape[1] // 2)))
+
+
 class Head(nn.Module):
     """Global average pooling, then the linear classifier."""
 
-    def __init__(self, cin: int, classes: int, bias: bool) -> None:
+    def __init__(self, cin: int, classes: int) -> None:
         super().__init__()
-        self.fc = nn.Linear(cin, classes, bias=bias)
+        self.fc = nn.Linear(cin, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.mean((2, 3)))
@@ -94,41 +98,22 @@ class Resnet20Cifar10(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = Stem(3, 16, kernel=3)
+        self.stem = Stem(3, 16)
         self.levels = nn.ModuleDict(
             {
-                "l1": ResNetLevel(
-                    [
-                        BasicBlock(16, 16, stride=1, shortcut="identity"),
-                        BasicBlock(16, 16, stride=1, shortcut="identity"),
-                        BasicBlock(16, 16, stride=1, shortcut="identity"),
-                    ]
-                ),
-                "l2": ResNetLevel(
-                    [
-                        BasicBlock(16, 32, stride=2, shortcut="option_a"),
-                        BasicBlock(32, 32, stride=1, shortcut="identity"),
-                        BasicBlock(32, 32, stride=1, shortcut="identity"),
-                    ]
-                ),
-                "l3": ResNetLevel(
-                    [
-                        BasicBlock(32, 64, stride=2, shortcut="option_a"),
-                        BasicBlock(64, 64, stride=1, shortcut="identity"),
-                        BasicBlock(64, 64, stride=1, shortcut="identity"),
-                    ]
-                ),
+                "l1": ResNetLevel(blocks=[BasicBlock(16, 16), BasicBlock(16, 16), BasicBlock(16, 16)]),
+                "l2": ResNetLevel(blocks=[BasicBlockOptionA(16, 32, stride=2), BasicBlock(32, 32), BasicBlock(32, 32)]),
+                "l3": ResNetLevel(blocks=[BasicBlockOptionA(32, 64, stride=2), BasicBlock(64, 64), BasicBlock(64, 64)]),
             }
         )
-        self.head = Head(64, 10, bias=True)
+        self.head = Head(64, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        levels = self.levels
         x = self.stem(x)  # N x 16 x 32 x 32
-        x = levels["l1"](x)  # N x 16 x 32 x 32
-        x = levels["l2"](x)  # N x 32 x 16 x 16
-        x = levels["l3"](x)  # N x 64 x 8 x 8
-        return self.head(x)  # N x 10
+        x = self.levels["l1"](x)  # N x 16 x 32 x 32
+        x = self.levels["l2"](x)  # N x 32 x 16 x 16
+        x = self.levels["l3"](x)  # N x 64 x 8 x 8
+        return self.head(x)
 
 
 def create_model() -> Resnet20Cifar10:

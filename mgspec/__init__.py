@@ -3,7 +3,11 @@
 The pipeline, one module per stage::
 
     load (YAML -> data + locations) -> schema (-> Spec) -> lower (-> graph IR) -> verify
+        -> passes (optimised graph IR, verified after each pass)
         -> build (nn.Module)   |   codegen (standalone PyTorch source)   |   count (weights, MACs)
+
+Only the runtime backend needs torch, and it is imported on first use (``create_model``,
+``build_model``, ``GraphModel``), so validating, counting and compiling start quickly.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from mgspec.count import Counts, count
 from mgspec.errors import Location, SpecError
 from mgspec.load import Source, load_source, parse_text
 from mgspec.lower import lower
+from mgspec.passes import optimize
 from mgspec.schema import Spec, validate
 from mgspec.verify import verify
 
@@ -61,6 +66,7 @@ __all__ = [
     "load_source",
     "load_spec",
     "lower",
+    "optimize",
     "parse_text",
     "validate",
     "verify",
@@ -112,31 +118,35 @@ def load_spec(spec: str | Path | Mapping[str, Any] | Source, overrides: Override
     return validate(source), source
 
 
-def compile_graph(spec: SpecLike, overrides: Overrides = None) -> nx.DiGraph:
-    """The verified graph IR of a spec: a path, YAML text, a mapping, a Source or a Spec."""
+def compile_graph(spec: SpecLike, overrides: Overrides = None, optimized: bool = True) -> nx.DiGraph:
+    """The verified graph IR of a spec: a path, YAML text, a mapping, a Source or a Spec.
+
+    With ``optimized`` (the default) the pass pipeline has run (:mod:`mgspec.passes`); without,
+    the graph is the literal algorithm as lowered.
+    """
     if isinstance(spec, Spec):
         if not _overrides(overrides):
             graph = lower(spec)
-            verify(graph)
-            return graph
-        spec = spec.model_dump(mode="json", exclude_unset=True)  # explicit nulls mean something
-    parsed, source = load_spec(spec, overrides)
-    graph = lower(parsed, source)
+        else:
+            spec = spec.model_dump(mode="json", exclude_unset=True)  # explicit nulls mean something
+    if not isinstance(spec, Spec):
+        parsed, source = load_spec(spec, overrides)
+        graph = lower(parsed, source)
     verify(graph)
-    return graph
+    return optimize(graph) if optimized else graph
 
 
-def create_model(spec: SpecLike, overrides: Overrides = None) -> GraphModel:
-    """An ``nn.Module`` for the spec, built from its graph.
+def create_model(spec: SpecLike, overrides: Overrides = None, optimized: bool = True) -> GraphModel:
+    """An ``nn.Module`` for the spec, built from its (optimised) graph.
 
     >>> model = create_model("specs/mgiad_cifar10.yaml", {"width": 2})  # doctest: +SKIP
     """
     from mgspec.build import build
 
-    return build(compile_graph(spec, overrides))
+    return build(compile_graph(spec, overrides, optimized))
 
 
-def generate_source(spec: SpecLike, overrides: Overrides = None) -> str:
+def generate_source(spec: SpecLike, overrides: Overrides = None, optimized: bool = True) -> str:
     """The standalone PyTorch source of a spec (what ``mgspec compile`` writes to ``<name>.py``).
 
     The text needs nothing but torch; it defines the model class and ``create_model()``, with the
@@ -144,7 +154,7 @@ def generate_source(spec: SpecLike, overrides: Overrides = None) -> str:
     """
     from mgspec import codegen
 
-    return codegen.render(compile_graph(spec, overrides))
+    return codegen.render(compile_graph(spec, overrides, optimized))
 
 
 def json_schema() -> str:
@@ -157,9 +167,11 @@ def json_schema() -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
-def count_spec(spec: SpecLike, overrides: Overrides = None, input_size: int | None = None) -> Counts:
+def count_spec(
+    spec: SpecLike, overrides: Overrides = None, input_size: int | None = None, optimized: bool = True
+) -> Counts:
     """Analytic weights and MACs of a spec, without creating any tensor.
 
     ``input_size`` (default: the spec's ``input.size``) is the square image size for the MACs.
     """
-    return count(compile_graph(spec, overrides), input_size)
+    return count(compile_graph(spec, overrides, optimized), input_size)

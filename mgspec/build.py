@@ -35,17 +35,51 @@ def shortcut_a(x: torch.Tensor, cout: int) -> torch.Tensor:
     return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, extra // 2, extra - extra // 2))
 
 
-# op -> kernel(module, cout, *operands)
+# One function per op: kernel(module, cout, *operands). Module-level functions, not lambdas,
+# so a built model pickles (torch.save(model)).
+def _module(m: nn.Module, c: int, x: torch.Tensor) -> torch.Tensor:
+    return m(x)
+
+
+def _zero(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(x)
+
+
+def _relu(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
+    return F.relu(x)
+
+
+def _add(m: None, c: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a + b
+
+
+def _sub(m: None, c: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a - b
+
+
+def _shortcut_a(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
+    return shortcut_a(x, c)
+
+
+def _avgpool(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
+    return x.mean((2, 3))
+
+
+def _identity(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 _KERNELS: dict[str, Callable[..., torch.Tensor]] = {
-    "conv": lambda m, c, x: m(x),
-    "bn": lambda m, c, x: m(x),
-    "linear": lambda m, c, x: m(x),
-    "relu": lambda m, c, x: F.relu(x),
-    "add": lambda m, c, a, b: a + b,
-    "sub": lambda m, c, a, b: a - b,
-    "shortcut_a": lambda m, c, x: shortcut_a(x, c),
-    "avgpool": lambda m, c, x: x.mean((2, 3)),
-    "output": lambda m, c, x: x,
+    "zero": _zero,
+    "conv": _module,
+    "bn": _module,
+    "linear": _module,
+    "relu": _relu,
+    "add": _add,
+    "sub": _sub,
+    "shortcut_a": _shortcut_a,
+    "avgpool": _avgpool,
+    "output": _identity,
 }
 assert set(_KERNELS) == set(OPS) - {"input"}, "every op needs a kernel"
 

@@ -5,11 +5,15 @@ paper's level-1 R/Pi -- still counts, and is reported as ``unused``). MACs are s
 nodes (so a shared operator applied twice costs twice): conv ``cout * cin/groups * k^2 *
 H_out * W_out`` and linear ``cin * cout``; BatchNorm, ReLU, additions and pooling are not
 multiply-accumulates and are left out, as in torch.utils.flop_counter (FLOPs = 2 x MACs).
+
+Counts describe the graph they are given: the optimised graph that both backends run, whose
+``passes`` record (:mod:`mgspec.passes`) is copied into :attr:`Counts.passes` so a reader sees
+what each pass removed, or the literal graph (``--no-optimize``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import networkx as nx
 
@@ -30,6 +34,7 @@ class Counts:
     macs: int = 0
     macs_by_level: dict[str, int] = field(default_factory=dict)
     macs_by_operator: dict[str, int] = field(default_factory=dict)
+    passes: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -44,6 +49,7 @@ class Counts:
             "macs": self.macs,
             "macs_by_level": self.macs_by_level,
             "macs_by_operator": self.macs_by_operator,
+            "passes": self.passes,
         }
 
 
@@ -60,6 +66,18 @@ def count(graph: nx.DiGraph, input_size: int | None = None) -> Counts:
         if s.name not in used:
             result.unused += s.weights
             result.unused_slots.append(s.name)
+    table = slots(graph)
+    for _node_id, n, m in _node_macs(graph, size):
+        operator = table[n.slot].operator
+        result.macs += m
+        result.macs_by_level[n.level] = result.macs_by_level.get(n.level, 0) + m
+        result.macs_by_operator[operator] = result.macs_by_operator.get(operator, 0) + m
+    result.passes = [asdict(p) for p in graph.graph.get("passes", ())]
+    return result
+
+
+def _node_macs(graph: nx.DiGraph, size: int):
+    """(node id, node, MACs) of every conv and linear node."""
     shapes = spatial_sizes(graph, size)
     table = slots(graph)
     for node_id in graph.nodes:
@@ -67,13 +85,12 @@ def count(graph: nx.DiGraph, input_size: int | None = None) -> Counts:
         if n.op == "conv":
             s = table[n.slot]
             _, h, w = shapes[node_id]
-            macs = s.cout * (s.cin // s.groups) * s.kernel * s.kernel * h * w
+            yield node_id, n, s.cout * (s.cin // s.groups) * s.kernel * s.kernel * h * w
         elif n.op == "linear":
-            macs = n.cin * n.cout
-        else:
-            continue
-        operator = table[n.slot].operator
-        result.macs += macs
-        result.macs_by_level[n.level] = result.macs_by_level.get(n.level, 0) + macs
-        result.macs_by_operator[operator] = result.macs_by_operator.get(operator, 0) + macs
-    return result
+            yield node_id, n, n.cin * n.cout
+
+
+def macs(graph: nx.DiGraph, input_size: int | None = None) -> int:
+    """MACs per image of a graph (for the spec's input size unless given)."""
+    size = input_size if input_size is not None else graph.graph["spec"].input.size
+    return sum(m for _, _, m in _node_macs(graph, size))

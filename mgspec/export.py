@@ -59,7 +59,7 @@ def _label(graph: nx.DiGraph, node_id: str) -> str:
 def _scopes(graph: nx.DiGraph, node_id: str) -> list[str]:
     """Cluster path: the level, then nested channel levels (``cycle``, ``cycle.coarse``, ...)."""
     n = node(graph, node_id)
-    parts = n.scope.split(".")
+    parts = n.block.split(".")
     if len(parts) < 2 or parts[0] != "levels":
         return [n.level] if n.level else []
     out = [".".join(parts[:2])]

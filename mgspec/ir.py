@@ -1,26 +1,39 @@
-"""The graph IR: a networkx DiGraph of operator nodes plus a table of weight slots.
+"""The graph IR: a networkx DiGraph of operator nodes, a table of weight slots and a block tree.
 
 Nodes (``G.nodes[id]["node"]``) carry a frozen :class:`Node`: the op (from the closed set
-:data:`OPS`), its operand ids in order, channel counts and, for ops with weights, the name of
-the :class:`Slot` they use. Nodes that share weights name the same slot; a slot is a module
-of the model and its name is the module's path, so state_dict keys are ``<slot>.weight``.
-Edges mirror the operands and carry ``arg`` (the operand position).
+:data:`OPS`), its operands in order (``args``: the one record of the dataflow; the edges are
+derived from it by :func:`add_node` / :func:`set_args` and checked by verify), channel
+counts, and for ops with weights the name of the :class:`Slot` they use. Nodes that share
+weights name the same slot. The graph's node order is the schedule, which is topological.
+
+Two different blocks matter for a node with weights, and the IR keeps them apart:
+
+- ``Node.block``: the block that *runs* the node (its code sits in that block's ``forward``);
+- ``Slot.owner``: the block that *owns* the weights (the module the parameter lives in).
+
+A slot's name is its module path, ``<owner>.<attr>``, so state_dict keys are
+``<slot>.weight``. When a block runs a node whose slot it does not own, the weights are
+reached through the owner: as an attribute of a child (``self.cycle.A``) or, when the owner
+is outside the block, as an argument of its ``forward`` (this is how a smoothing step gets
+the level's shared ``A`` and ``B``).
 
 ``G.graph`` holds:
 
-- ``slots``: ``{name: Slot}``, in declaration order -- every weight the model owns,
-  including slots no node uses (the paper's level-1 R/Pi), which counts report as unused;
-- ``blocks``: the block tree (:class:`Block`), which groups slots and nodes into the units a
-  person reads (a smoothing step, a channel level, a ResNet block); the codegen backend lays
-  out one class per block kind from it;
-- ``spec``: the validated spec, ``source``: its file name and ``sha256``: its hash.
+- ``slots``: ``{name: Slot}`` in declaration order (the order modules are created, hence the
+  state_dict order) -- every weight the model owns, including slots no node uses (the
+  paper's level-1 R/Pi), which counts report as unused;
+- ``blocks``: the root :class:`Block` of the block tree: the units a person reads (a smoothing
+  step, a channel level, a ResNet block), each with its interface (named inputs and outputs);
+- ``spec``, ``source`` (file name) and ``sha256`` of the spec;
+- ``passes``: what each optimisation pass removed (:mod:`mgspec.passes`), once optimised.
 
 docs/ir.md documents every op; :mod:`mgspec.verify` checks the invariants.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import networkx as nx
@@ -28,6 +41,7 @@ import networkx as nx
 #: The closed op set: op -> (number of operands, kind of weight slot or None).
 OPS: dict[str, tuple[int, str | None]] = {
     "input": (0, None),  # the image batch, N x c_in x H x W
+    "zero": (1, None),  # zeros shaped like the operand (u = 0 where an iteration starts)
     "conv": (1, "conv"),  # 2-D convolution, no bias, padding kernel // 2
     "bn": (1, "bn"),  # BatchNorm2d
     "relu": (1, None),
@@ -41,13 +55,20 @@ OPS: dict[str, tuple[int, str | None]] = {
 
 SLOT_KINDS = ("conv", "bn", "linear")
 
+#: Ops without side effects whose result depends only on the operands (and weights): two
+#: applications to the same operands are one value. BatchNorm is not among them: in training
+#: it updates its running statistics once per application.
+PURE_OPS = frozenset({"zero", "conv", "relu", "add", "sub", "shortcut_a", "avgpool", "linear"})
+
 
 @dataclass(frozen=True)
 class Slot:
     """A weight-owning module: a conv, a BatchNorm or a linear layer.
 
-    ``operator`` is the math symbol it implements (A, B, R, Pi, P, BN, stem, conv, proj, fc),
-    ``level`` the resolution level (or ``stem``/``head``) it belongs to.
+    ``owner`` is the path of the block whose module holds it (``name`` is ``owner.<attr>``),
+    ``operator`` the math symbol it implements (A, B, R, Pi, P, BN, stem, conv, proj, fc),
+    ``level`` the resolution level (or ``stem``/``head``) it belongs to, ``doc`` a short
+    comment for the generated source.
     """
 
     name: str
@@ -60,7 +81,14 @@ class Slot:
     bias: bool = False
     operator: str = ""
     level: str = ""
+    owner: str = ""
+    doc: str = ""
     origin: tuple = ()
+
+    @property
+    def attr(self) -> str:
+        """The attribute name in the owner's module."""
+        return self.name[len(self.owner) + 1 :] if self.owner else self.name
 
     @property
     def weights(self) -> int:
@@ -70,14 +98,16 @@ class Slot:
             return 2 * self.cout
         return self.cout * self.cin + (self.cout if self.bias else 0)
 
-    @property
-    def shape(self) -> tuple:
-        return (self.kind, self.cin, self.cout, self.kernel, self.stride, self.groups, self.bias)
-
 
 @dataclass(frozen=True)
 class Node:
-    """One operator application."""
+    """One operator application.
+
+    ``block`` is the path of the block that runs it; ``name`` the variable of the math it
+    computes (``r``, ``du``, ``f_c``; empty for intermediate values), ``note`` the equation
+    it completes (a comment in generated code), ``label`` what a person calls the operation
+    (``A``, ``A_fine``, ``f - A(u)``).
+    """
 
     op: str
     args: tuple[str, ...] = ()
@@ -85,22 +115,45 @@ class Node:
     cout: int = 0
     slot: str | None = None
     level: str = ""
-    scope: str = ""  # the block path it belongs to, e.g. "levels.l2.cycle.coarse"
-    label: str = ""  # what a person calls it: "A", "f - A(u)", "relu", ...
+    block: str = ""
+    label: str = ""
+    name: str = ""
+    note: str = ""
     origin: tuple = ()  # the spec path it derives from, for error locations
+
+    @property
+    def key(self) -> tuple:
+        """What makes two applications the same value (for a pure op)."""
+        return (self.op, self.slot, self.args, self.cout)
 
 
 @dataclass(frozen=True)
 class Block:
-    """A node of the block tree: ``kind`` names the block class, ``path`` its module path."""
+    """A node of the block tree: one module of the model and the code its ``forward`` runs.
+
+    ``kind`` names the block (``smoothing_step``, ``channel_level``, ...) and ``path`` is its
+    module path. ``params`` are the numbers its constructor takes (channel counts, group
+    counts); ``inputs`` and ``outputs`` its interface as (name, node id) pairs, recorded when
+    the lowering ran it (passes keep them current); ``declared`` the input names as lowered,
+    which passes never change; ``binds`` the names the caller gives the outputs; ``doc`` what
+    it computes, in the paper's notation.
+    """
 
     kind: str
     path: str
-    attrs: tuple[tuple[str, Any], ...] = ()
+    params: tuple[tuple[str, Any], ...] = ()
+    inputs: tuple[tuple[str, str], ...] = ()
+    outputs: tuple[tuple[str, str], ...] = ()
+    binds: tuple[str, ...] = ()
+    doc: str = ""
     children: tuple[Block, ...] = field(default=())
+    declared: tuple[str, ...] = ()
 
-    def attr(self, name: str) -> Any:
-        return dict(self.attrs)[name]
+    def param(self, name: str) -> Any:
+        return dict(self.params)[name]
+
+
+# -- reading --------------------------------------------------------------------------
 
 
 def slots(graph: nx.DiGraph) -> dict[str, Slot]:
@@ -112,9 +165,93 @@ def node(graph: nx.DiGraph, node_id: str) -> Node:
 
 
 def schedule(graph: nx.DiGraph) -> list[str]:
-    """Node ids in execution order (the order lowering emitted them, which is topological)."""
+    """Node ids in execution order (the graph's node order, which verify checks is topological)."""
     return list(graph.nodes)
 
 
 def used_slots(graph: nx.DiGraph) -> set[str]:
     return {n["node"].slot for _, n in graph.nodes(data=True) if n["node"].slot}
+
+
+def walk(block: Block) -> Iterator[Block]:
+    """The block and its descendants, parents first."""
+    yield block
+    for child in block.children:
+        yield from walk(child)
+
+
+def blocks(graph: nx.DiGraph) -> dict[str, Block]:
+    """Every block of the tree by path."""
+    return {b.path: b for b in walk(graph.graph["blocks"])}
+
+
+def within(path: str, ancestor: str) -> bool:
+    """Whether block ``path`` is ``ancestor`` or inside it."""
+    return ancestor == "" or path == ancestor or path.startswith(ancestor + ".")
+
+
+# -- writing: the only functions that change nodes, so args and edges stay one record -------
+
+
+def add_node(graph: nx.DiGraph, node_id: str, n: Node) -> None:
+    graph.add_node(node_id, node=n)
+    _connect(graph, node_id, n.args)
+
+
+def set_args(graph: nx.DiGraph, node_id: str, args: tuple[str, ...]) -> None:
+    n = node(graph, node_id)
+    for arg in set(n.args):
+        graph.remove_edge(arg, node_id)
+    graph.nodes[node_id]["node"] = replace(n, args=args)
+    _connect(graph, node_id, args)
+
+
+def _connect(graph: nx.DiGraph, node_id: str, args: tuple[str, ...]) -> None:
+    for arg in dict.fromkeys(args):
+        graph.add_edge(arg, node_id, positions=tuple(i for i, a in enumerate(args) if a == arg))
+
+
+def replace_uses(graph: nx.DiGraph, old: str, new: str) -> None:
+    """Make every user of ``old`` (nodes and block interfaces) use ``new`` instead."""
+    for user in list(graph.successors(old)):
+        set_args(graph, user, tuple(new if a == old else a for a in node(graph, user).args))
+
+    def rename(block: Block) -> Block:
+        return replace(
+            block,
+            inputs=tuple((k, new if v == old else v) for k, v in block.inputs),
+            outputs=tuple((k, new if v == old else v) for k, v in block.outputs),
+            children=tuple(rename(c) for c in block.children),
+        )
+
+    graph.graph["blocks"] = rename(graph.graph["blocks"])
+
+
+def remove_dead(graph: nx.DiGraph) -> int:
+    """Remove nodes whose value reaches no output; the number removed."""
+    live = {n for n in graph.nodes if node(graph, n).op == "output"}
+    for n in list(live):
+        live |= nx.ancestors(graph, n)
+    dead = [n for n in graph.nodes if n not in live]
+    graph.remove_nodes_from(dead)
+
+    def prune(block: Block) -> Block:  # an interface names only values that still exist
+        kept = [i for i, (_, v) in enumerate(block.outputs) if v in live]
+        return replace(
+            block,
+            inputs=tuple((k, v) for k, v in block.inputs if v in live),
+            outputs=tuple(block.outputs[i] for i in kept),
+            binds=tuple(block.binds[i] for i in kept),
+            children=tuple(prune(c) for c in block.children),
+        )
+
+    graph.graph["blocks"] = prune(graph.graph["blocks"])
+    return len(dead)
+
+
+def copy(graph: nx.DiGraph) -> nx.DiGraph:
+    """An independent copy (payloads are frozen, so a shallow copy of them suffices)."""
+    out = graph.copy()
+    out.graph = dict(graph.graph)
+    out.graph["slots"] = dict(graph.graph["slots"])
+    return out

@@ -1,9 +1,16 @@
 """Stage 3: a validated :class:`~mgspec.schema.Spec` -> the graph IR.
 
-Each block kind has one lowering function that declares its weight slots (in the order the
-generated ``__init__`` creates them, so state_dict keys agree in order too) and emits its
-operator nodes (in execution order). Slot names are module paths built from spec names
-(``levels.l2.cycle.coarse.A``), so editing one level never renames another.
+This module is the one place where the networks' algorithms are written. Every backend
+(runtime :mod:`mgspec.build`, source :mod:`mgspec.codegen`) and every count consumes the graph
+it produces, after the optimisation passes (:mod:`mgspec.passes`).
+
+Each block is first *declared* -- its module path, constructor numbers and weight slots, in
+the order the modules are created (so state_dict keys agree in order everywhere) -- and then
+*run*: its operator nodes are emitted in execution order, tagged with the block that runs
+them, and its interface (named inputs and outputs) is recorded. Declaring before running lets
+a block apply weights owned by a child that runs later (the FAS restriction applies the
+coarse level's ``A`` before the coarse level's smoothing). Slot names are module paths built
+from spec names (``levels.l2.cycle.coarse.A``), so editing one level never renames another.
 
 The algorithms (docs/architectures.md has the derivations):
 
@@ -14,21 +21,50 @@ The algorithms (docs/architectures.md has the derivations):
   ``u <- u + bn(P_k(V_{k+1}(f_c, u_c)))`` or, on the coarsest level, one more smoothing step;
   then post-smoothing.
 
-u starts at zero on level 1 (and in every MGIC block), and ``A(0) = 0`` exactly since convs
-have no bias, so the first step's ``f - A(u)`` is lowered as ``f``: provably zero work is
-never emitted and never counted as MACs.
+The lowering is literal: u starts as an explicit zero on level 1 (and in every MGIC block),
+and ``A(u)`` is applied wherever the algorithm writes it. Removing the provably zero work and
+the repeated applications is the job of the passes, so ``mgspec count --no-optimize`` gives
+the algorithm's own MACs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
 import networkx as nx
 
 from mgspec.errors import SpecError
-from mgspec.ir import OPS, Block, Node, Slot
+from mgspec.ir import OPS, Block, Node, Slot, add_node
 from mgspec.load import Source, format_path
 from mgspec.schema import ChannelGrid, MgNetGrid, ResNetGrid, Spec
 
-_ZERO = "<zero>"  # the initial u: no node, A(_ZERO) is never emitted
+SMOOTHING_STEP = "One MgNet smoothing step: u <- u + relu(bn2(B(relu(bn1(f - A(u))))))."
+
+
+@dataclass
+class _Block:
+    """A block while it is lowered (frozen into :class:`Block` at the end)."""
+
+    kind: str
+    path: str
+    params: tuple
+    doc: str
+    inputs: tuple = ()
+    outputs: tuple = ()
+    binds: tuple = ()
+    children: list[_Block] = field(default_factory=list)
+
+    def param(self, name: str):
+        return dict(self.params)[name]
+
+    def freeze(self) -> Block:
+        children = tuple(c.freeze() for c in self.children)
+        declared = tuple(name for name, _ in self.inputs)
+        return Block(
+            self.kind, self.path, self.params, self.inputs, self.outputs, self.binds, self.doc, children, declared
+        )
 
 
 class _Lowering:
@@ -38,23 +74,57 @@ class _Lowering:
         self.graph = nx.DiGraph()
         self.slots: dict[str, Slot] = {}
         self.level = ""
+        self.running = ""  # the path of the block whose nodes are being emitted
+        self.owner: _Block | None = None  # the block being declared
+        self._ids: dict[str, int] = {}
 
     # -- errors -----------------------------------------------------------------------
     def error(self, message: str, origin: tuple, hint: str | None = None) -> SpecError:
         loc = self.source.locate(origin) if self.source else None
         return SpecError(message, loc, format_path(origin) or None, hint)
 
-    # -- slots and nodes --------------------------------------------------------------
-    def slot(self, name: str, kind: str, cin: int, cout: int, operator: str, origin: tuple, **kw) -> str:
+    # -- declaring: blocks and their slots ----------------------------------------------
+    @contextmanager
+    def declare(self, kind: str, path: str, params: tuple = (), doc: str = "") -> Iterator[_Block]:
+        """A block whose slots (and child blocks) are declared inside the ``with``."""
+        block = _Block(kind, path, params, doc)
+        parent, self.owner = self.owner, block
+        try:
+            yield block
+        finally:
+            self.owner = parent
+        if parent is not None:
+            parent.children.append(block)
+
+    def slot(self, attr: str, kind: str, cin: int, cout: int, operator: str, origin: tuple, **kw) -> str:
+        owner = self.owner.path
+        name = f"{owner}.{attr}" if owner else attr
         assert name not in self.slots, f"slot {name} declared twice"
-        self.slots[name] = Slot(name, kind, cin, cout, operator=operator, level=self.level, origin=origin, **kw)
+        self.slots[name] = Slot(
+            name, kind, cin, cout, operator=operator, level=self.level, owner=owner, origin=origin, **kw
+        )
         return name
 
-    def conv_slot(self, name, cin, cout, operator, origin, kernel=3, stride=1, groups=1) -> str:
-        return self.slot(name, "conv", cin, cout, operator, origin, kernel=kernel, stride=stride, groups=groups)
+    def conv_slot(self, attr, cin, cout, operator, origin, kernel=3, stride=1, groups=1, doc="") -> str:
+        return self.slot(
+            attr, "conv", cin, cout, operator, origin, kernel=kernel, stride=stride, groups=groups, doc=doc
+        )
 
-    def bn_slot(self, name: str, c: int, origin: tuple) -> str:
-        return self.slot(name, "bn", c, c, "BN", origin)
+    def bn_slot(self, attr: str, c: int, origin: tuple) -> str:
+        return self.slot(attr, "bn", c, c, "BN", origin)
+
+    # -- running: nodes ---------------------------------------------------------------
+    @contextmanager
+    def run(self, block: _Block, binds: tuple[str, ...], **inputs: str) -> Iterator[_Block]:
+        """Emit ``block``'s nodes inside the ``with``; set ``block.outputs`` before leaving."""
+        assert not block.inputs, f"block {block.path} runs twice"
+        block.inputs, block.binds = tuple(inputs.items()), binds
+        caller, self.running = self.running, block.path
+        try:
+            yield block
+        finally:
+            self.running = caller
+        assert len(block.outputs) == len(binds), block.path
 
     def emit(
         self,
@@ -62,41 +132,39 @@ class _Lowering:
         args: tuple[str, ...],
         cin: int,
         cout: int,
-        scope: str,
-        label: str,
+        label: str = "",
         slot: str | None = None,
         origin: tuple = (),
+        name: str = "",
+        note: str = "",
     ) -> str:
         assert len(args) == OPS[op][0], (op, args)
-        if slot is not None:
-            base = slot
-        else:
-            base = f"{scope}.{op}" if scope else op
-        node_id, n = base, 1
-        while node_id in self.graph:
-            n += 1
-            node_id = f"{base}#{n}"
-        self.graph.add_node(node_id, node=Node(op, args, cin, cout, slot, self.level, scope, label, origin))
-        for position, arg in enumerate(args):
-            self.graph.add_edge(arg, node_id, arg=position)
+        base = slot or (f"{self.running}.{op}" if self.running else op)
+        n = self._ids[base] = self._ids.get(base, 0) + 1
+        node_id = base if n == 1 else f"{base}#{n}"
+        payload = Node(op, args, cin, cout, slot, self.level, self.running, label or op, name, note, origin)
+        add_node(self.graph, node_id, payload)
         return node_id
 
-    def conv(self, x: str, slot: str, label: str = "") -> str:
+    def conv(self, x: str, slot: str, label: str = "", name: str = "", note: str = "") -> str:
         s = self.slots[slot]
-        return self.emit("conv", (x,), s.cin, s.cout, slot.rpartition(".")[0], label or s.operator, slot, s.origin)
+        return self.emit("conv", (x,), s.cin, s.cout, label or s.operator, slot, s.origin, name, note)
 
-    def bn(self, x: str, slot: str) -> str:
+    def bn(self, x: str, slot: str, name: str = "", note: str = "") -> str:
         s = self.slots[slot]
-        return self.emit("bn", (x,), s.cin, s.cout, slot.rpartition(".")[0], "BN", slot, s.origin)
+        return self.emit("bn", (x,), s.cin, s.cout, "BN", slot, s.origin, name, note)
 
-    def relu(self, x: str, c: int, scope: str) -> str:
-        return self.emit("relu", (x,), c, c, scope, "relu")
+    def relu(self, x: str, c: int, name: str = "", note: str = "") -> str:
+        return self.emit("relu", (x,), c, c, "relu", name=name, note=note)
 
-    def add(self, a: str, b: str, c: int, scope: str, label: str = "+") -> str:
-        return self.emit("add", (a, b), c, c, scope, label)
+    def add(self, a: str, b: str, c: int, label: str = "+", name: str = "", note: str = "") -> str:
+        return self.emit("add", (a, b), c, c, label, name=name, note=note)
 
-    def sub(self, a: str, b: str, c: int, scope: str, label: str = "-") -> str:
-        return self.emit("sub", (a, b), c, c, scope, label)
+    def sub(self, a: str, b: str, c: int, label: str = "-", name: str = "", note: str = "") -> str:
+        return self.emit("sub", (a, b), c, c, label, name=name, note=note)
+
+    def zero(self, like: str, c: int) -> str:
+        return self.emit("zero", (like,), c, c, "0", name="u", note="u = 0")
 
     # -- channel arithmetic -----------------------------------------------------------
     def scaled(self, channels: int, origin: tuple) -> int:
@@ -140,95 +208,123 @@ class _Lowering:
             return ("resolution_grid", "levels", index, "channel_grid")
         return ("channel_grid",)
 
-    # -- blocks -----------------------------------------------------------------------
-    def stem(self, x: str, cin: int, c: int) -> tuple[str, Block]:
+    # -- stem and head ----------------------------------------------------------------
+    def stem(self, x: str, cin: int, c: int, out: str) -> str:
         self.level = "stem"
         k = self.spec.stem.kernel
-        conv = self.conv_slot("stem.conv", cin, c, "stem", ("stem",), kernel=k)
-        bn = self.bn_slot("stem.bn", c, ("stem",))
-        y = self.relu(self.bn(self.conv(x, conv), bn), c, "stem")
-        return y, Block("stem", "stem", (("cin", cin), ("cout", c), ("kernel", k)))
+        to = "f, the data of level 1" if out == "f" else "x, the features of stage 1"
+        with self.declare("stem", "stem", (("cin", cin), ("cout", c)), f"relu(bn(conv(x))): the image to {to}.") as b:
+            conv = self.conv_slot("conv", cin, c, "stem", ("stem",), kernel=k)
+            bn = self.bn_slot("bn", c, ("stem",))
+        with self.run(b, (out,), x=x):
+            b.outputs = (("x", self.relu(self.bn(self.conv(x, conv), bn), c)),)
+        return b.outputs[0][1]
 
-    def head(self, u: str, c: int) -> tuple[str, Block]:
+    def head(self, u: str, c: int) -> str:
         self.level = "head"
-        bias = self.spec.head.bias
-        fc = self.slot("head.fc", "linear", c, self.spec.classes, "fc", ("head",), bias=bias)
-        pooled = self.emit("avgpool", (u,), c, c, "head", "avgpool")
-        logits = self.emit("linear", (pooled,), c, self.spec.classes, "head", "fc", fc, ("head",))
-        out = self.emit("output", (logits,), self.spec.classes, self.spec.classes, "", "output")
-        return out, Block("head", "head", (("cin", c), ("classes", self.spec.classes), ("bias", bias)))
+        classes = self.spec.classes
+        doc = "Global average pooling, then the linear classifier."
+        with self.declare("head", "head", (("cin", c), ("classes", classes)), doc) as b:
+            fc = self.slot("fc", "linear", c, classes, "fc", ("head",), bias=self.spec.head.bias)
+        with self.run(b, ("logits",), x=u):
+            pooled = self.emit("avgpool", (u,), c, c, "avgpool")
+            b.outputs = (("logits", self.emit("linear", (pooled,), c, classes, "fc", fc, ("head",))),)
+        return b.outputs[0][1]
 
-    def smoothing_step(self, f: str, u: str, A: str, B: str, bn1: str, bn2: str, c: int, scope: str) -> str:
+    # -- MgNet smoothing and the channel V-cycle --------------------------------------
+    def declare_step(self, path: str, c: int, origin: tuple, own: tuple[str, ...] = (), groups: int = 1) -> _Block:
+        params = (("channels", c),) + ((("groups", groups),) if own and groups > 1 else ())
+        with self.declare("smoothing_step", path, params, SMOOTHING_STEP) as step:
+            for op in own:
+                self.conv_slot(op, c, c, op, origin, groups=groups)
+            self.bn_slot("bn1", c, origin)
+            self.bn_slot("bn2", c, origin)
+        return step
+
+    def smoothing_step(self, step: _Block, f: str, u: str, A: str, B: str) -> str:
         """u <- u + relu(bn2(B(relu(bn1(f - A(u))))))."""
-        r = f if u == _ZERO else self.sub(f, self.conv(u, A), c, scope, "f - A(u)")
-        d = self.relu(self.bn(self.conv(self.relu(self.bn(r, bn1), c, scope), B), bn2), c, scope)
-        return d if u == _ZERO else self.add(u, d, c, scope, "u + du")
+        c, p = step.param("channels"), step.path
+        with self.run(step, ("u",), f=f, u=u):
+            r = self.sub(f, self.conv(u, A), c, "f - A(u)", name="r")
+            d = self.relu(self.bn(self.conv(self.relu(self.bn(r, f"{p}.bn1"), c), B), f"{p}.bn2"), c, name="du")
+            step.outputs = (("u", self.add(u, d, c, "u + du", name="u")),)
+        return step.outputs[0][1]
 
-    def declare_channel_level(self, path: str, widths: list[int], k: int, grid: ChannelGrid, origin: tuple) -> Block:
+    def declare_channel_level(self, path: str, widths: list[int], k: int, grid: ChannelGrid, origin: tuple) -> _Block:
         w = widths[k]
         coarsest = k == len(widths) - 1
         groups = 1 if coarsest else w // grid.group_size
-        self.conv_slot(f"{path}.A", w, w, "A", origin, groups=groups)
-        self.conv_slot(f"{path}.B", w, w, "B", origin, groups=groups)
-        for i in range(grid.pre_smoothing):
-            self.bn_slot(f"{path}.pre.{i}.bn1", w, origin)
-            self.bn_slot(f"{path}.pre.{i}.bn2", w, origin)
-        children: tuple[Block, ...] = ()
         if coarsest:
-            self.bn_slot(f"{path}.solve.bn1", w, origin)
-            self.bn_slot(f"{path}.solve.bn2", w, origin)
+            kind, params = "coarsest_channel_level", (("channels", w),)
+            doc = "The coarsest channel level: fully coupled A and B; the coarse solve is one more smoothing step."
         else:
-            h = w // 2
-            self.conv_slot(f"{path}.R", w, h, "R_c", origin, kernel=1, groups=h)
-            self.bn_slot(f"{path}.bn_R", h, origin)
-            self.conv_slot(f"{path}.Pi", w, h, "Pi_c", origin, kernel=1, groups=h)
-            self.bn_slot(f"{path}.bn_Pi", h, origin)
-            self.conv_slot(f"{path}.P", h, w, "P_c", origin, kernel=1, groups=h)
-            self.bn_slot(f"{path}.bn_P", w, origin)
-            children = (self.declare_channel_level(f"{path}.coarse", widths, k + 1, grid, origin),)
-        for i in range(grid.post_smoothing):
-            self.bn_slot(f"{path}.post.{i}.bn1", w, origin)
-            self.bn_slot(f"{path}.post.{i}.bn2", w, origin)
-        attrs = (
-            ("width", w),
-            ("groups", groups),
-            ("group_size", grid.group_size),
-            ("pre", grid.pre_smoothing),
-            ("post", grid.post_smoothing),
-        )
-        return Block("channel_level", path, attrs, children)
-
-    def channel_cycle(self, f: str, u: str, block: Block) -> str:
-        """One SiC V-cycle on the channel level ``block`` (recursing to the coarser ones)."""
-        p, w = block.path, block.attr("width")
-        A, B = f"{p}.A", f"{p}.B"
-        for i in range(block.attr("pre")):
-            u = self.smoothing_step(f, u, A, B, f"{p}.pre.{i}.bn1", f"{p}.pre.{i}.bn2", w, f"{p}.pre.{i}")
-        if block.children:
-            coarse = block.children[0]
-            h = w // 2
-            assert u != _ZERO, "pre_smoothing >= 1 makes u non-zero here"
-            u_c = self.bn(self.conv(u, f"{p}.Pi"), f"{p}.bn_Pi")
-            r = self.sub(f, self.conv(u, A), w, p, "f - A(u)")
-            f_c = self.add(
-                self.bn(self.conv(r, f"{p}.R"), f"{p}.bn_R"), self.conv(u_c, f"{coarse.path}.A"), h, p, "f_c"
+            kind, params = "channel_level", (("channels", w), ("groups", groups))
+            doc = (
+                "Channel level k of the SiC V-cycle: pre-smoothing, the coarse correction through level k+1 "
+                "(u <- u + P_k(V_{k+1}(f_c, u_c))), post-smoothing. A_k and B_k are grouped and shared by "
+                "every smoothing step of the level."
             )
-            e = self.channel_cycle(f_c, u_c, coarse)
-            u = self.add(u, self.bn(self.conv(e, f"{p}.P"), f"{p}.bn_P"), w, p, "u + P(e)")
-        else:
-            u = self.smoothing_step(f, u, A, B, f"{p}.solve.bn1", f"{p}.solve.bn2", w, f"{p}.solve")
-        for i in range(block.attr("post")):
-            u = self.smoothing_step(f, u, A, B, f"{p}.post.{i}.bn1", f"{p}.post.{i}.bn2", w, f"{p}.post.{i}")
+        with self.declare(kind, path, params, doc):
+            self.conv_slot("A", w, w, "A", origin, groups=groups, doc="A_k: data to features")
+            self.conv_slot("B", w, w, "B", origin, groups=groups, doc="B_k: feature extractor")
+            for i in range(grid.pre_smoothing):
+                self.declare_step(f"{path}.pre.{i}", w, origin)
+            if coarsest:
+                self.declare_step(f"{path}.solve", w, origin)
+            else:
+                h = w // 2
+                self.conv_slot("R", w, h, "R_c", origin, kernel=1, groups=h, doc="R_k: restricts the residual")
+                self.bn_slot("bn_R", h, origin)
+                self.conv_slot("Pi", w, h, "Pi_c", origin, kernel=1, groups=h, doc="Π_k: restricts u")
+                self.bn_slot("bn_Pi", h, origin)
+                self.conv_slot("P", h, w, "P_c", origin, kernel=1, groups=h, doc="P_k: prolongs the coarse result")
+                self.bn_slot("bn_P", w, origin)
+                self.declare_channel_level(f"{path}.coarse", widths, k + 1, grid, origin)
+            for i in range(grid.post_smoothing):
+                self.declare_step(f"{path}.post.{i}", w, origin)
+        return self.owner.children[-1]
+
+    def channel_cycle(self, block: _Block, f: str, u: str, binds: tuple[str, ...]) -> str:
+        """One SiC V-cycle on the channel level ``block`` (recursing to the coarser ones)."""
+        p, w = block.path, block.param("channels")
+        A, B = f"{p}.A", f"{p}.B"
+        steps = {c.path: c for c in block.children}
+        with self.run(block, binds, f=f, u=u):
+            for i in range(sum(1 for c in block.children if c.path.startswith(f"{p}.pre."))):
+                u = self.smoothing_step(steps[f"{p}.pre.{i}"], f, u, A, B)
+            if f"{p}.coarse" in steps:
+                coarse = steps[f"{p}.coarse"]
+                h = w // 2
+                u_c = self.bn(self.conv(u, f"{p}.Pi"), f"{p}.bn_Pi", name="u_c", note="u_c = Π_k(u)")
+                r = self.sub(f, self.conv(u, A), w, "f - A(u)")
+                restricted = self.bn(self.conv(r, f"{p}.R"), f"{p}.bn_R")
+                f_c = self.add(
+                    restricted,
+                    self.conv(u_c, f"{coarse.path}.A"),
+                    h,
+                    "f_c",
+                    name="f_c",
+                    note="f_c = R_k(f - A_k(u)) + A_{k+1}(u_c)",
+                )
+                e = self.channel_cycle(coarse, f_c, u_c, ("e",))
+                u = self.add(
+                    u, self.bn(self.conv(e, f"{p}.P"), f"{p}.bn_P"), w, "u + P(e)", name="u", note="u <- u + P_k(e)"
+                )
+            else:
+                u = self.smoothing_step(steps[f"{p}.solve"], f, u, A, B)
+            for i in range(sum(1 for c in block.children if c.path.startswith(f"{p}.post."))):
+                u = self.smoothing_step(steps[f"{p}.post.{i}"], f, u, A, B)
+            block.outputs = (("u", u),)
         return u
 
     # -- families ---------------------------------------------------------------------
-    def mgnet(self, x: str, grid: MgNetGrid) -> tuple[str, list[Block]]:
+    def mgnet(self, x: str, grid: MgNetGrid) -> str:
         spec = self.spec
         widths = self.level_widths(grid)
-        f, stem = self.stem(x, spec.input.channels, widths[0])
-        blocks = [stem]
-        u = _ZERO
-        prev_A = None
+        f = self.stem(x, spec.input.channels, widths[0], "f")
+        self.level = spec.level_name(0)
+        u = self.zero(f, widths[0])
+        fine_A = None
         for i, level in enumerate(grid.levels):
             name = spec.level_name(i)
             self.level = name
@@ -237,15 +333,12 @@ class _Lowering:
             c = widths[i]
             cin = widths[i - 1] if i else c
             transfers = i > 0 or grid.level1_transfers
-            if transfers:
-                if c % cin:
-                    raise self.error(
-                        f"level {name} has {c} channels, not a multiple of the {cin} channels of the level before: "
-                        "the depthwise-style transfers R and Pi (groups = input channels) cannot map them",
-                        origin + ("channels",),
-                    )
-                self.conv_slot(f"{path}.R", cin, c, "R", origin, stride=2, groups=cin)
-                self.conv_slot(f"{path}.Pi", cin, c, "Pi", origin, stride=2, groups=cin)
+            if transfers and c % cin:
+                raise self.error(
+                    f"level {name} has {c} channels, not a multiple of the {cin} channels of the level before: "
+                    "the depthwise-style transfers R and Pi (groups = input channels) cannot map them",
+                    origin + ("channels",),
+                )
             cgrid = spec.level_channel_grid(i)
             if cgrid is not None:
                 if level.steps != 1:
@@ -262,65 +355,70 @@ class _Lowering:
                         hint="remove resolution_grid.share and resolution_grid.group_size",
                     )
                 cwidths = self.channel_widths(c, cgrid, self.grid_origin(i), name)
-                tree = self.declare_channel_level(f"{path}.cycle", cwidths, 0, cgrid, self.grid_origin(i))
-                first_A = last_A = f"{path}.cycle.A"
-                kind, children = "mgiad_level", (tree,)
-            else:
-                groups = 1
-                if grid.group_size is not None:
-                    if c % grid.group_size:
-                        raise self.error(
-                            f"group size {grid.group_size} does not divide the {c} channels of level {name}",
-                            ("resolution_grid", "group_size"),
-                        )
-                    groups = c // grid.group_size
-                shared = {op: f"{path}.{op}" for op in ("A", "B") if op in grid.share}
-                for op, slot in shared.items():
-                    self.conv_slot(slot, c, c, op, origin, groups=groups)
-                for s in range(level.steps):
-                    for op in ("A", "B"):
-                        if op not in shared:
-                            self.conv_slot(f"{path}.steps.{s}.{op}", c, c, op, origin, groups=groups)
-                    self.bn_slot(f"{path}.steps.{s}.bn1", c, origin)
-                    self.bn_slot(f"{path}.steps.{s}.bn2", c, origin)
-                first_A = shared.get("A", f"{path}.steps.0.A")
-                last_A = shared.get("A", f"{path}.steps.{level.steps - 1}.A")
-                kind, children = "mgnet_level", ()
-            if i > 0:
-                # FAS: u' = Pi(u), f' = R(relu(f - A(u))) + A'(u')
-                u_next = self.conv(u, f"{path}.Pi")
-                r = self.relu(self.sub(f, self.conv(u, prev_A), cin, path, "f - A(u)"), cin, path)
-                f = self.add(self.conv(r, f"{path}.R"), self.conv(u_next, first_A), c, path, "f")
-                u = u_next
-            if kind == "mgiad_level":
-                u = self.channel_cycle(f, u, children[0])
-            else:
-                for s in range(level.steps):
-                    A = shared.get("A", f"{path}.steps.{s}.A")
-                    B = shared.get("B", f"{path}.steps.{s}.B")
-                    u = self.smoothing_step(
-                        f, u, A, B, f"{path}.steps.{s}.bn1", f"{path}.steps.{s}.bn2", c, f"{path}.steps.{s}"
+            groups = 1
+            if cgrid is None and grid.group_size is not None:
+                if c % grid.group_size:
+                    raise self.error(
+                        f"group size {grid.group_size} does not divide the {c} channels of level {name}",
+                        ("resolution_grid", "group_size"),
                     )
-            attrs = (
-                ("name", name),
-                ("cin", cin),
-                ("channels", c),
-                ("steps", level.steps),
-                ("transfers", transfers),
-                ("share_A", "A" in grid.share),
-                ("share_B", "B" in grid.share),
-                ("groups", 1 if kind == "mgiad_level" else groups),
+                groups = c // grid.group_size
+            family = "mgiad" if cgrid is not None else "mgnet"
+            kind = f"{family}_{'first_level' if i == 0 else 'level'}"
+            params = (("cin", cin), ("channels", c)) + ((("groups", groups),) if groups > 1 else ())
+            smoothing = "one channel V-cycle (SiC)" if cgrid is not None else "MgNet smoothing steps"
+            doc = (
+                f"The finest resolution level: {smoothing} from u = 0."
+                if i == 0
+                else "A resolution level entered by FAS (u' = Π(u), f' = R(relu(f - A(u))) + A'(u')), "
+                f"then {smoothing}."
             )
-            blocks.append(Block(kind, path, attrs, children))
-            prev_A = last_A
-        out, head = self.head(u, widths[-1])
-        return out, blocks + [head]
+            shared: dict[str, str] = {}
+            with self.declare(kind, path, params, doc) as block:
+                if transfers:
+                    self.conv_slot("R", cin, c, "R", origin, stride=2, groups=cin, doc="R: restricts the residual")
+                    self.conv_slot("Pi", cin, c, "Pi", origin, stride=2, groups=cin, doc="Π: restricts u")
+                if cgrid is not None:
+                    cycle = self.declare_channel_level(f"{path}.cycle", cwidths, 0, cgrid, self.grid_origin(i))
+                    first_A = last_A = f"{path}.cycle.A"
+                else:
+                    for op in ("A", "B"):
+                        if op in grid.share:
+                            shared[op] = self.conv_slot(
+                                op, c, c, op, origin, groups=groups, doc=f"{op}, shared by every step"
+                            )
+                    own = tuple(op for op in ("A", "B") if op not in shared)
+                    steps = [self.declare_step(f"{path}.steps.{s}", c, origin, own, groups) for s in range(level.steps)]
+                    first_A = shared.get("A", f"{path}.steps.0.A")
+                    last_A = shared.get("A", f"{path}.steps.{level.steps - 1}.A")
+            inputs = {"f": f, "u": u}
+            with self.run(block, ("u",) if i == 0 else ("f", "u"), **inputs):
+                if i > 0:
+                    r = self.relu(
+                        self.sub(f, self.conv(u, fine_A, "A_fine"), cin, "f - A(u)"),
+                        cin,
+                        name="r",
+                        note="r = relu(f - A(u)) on the finer level",
+                    )
+                    u = self.conv(u, f"{path}.Pi", name="u", note="u' = Π(u)")
+                    f = self.add(
+                        self.conv(r, f"{path}.R"), self.conv(u, first_A), c, "f", name="f", note="f' = R(r) + A'(u')"
+                    )
+                if cgrid is not None:
+                    u = self.channel_cycle(cycle, f, u, ("u",))
+                else:
+                    for step in steps:
+                        A = shared.get("A", f"{step.path}.A")
+                        B = shared.get("B", f"{step.path}.B")
+                        u = self.smoothing_step(step, f, u, A, B)
+                block.outputs = (("u", u),) if i == 0 else (("f", f), ("u", u))
+            fine_A = last_A
+        return self.head(u, widths[-1])
 
-    def resnet(self, x: str, grid: ResNetGrid) -> tuple[str, list[Block]]:
+    def resnet(self, x: str, grid: ResNetGrid) -> str:
         spec = self.spec
         widths = self.level_widths(grid)
-        h, stem = self.stem(x, spec.input.channels, widths[0])
-        blocks = [stem]
+        h = self.stem(x, spec.input.channels, widths[0], "x")
         cin = widths[0]
         for i, level in enumerate(grid.levels):
             name = spec.level_name(i)
@@ -330,34 +428,37 @@ class _Lowering:
             c = widths[i]
             cgrid = spec.level_channel_grid(i)
             cwidths = self.channel_widths(c, cgrid, self.grid_origin(i), name) if cgrid else None
-            children = []
-            for b in range(level.steps):
-                bpath = f"{path}.blocks.{b}"
-                stride = 2 if (b == 0 and i > 0) else 1
-                if cwidths and stride == 1 and cin == c:
-                    tree = self.declare_channel_level(f"{bpath}.cycle", cwidths, 0, cgrid, self.grid_origin(i))
-                    # MGIC block: x <- relu(x + V(f=x, u=0))
-                    v = self.channel_cycle(h, _ZERO, tree)
-                    h = self.relu(self.add(h, v, c, bpath, "x + V(x)"), c, bpath)
-                    children.append(Block("cycle_block", bpath, (("channels", c),), (tree,)))
-                else:
-                    h = self.basic_block(h, cin, c, stride, grid.shortcut, bpath, origin)
-                    children.append(
-                        Block(
-                            "basic_block",
+            with self.declare(
+                "resnet_level", path, (("channels", c),), "A stage of blocks at one resolution."
+            ) as stage:
+                blocks = []
+                for b in range(level.steps):
+                    bpath = f"{path}.blocks.{b}"
+                    stride = 2 if (b == 0 and i > 0) else 1
+                    if cwidths and stride == 1 and cin == c:
+                        with self.declare(
+                            "cycle_block",
                             bpath,
-                            (
-                                ("cin", cin),
-                                ("cout", c),
-                                ("stride", stride),
-                                ("shortcut", self.shortcut_kind(cin, c, stride, grid.shortcut)),
-                            ),
-                        )
-                    )
-                cin = c
-            blocks.append(Block("resnet_level", path, (("name", name), ("channels", c)), tuple(children)))
-        out, head = self.head(h, widths[-1])
-        return out, blocks + [head]
+                            (("channels", c),),
+                            "MGIC block: x <- relu(x + V(f = x, u = 0)), one channel V-cycle.",
+                        ) as block:
+                            self.declare_channel_level(f"{bpath}.cycle", cwidths, 0, cgrid, self.grid_origin(i))
+                    else:
+                        block = self.declare_basic_block(bpath, cin, c, stride, grid.shortcut, origin)
+                    blocks.append(block)
+                    cin = c
+            with self.run(stage, ("x",), x=h):
+                for block in blocks:
+                    with self.run(block, ("x",), x=h):
+                        if block.kind == "cycle_block":
+                            u = self.zero(h, c)
+                            v = self.channel_cycle(block.children[0], h, u, ("v",))
+                            h = self.relu(self.add(h, v, c, "x + V(x)"), c)
+                        else:
+                            h = self.basic_block(block, h)
+                        block.outputs = (("x", h),)
+                stage.outputs = (("x", h),)
+        return self.head(h, widths[-1])
 
     @staticmethod
     def shortcut_kind(cin: int, cout: int, stride: int, option: str) -> str:
@@ -365,49 +466,65 @@ class _Lowering:
             return "identity"
         return option
 
-    def basic_block(self, x: str, cin: int, c: int, stride: int, option: str, path: str, origin: tuple) -> str:
-        """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
-        conv1 = self.conv_slot(f"{path}.conv1", cin, c, "conv", origin, stride=stride)
-        bn1 = self.bn_slot(f"{path}.bn1", c, origin)
-        conv2 = self.conv_slot(f"{path}.conv2", c, c, "conv", origin)
-        bn2 = self.bn_slot(f"{path}.bn2", c, origin)
-        kind = self.shortcut_kind(cin, c, stride, option)
-        if kind == "projection":
-            proj = self.conv_slot(f"{path}.proj", cin, c, "proj", origin, kernel=1, stride=stride)
-            proj_bn = self.bn_slot(f"{path}.proj_bn", c, origin)
-        y = self.bn(self.conv(self.relu(self.bn(self.conv(x, conv1), bn1), c, path), conv2), bn2)
-        if kind == "identity":
-            s = x
-        elif kind == "projection":
-            s = self.bn(self.conv(x, proj), proj_bn)
-        else:
-            if c < cin or stride != 2:
-                raise self.error(
-                    f"option-A shortcuts need stride 2 and at least as many output as input channels ({cin} -> {c})",
-                    origin + ("channels",),
-                    hint="use shortcut: projection",
-                )
-            s = self.emit("shortcut_a", (x,), cin, c, path, "shortcut")
-        return self.relu(self.add(y, s, c, path, "y + shortcut(x)"), c, path)
+    def declare_basic_block(self, path: str, cin: int, c: int, stride: int, option: str, origin: tuple) -> _Block:
+        shortcut = self.shortcut_kind(cin, c, stride, option)
+        if shortcut == "option_a" and (c < cin or stride != 2):
+            raise self.error(
+                f"option-A shortcuts need stride 2 and at least as many output as input channels ({cin} -> {c})",
+                origin + ("channels",),
+                hint="use shortcut: projection",
+            )
+        kind = "basic_block" if shortcut == "identity" else f"basic_block_{shortcut}"
+        described = {
+            "identity": "x",
+            "projection": "bn(proj(x)), a strided 1x1 projection",
+            "option_a": "x subsampled by 2 and zero-padded to the new channels (option A)",
+        }[shortcut]
+        params = (("cin", cin), ("cout", c), ("stride", stride))
+        doc = f"ResNet basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + s) with shortcut s = {described}."
+        with self.declare(kind, path, params, doc) as block:
+            self.conv_slot("conv1", cin, c, "conv", origin, stride=stride)
+            self.bn_slot("bn1", c, origin)
+            self.conv_slot("conv2", c, c, "conv", origin)
+            self.bn_slot("bn2", c, origin)
+            if shortcut == "projection":
+                self.conv_slot("proj", cin, c, "proj", origin, kernel=1, stride=stride)
+                self.bn_slot("proj_bn", c, origin)
+        return block
 
-    def run(self) -> nx.DiGraph:
-        grid = self.spec.resolution_grid
-        x = self.emit("input", (), self.spec.input.channels, self.spec.input.channels, "", "input")
-        if isinstance(grid, MgNetGrid):
-            _, blocks = self.mgnet(x, grid)
+    def basic_block(self, block: _Block, x: str) -> str:
+        """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+        p, cin, c = block.path, block.param("cin"), block.param("cout")
+        h = self.relu(self.bn(self.conv(x, f"{p}.conv1"), f"{p}.bn1"), c)
+        y = self.bn(self.conv(h, f"{p}.conv2"), f"{p}.bn2", name="y")
+        if block.kind == "basic_block":
+            s = x
+        elif block.kind == "basic_block_projection":
+            s = self.bn(self.conv(x, f"{p}.proj"), f"{p}.proj_bn")
         else:
-            _, blocks = self.resnet(x, grid)
-        self.graph.graph.update(
-            slots=self.slots,
-            blocks=Block("model", "", (("name", self.spec.name),), tuple(blocks)),
-            spec=self.spec,
-        )
+            s = self.emit("shortcut_a", (x,), cin, c, "shortcut")
+        return self.relu(self.add(y, s, c, "y + shortcut(x)"), c)
+
+    def lower(self) -> nx.DiGraph:
+        grid = self.spec.resolution_grid
+        channels = self.spec.input.channels
+        title = f"{self.spec.name}: the {self.spec.family} network compiled by mgspec."
+        with self.declare("model", "", (), title) as root:
+            pass
+        self.owner = root  # every top-level block is declared into the model
+        x = self.emit("input", (), channels, channels, "input", name="x")
+        with self.run(root, ("logits",), x=x):
+            logits = self.mgnet(x, grid) if isinstance(grid, MgNetGrid) else self.resnet(x, grid)
+            self.level = ""
+            n = self.spec.classes
+            root.outputs = (("logits", self.emit("output", (logits,), n, n, "output")),)
+        self.graph.graph.update(slots=self.slots, blocks=root.freeze(), spec=self.spec)
         return self.graph
 
 
 def lower(spec: Spec, source: Source | None = None) -> nx.DiGraph:
-    """Lower a spec to the graph IR (unverified; see :func:`mgspec.verify.verify`)."""
-    graph = _Lowering(spec, source).run()
+    """Lower a spec to the literal graph IR (unverified, unoptimised; see :mod:`mgspec.passes`)."""
+    graph = _Lowering(spec, source).lower()
     graph.graph["source"] = source.name if source else "<spec>"
     graph.graph["sha256"] = source.sha256 if source else ""
     return graph

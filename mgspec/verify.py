@@ -1,13 +1,23 @@
-"""Checks between lowering and the backends.
+"""Checks between lowering, every pass and the backends.
 
-Input: a lowered graph. Output: nothing, or a :class:`~mgspec.errors.SpecError` located at
-the spec field the offending node derives from.
+Input: a graph. Output: nothing, or a :class:`~mgspec.errors.SpecError` located at the spec
+field the offending node derives from.
 
-Checked: the op set is closed; every node's operands exist and edges mirror them; the graph
-is acyclic with one input and one output; channels agree on every edge; group counts divide
-both channel counts of every conv; every node that uses a slot agrees with the slot's shape
-(so shared slots have one shape); spatial sizes agree where tensors meet (for the spec's
-input size, or the one given).
+Checked:
+
+- ops: the op set is closed and every node has its op's number of operands;
+- dataflow: every operand exists and comes earlier in the schedule (so the schedule is a
+  topological order), and the edges are exactly the operands (one edge per distinct
+  operand, carrying its positions); one input and one output;
+- channels agree on every edge; ``zero``, ``bn``, ``relu``, ``add`` and ``sub`` keep them;
+- slots: every node that needs weights names a slot of its kind whose shape it agrees with
+  (so shared slots have one shape); group counts divide both channel counts;
+- blocks: paths are unique and nested under their parent's; every node is run by a block
+  of the tree and every slot is owned by one, as its attribute (``<owner>.<attr>``); a node
+  only reads values its block can see -- computed by the block or an enclosing one, or
+  returned by a block it calls (declared as an output at every level in between);
+  interfaces name existing nodes;
+- spatial sizes agree where tensors meet (for the spec's input size, or the one given).
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from __future__ import annotations
 import networkx as nx
 
 from mgspec.errors import Location, SpecError
-from mgspec.ir import OPS, Node, Slot, node, slots
+from mgspec.ir import OPS, Block, Node, Slot, blocks, node, slots, walk, within
 from mgspec.load import format_path
 
 
@@ -64,22 +74,34 @@ def spatial_sizes(graph: nx.DiGraph, size: int) -> dict[str, tuple[int, int, int
     return shapes
 
 
-def verify(graph: nx.DiGraph, size: int | None = None) -> None:
-    """Raise a located SpecError if the graph breaks an invariant (see the module docstring)."""
-    table = slots(graph)
+def _check_dataflow(graph: nx.DiGraph) -> None:
+    seen: set[str] = set()
     ends = {"input": 0, "output": 0}
     for node_id in graph.nodes:
         n = node(graph, node_id)
         if n.op not in OPS:
             raise _fail(graph, n, f"node {node_id} has unknown op {n.op!r}")
-        arity, slot_kind = OPS[n.op]
-        if len(n.args) != arity:
-            raise _fail(graph, n, f"node {node_id} ({n.op}) takes {arity} operands, has {len(n.args)}")
+        if len(n.args) != OPS[n.op][0]:
+            raise _fail(graph, n, f"node {node_id} ({n.op}) takes {OPS[n.op][0]} operands, has {len(n.args)}")
         if n.op in ends:
             ends[n.op] += 1
-        for position, arg in enumerate(n.args):
-            if arg not in graph or graph.edges.get((arg, node_id), {}).get("arg") not in (position, None):
-                raise _fail(graph, n, f"node {node_id} operand {position} ({arg}) is not wired")
+        wired = {a: d.get("positions") for a, d in graph.pred[node_id].items()}
+        expected = {a: tuple(i for i, b in enumerate(n.args) if b == a) for a in n.args}
+        if wired != expected:
+            raise _fail(graph, n, f"node {node_id}: edges {wired} do not mirror its operands {n.args}")
+        for arg in n.args:
+            if arg not in seen:
+                raise _fail(graph, n, f"node {node_id} reads {arg} before it is computed (schedule not topological)")
+        seen.add(node_id)
+    if ends != {"input": 1, "output": 1}:
+        raise _fail(graph, None, f"the graph needs one input and one output, has {ends}")
+
+
+def _check_channels(graph: nx.DiGraph) -> None:
+    table = slots(graph)
+    for node_id in graph.nodes:
+        n = node(graph, node_id)
+        for arg in n.args:
             producer = node(graph, arg)
             if producer.cout != n.cin:
                 raise _fail(
@@ -88,8 +110,9 @@ def verify(graph: nx.DiGraph, size: int | None = None) -> None:
                     f"channel mismatch: {arg} gives {producer.cout} channels, "
                     f"{node_id} ({n.label or n.op}) expects {n.cin}",
                 )
-        if n.op in ("add", "sub", "bn", "relu") and n.cin != n.cout:
+        if n.op in ("zero", "add", "sub", "bn", "relu") and n.cin != n.cout:
             raise _fail(graph, n, f"{node_id} ({n.op}) must keep its channel count")
+        slot_kind = OPS[n.op][1]
         if slot_kind is None:
             if n.slot is not None:
                 raise _fail(graph, n, f"{node_id} ({n.op}) cannot use a weight slot")
@@ -99,12 +122,65 @@ def verify(graph: nx.DiGraph, size: int | None = None) -> None:
             raise _fail(graph, n, f"{node_id} ({n.op}) needs a {slot_kind} slot, names {n.slot!r}")
         if (s.cin, s.cout) != (n.cin, n.cout):
             raise _fail(graph, n, f"{node_id} uses slot {s.name} of shape {s.cin}->{s.cout} as {n.cin}->{n.cout}")
-    if ends != {"input": 1, "output": 1}:
-        raise _fail(graph, None, f"the graph needs one input and one output, has {ends}")
-    if not nx.is_directed_acyclic_graph(graph):
-        raise _fail(graph, None, "the graph has a cycle")
     for s in table.values():
         if s.kind == "conv" and (s.cin % s.groups or s.cout % s.groups):
             raise _fail(graph, s, f"{s.name}: {s.groups} groups do not divide {s.cin} -> {s.cout} channels")
+
+
+def _check_blocks(graph: nx.DiGraph) -> None:
+    root: Block = graph.graph["blocks"]
+    paths: set[str] = set()
+    for block in walk(root):
+        if block.path in paths:
+            raise _fail(graph, None, f"block {block.path!r} appears twice in the block tree")
+        paths.add(block.path)
+        for child in block.children:
+            if not child.path.startswith(f"{block.path}." if block.path else "") or child.path == block.path:
+                raise _fail(graph, None, f"block {child.path!r} is not nested in its parent {block.path!r}")
+        for name, value in block.inputs + block.outputs:
+            if value not in graph:
+                raise _fail(graph, None, f"block {block.path!r}: interface value {name} = {value!r} is not a node")
+    for s in slots(graph).values():
+        if (
+            s.owner not in paths
+            or not s.attr.isidentifier()
+            or s.name != (f"{s.owner}.{s.attr}" if s.owner else s.attr)
+        ):
+            raise _fail(graph, s, f"slot {s.name} is not an attribute of a block (owner {s.owner!r})")
+    by_path = blocks(graph)
+    for node_id in graph.nodes:
+        n = node(graph, node_id)
+        if n.block not in paths:
+            raise _fail(graph, n, f"node {node_id} is run by {n.block!r}, which is not a block")
+        for arg in n.args:
+            if not _visible(by_path, arg, node(graph, arg).block, n.block):
+                raise _fail(graph, n, f"node {node_id} in block {n.block!r} reads {arg}, which that block cannot see")
+
+
+def _visible(by_path: dict[str, Block], value: str, producer: str, consumer: str) -> bool:
+    """Whether ``consumer`` can read ``value``: computed in scope, or returned up to it."""
+    if within(consumer, producer):
+        return True
+    block = producer
+    while not within(consumer, _parent(by_path, block)):
+        if value not in dict(by_path[block].outputs).values():
+            return False
+        block = _parent(by_path, block)
+    return value in dict(by_path[block].outputs).values()
+
+
+def _parent(by_path: dict[str, Block], path: str) -> str:
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        if ".".join(parts[:i]) in by_path:
+            return ".".join(parts[:i])
+    return ""
+
+
+def verify(graph: nx.DiGraph, size: int | None = None) -> None:
+    """Raise a located SpecError if the graph breaks an invariant (see the module docstring)."""
+    _check_dataflow(graph)
+    _check_channels(graph)
+    _check_blocks(graph)
     spec = graph.graph.get("spec")
     spatial_sizes(graph, size if size is not None else (spec.input.size if spec else 32))

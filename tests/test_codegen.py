@@ -11,6 +11,7 @@ import types
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import mgspec
 from mgspec import codegen
@@ -91,17 +92,47 @@ def assert_equivalent(graph, tmp_path, cin: int, size: int, batch: int = 2) -> N
         torch.testing.assert_close(after_generated[key], value, rtol=1e-4, atol=1e-6, msg=key)
 
 
+@pytest.mark.parametrize("optimized", [True, False], ids=["optimized", "literal"])
 @pytest.mark.parametrize("path", SPECS, ids=spec_id)
-def test_shipped_specs_equivalent(path, tmp_path):
-    assert_equivalent(mgspec.compile_graph(path.relative_to(ROOT), ["input.size=8"]), tmp_path, 3, 8)
+def test_shipped_specs_equivalent(path, tmp_path, optimized):
+    assert_equivalent(mgspec.compile_graph(path.relative_to(ROOT), ["input.size=8"], optimized), tmp_path, 3, 8)
 
 
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
-@given(spec_data())
-def test_generated_specs_equivalent(tmp_path, data):
-    assert_equivalent(mgspec.compile_graph(to_source(data)), tmp_path, data["input"]["channels"], data["input"]["size"])
+@given(spec_data(), st.booleans())
+def test_generated_specs_equivalent(tmp_path, data, optimized):
+    graph = mgspec.compile_graph(to_source(data), optimized=optimized)
+    assert_equivalent(graph, tmp_path, data["input"]["channels"], data["input"]["size"])
+
+
+RUFF = ["--isolated", "--line-length", "120", "--target-version", "py311"]
+
+
+def test_generated_files_are_formatted_and_lint_clean():
+    """Emitted formatted, byte-identical whatever is installed: ruff only checks, here."""
+    from ruff.__main__ import find_ruff_bin
+
+    ruff = find_ruff_bin()
+    files = sorted(str(p) for p in (ROOT / "generated").glob("*.py"))
+    fmt = subprocess.run([ruff, "format", "--check", "--diff", *RUFF, *files], capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    lint = subprocess.run(
+        [ruff, "check", *RUFF, "--select", "E,F,W,I,B,UP", "--ignore", "E501", *files], capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    for path in files:
+        long = [i for i, line in enumerate(open(path).read().splitlines(), 1) if len(line) > 120 and i > 1]
+        assert not long, f"{path}: lines {long} are longer than 120 (only the header's first line may be)"
+
+
+def test_no_algorithm_in_the_template():
+    """The template is the file skeleton: header, imports, the classes, create_model."""
+    text = (ROOT / "mgspec" / "codegen" / "templates" / "model.py.j2").read_text()
+    assert "class " not in text and "def forward" not in text and "{{ classes }}" in text
+    view = (ROOT / "mgspec" / "codegen" / "view.py").read_text()
+    assert "forward" not in view and "self." not in view
 
 
 BLOCK_MGSPEC = """
@@ -138,14 +169,14 @@ def test_generated_file_runs_without_mgspec(name):
 def test_spec_strings_never_reach_source_unchecked(tmp_path):
     spec = tmp_path / "odd.yaml"
     spec.write_text(
-        "name: SmoothingStep\n"
+        "name: BasicBlock\n"
         'description: \'""" import os; os.system(1)  # \\\'\n'
         "classes: 3\n"
         "resolution_grid: {block: resnet_basic, levels: [{channels: 4, steps: 1}]}\n"
     )
     graph = mgspec.compile_graph(spec)
     module = load_module(codegen.render(graph), "odd", tmp_path)
-    assert isinstance(module.create_model(), module.SmoothingStep_2)  # renamed: no clash with the block class
+    assert isinstance(module.create_model(), module.BasicBlock_2)  # renamed: no clash with the block class
     assert "os.system" in module.__doc__  # the text stayed inside the docstring
 
 

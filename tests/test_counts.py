@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 import mgspec
@@ -96,10 +97,11 @@ def _torch_macs(model, cin, size):
     return (conv + linear) // 2
 
 
+@pytest.mark.parametrize("optimized", [True, False], ids=["optimized", "literal"])
 @pytest.mark.parametrize("path", SPECS, ids=spec_id)
-def test_shipped_spec_counts_match_torch(path):
-    counts = mgspec.count_spec(path)
-    model = mgspec.create_model(path)
+def test_shipped_spec_counts_match_torch(path, optimized):
+    counts = mgspec.count_spec(path, optimized=optimized)
+    model = mgspec.create_model(path, optimized=optimized)
     assert counts.total == sum(p.numel() for p in model.parameters())
     assert counts.macs == _torch_macs(model, 3, 32)
     assert sum(counts.by_level.values()) == counts.total == sum(counts.by_operator.values())
@@ -107,9 +109,9 @@ def test_shipped_spec_counts_match_torch(path):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(spec_data())
-def test_generated_spec_counts_match_torch(data):
-    graph = mgspec.compile_graph(to_source(data))
+@given(spec_data(), st.booleans())
+def test_generated_spec_counts_match_torch(data, optimized):
+    graph = mgspec.compile_graph(to_source(data), optimized=optimized)
     counts = mgspec.count(graph)
     model = mgspec.build_model(graph)
     assert counts.total == sum(p.numel() for p in model.parameters())

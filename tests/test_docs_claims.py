@@ -32,7 +32,7 @@ def test_p_prolongs_the_whole_coarse_cycle_result():
         node = graph.nodes[name]["node"]
         (arg,) = node.args
         source = graph.nodes[arg]["node"]
-        assert source.scope.startswith(node.scope + ".coarse"), (name, arg)
+        assert source.block.startswith(node.block + ".coarse"), (name, arg)
         assert source.op != "sub", f"{name} prolongs a difference ({arg}), not the coarse result"
 
 

@@ -54,7 +54,7 @@ def test_make_demo_compiles_and_prints_the_count_table(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "-m venv" not in result.stdout, "the demo reinstalled although the stamp is fresh"
     assert "mgiad_cifar10 (mgiad): 393,034 weights" in result.stdout
-    assert "│ total │ 393,034 │ 100.0% │ 331,600,384 │" in result.stdout
+    assert "│ total │ 393,034 │ 100.0% │ 316,928,512 │" in result.stdout
     generated = repo / "generated" / "mgiad_cifar10.py"
     assert generated.read_text() == (ROOT / "generated" / "mgiad_cifar10.py").read_text()
 
