@@ -103,6 +103,8 @@ def test_compile_check_says_missing_or_stale_and_repeats_the_set_options(specs, 
     stale = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--check")
     assert stale.returncode == 1 and f"stale: {out / 'small.py'}" in stale.stderr and "missing" not in stale.stderr
     assert stale.stderr.splitlines()[-1] == f"update with: mgspec compile {specs / 'ok.yml'} -o {out}"
+    literal = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--check", "--no-optimize")
+    assert literal.returncode == 1 and literal.stderr.splitlines()[-1].endswith(f"-o {out} --no-optimize")
 
 
 def test_graph_picks_the_format_from_the_extension(specs, tmp_path):
