@@ -1,10 +1,9 @@
 # Two commands from a fresh clone: `make demo` and `make test`.
 #
-# TORCH picks the PyTorch build installed first. The default pins the CPU build
-# (torch==2.13.0 resolves to a local CPU wheel on our build machines); on your own machine
-# pass the build you want, e.g.
-#   make demo TORCH="torch --index-url https://download.pytorch.org/whl/cpu"
-#   make demo TORCH="torch --index-url https://download.pytorch.org/whl/cu128"
+# TORCH picks the PyTorch build installed first. The default pins the version only; which
+# build pip finds depends on its index (on the public PyPI, Linux wheels bundle CUDA). Pick one:
+#   make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+#   make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 PYTHON ?= python3.11
 VENV ?= .venv
 TORCH ?= torch==2.13.0
@@ -32,7 +31,7 @@ compile: $(STAMP)
 	$(BIN)/mgspec compile specs/*.yaml -o generated/
 
 lint: $(STAMP)
-	$(BIN)/ruff check mgspec cli tests benchmarks docs/reproduction.py
+	$(BIN)/ruff check mgspec cli tests benchmarks docs/reproduction.py docs/api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from mgspec.cli import render
 from mgspec.cli.errors import user_errors
-from rich.console import Console
+from rich.markup import escape
 
 import mgspec
 
@@ -26,7 +26,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-SpecArg = Annotated[Path, typer.Argument(help="Spec file (YAML).", show_default=False)]
+SpecArg = Annotated[Path, typer.Argument(help="Spec file (YAML); - reads it from stdin.", show_default=False)]
+SpecsArg = Annotated[list[Path], typer.Argument(help="Spec files (YAML); - reads one from stdin.", show_default=False)]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a field: PATH=VALUE (dotted path, list indices allowed). Repeatable."),
@@ -40,14 +41,44 @@ OptimizeOpt = Annotated[
     ),
 ]
 
+_stdin: list[tuple[object, mgspec.Source]] = []  # (the stdin read, its spec)
+
+
+def spec_input(path: Path) -> Path | mgspec.Source:
+    """A spec path as the library takes it: ``-`` is the spec text on stdin (read once per stdin)."""
+    if str(path) != "-":
+        return path
+    if not _stdin or _stdin[0][0] is not sys.stdin:
+        _stdin[:] = [(sys.stdin, mgspec.parse_text(sys.stdin.read(), "<stdin>"))]
+    return _stdin[0][1]
+
+
+def _set_options(set_: list[str] | None) -> str:
+    import shlex
+
+    return "".join(f" --set {shlex.quote(s)}" for s in set_ or ())
+
 
 @app.command()
 @user_errors
-def validate(spec: SpecArg, set_: SetOpt = None) -> None:
-    """Check a spec: schema, channel arithmetic and the lowered graph."""
-    graph = mgspec.compile_graph(spec, set_)
-    s = graph.graph["spec"]
-    print(f"{spec}: ok ({s.name}, {s.family}, {len(graph)} ops, {len(graph.graph['slots'])} weight slots)")
+def validate(specs: SpecsArg, set_: SetOpt = None) -> None:
+    """Check specs: schema, channel arithmetic and the lowered graph (every spec; exit 2 if any fails)."""
+    from mgspec.cli.errors import USER_ERROR, report
+
+    failed = 0
+    for spec in specs:
+        try:
+            graph = mgspec.compile_graph(spec_input(spec), set_)
+        except mgspec.SpecError as exc:
+            report(str(exc))
+            failed += 1
+            continue
+        s = graph.graph["spec"]
+        print(f"{spec}: ok ({s.name}, {s.family}, {len(graph)} ops, {len(graph.graph['slots'])} weight slots)")
+    if failed:
+        if len(specs) > 1:
+            print(f"{failed} of {len(specs)} specs are invalid", file=sys.stderr)
+        raise typer.Exit(USER_ERROR)
 
 
 @app.command()
@@ -64,22 +95,24 @@ def count(
     """Exact weights and MACs per level and operator, from the graph alone, and what the passes removed."""
     if format not in ("table", "json", "csv"):
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use table, json or csv")
-    counts = mgspec.count_spec(spec, set_, input_size, optimized=optimize)
+    counts = mgspec.count_spec(spec_input(spec), set_, input_size, optimized=optimize)
     if format == "json":
         print(render.counts_json(counts))
     elif format == "csv":
         print(render.counts_csv(counts), end="")
     else:
-        render.counts_table(counts, Console())
+        render.counts_table(counts, render.console())
 
 
 @app.command("compile")
 @user_errors
 def compile_(
-    specs: Annotated[list[Path], typer.Argument(help="Spec files (YAML).", show_default=False)],
+    specs: SpecsArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the generated <name>.py files.")],
     set_: SetOpt = None,
-    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if any file in OUT is stale.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if any file in OUT is missing or stale.")
+    ] = False,
     optimize: OptimizeOpt = True,
 ) -> None:
     """Generate standalone PyTorch source (one <name>.py per spec)."""
@@ -88,16 +121,23 @@ def compile_(
     # Render everything first: one bad spec leaves no partial output behind.
     rendered: dict[Path, str] = {}
     for spec in specs:
-        graph = mgspec.compile_graph(spec, set_, optimize)
+        graph = mgspec.compile_graph(spec_input(spec), set_, optimize)
         target = out / f"{graph.graph['spec'].name}.py"
         if target in rendered:
             raise mgspec.SpecError(f"two specs are named {target.stem!r}", mgspec.Location(str(spec)), "name")
         rendered[target] = codegen.render(graph)
     if check:
-        stale = [str(path) for path, text in rendered.items() if not codegen.is_current(path, text)]
-        if stale:
-            print("stale: " + ", ".join(stale), file=sys.stderr)
-            print(f"update with: mgspec compile {' '.join(map(str, specs))} -o {out}", file=sys.stderr)
+        import shlex
+
+        missing = [str(path) for path in rendered if not path.exists()]
+        stale = [str(path) for path, text in rendered.items() if path.exists() and not codegen.is_current(path, text)]
+        if missing or stale:
+            if missing:
+                print("missing: " + ", ".join(missing), file=sys.stderr)
+            if stale:
+                print("stale: " + ", ".join(stale), file=sys.stderr)
+            command = f"mgspec compile {' '.join(shlex.quote(str(s)) for s in specs)} -o {shlex.quote(str(out))}"
+            print(f"update with: {command}{_set_options(set_)}{'' if optimize else ' --no-optimize'}", file=sys.stderr)
             raise typer.Exit(1)
         print(f"{len(rendered)} file(s) up to date in {out}")
         return
@@ -115,17 +155,34 @@ def schema() -> None:
 @app.command("list")
 @user_errors
 def list_(
-    directory: Annotated[Path, typer.Option("--dir", help="Directory of specs.")] = Path("specs"),
+    directory: Annotated[Path, typer.Option("--dir", help="Directory of specs (*.yaml and *.yml).")] = Path("specs"),
 ) -> None:
-    """The specs in a directory, with name, family and weights."""
+    """The specs in a directory, with name, family and weights; invalid specs are listed with their error."""
     from rich.table import Table
 
+    if not directory.is_dir():
+        raise mgspec.SpecError(
+            "no such directory" if not directory.exists() else "not a directory",
+            mgspec.Location(str(directory)),
+            hint="list --dir DIR names a folder of specs",
+        )
     table = Table("spec", "name", "family", "weights", "description")
-    for path in sorted(directory.glob("*.yaml")):
-        counts = mgspec.count_spec(path)
-        spec, _ = mgspec.load_spec(path)
-        table.add_row(str(path), counts.name, counts.family, f"{counts.total:,}", spec.description)
-    Console(width=200).print(table)
+    paths = sorted({*directory.glob("*.yaml"), *directory.glob("*.yml")})
+    invalid = 0
+    for path in paths:
+        try:
+            spec, _ = mgspec.load_spec(path)
+            counts = mgspec.count_spec(spec)
+        except mgspec.SpecError as exc:
+            invalid += 1
+            table.add_row(str(path), "", "invalid", "", f"[red]{escape(str(exc))}[/red]")
+            continue
+        table.add_row(str(path), counts.name, counts.family, f"{counts.total:,}", escape(spec.description))
+    render.console().print(table)
+    if not paths:
+        print(f"no specs (*.yaml, *.yml) in {directory}", file=sys.stderr)
+    elif invalid:
+        print(f"{invalid} of {len(paths)} specs are invalid", file=sys.stderr)
 
 
 @app.command()
@@ -134,7 +191,7 @@ def show(spec: SpecArg, set_: SetOpt = None, optimize: OptimizeOpt = True) -> No
     """Print the graph IR readably: one op per line, grouped by level."""
     from mgspec import export
 
-    print(export.to_text(mgspec.compile_graph(spec, set_, optimize)), end="")
+    print(export.to_text(mgspec.compile_graph(spec_input(spec), set_, optimize)), end="")
 
 
 @app.command()
@@ -142,7 +199,16 @@ def show(spec: SpecArg, set_: SetOpt = None, optimize: OptimizeOpt = True) -> No
 def graph(
     spec: SpecArg,
     set_: SetOpt = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="dot, mermaid or json (networkx node-link).")] = "dot",
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="dot, mermaid or json (networkx node-link) (default: from -o's extension .dot/.gv, .mmd, .json; "
+            "else dot).",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write here; .svg/.png render DOT with Graphviz.")
     ] = None,
@@ -152,9 +218,12 @@ def graph(
     from mgspec import export
 
     renderers = {"dot": export.to_dot, "mermaid": export.to_mermaid, "json": export.to_json}
+    if format is None:
+        by_suffix = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid", ".json": "json"}
+        format = by_suffix.get(out.suffix.lower(), "dot") if out is not None else "dot"
     if format not in renderers:
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use dot, mermaid or json")
-    g = mgspec.compile_graph(spec, set_, optimize)
+    g = mgspec.compile_graph(spec_input(spec), set_, optimize)
     if out is not None and out.suffix in (".svg", ".png"):
         import shutil
         import subprocess
@@ -178,8 +247,23 @@ def graph(
         print(f"wrote {out}")
 
 
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="cifar10, cifar100, fashionmnist or mnist.")]
-DataDirOpt = Annotated[Path, typer.Option("--data-dir", help="Directory with the dataset in its official format.")]
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        help="cifar10, cifar100, fashionmnist or mnist (default with a run: the run's).",
+        show_default=False,
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Directory with the dataset in its official format (default: data, or the run's).",
+        show_default=False,
+    ),
+]
 
 
 def _train_options(
@@ -194,6 +278,9 @@ def _train_options(
     workers: int | None,
     compile_: bool | None,
     channels_last: bool | None,
+    threads: int | None = None,
+    amp: bool | None = None,
+    amp_dtype: str | None = None,
 ):
     from mgspec.train import recipe
 
@@ -207,8 +294,60 @@ def _train_options(
         "workers": workers,
         "compile": compile_,
         "channels_last": channels_last,
+        "threads": threads,
+        "amp": (amp_dtype or True) if amp or (amp is None and amp_dtype) else (False if amp is False else None),
     }
-    return recipe(dataset, data_dir, **given), [k for k, v in given.items() if v is not None]
+    config = recipe(dataset, data_dir, **given)
+    return config, [k for k, v in given.items() if v is not None]
+
+
+def _warn_if_oversubscribed(threads: int) -> None:
+    from mgspec.train.recipe import available_cores, oversubscription
+
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        return
+    if message := oversubscription(threads, available_cores(), load):
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def _need(value, option: str, why: str):
+    if value is None:
+        raise mgspec.SpecError(f"{option} is required {why}")
+    return value
+
+
+def _from_run(run: dict | None, spec: Path | None, set_: list[str] | None, where: Path):
+    """The spec and overrides to use with a run: the run's own, unless given again.
+
+    A given spec replaces the stored text; given --set options come after the stored ones. Whether
+    the result is the run's spec is checked against the resolved spec the run recorded.
+    """
+    from mgspec.train import trainer
+
+    if run is None:
+        if spec is None:
+            raise mgspec.SpecError(
+                "not a run directory (no config.json), so the spec is not known",
+                mgspec.Location(str(where)),
+                hint=f"give the spec too: mgspec ... SPEC {where}",
+            )
+        return spec_input(spec), list(set_ or [])
+    stored = run["spec"]["overrides"]
+    source = trainer.stored_spec(run) if spec is None else spec_input(spec)
+    return source, [*stored, *(s for s in set_ or [] if s not in stored)]
+
+
+def _check_same_spec(run: dict, source, overrides: list[str], where: Path, what: str) -> None:
+    resolved, _ = mgspec.load_spec(source, overrides)
+    if resolved.model_dump(mode="json") != run["spec"]["resolved"]:
+        raise mgspec.SpecError(
+            f"{what}: the run was trained from a different spec ({run['spec']['path']} "
+            f"with {run['spec']['overrides'] or 'no overrides'})",
+            mgspec.Location(str(where)),
+            hint="leave out the spec and --set options: the run's own are used",
+        )
 
 
 EpochsOpt = Annotated[int | None, typer.Option(help="Total epochs (default: 400; 100 for (Fashion)MNIST).", min=1)]
@@ -232,43 +371,123 @@ ChannelsLastOpt = Annotated[
         "--channels-last/--no-channels-last", help="channels_last memory format (default: on).", show_default=False
     ),
 ]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Torch threads (default: $OMP_NUM_THREADS, else the cores this process may use; never more).",
+        min=1,
+        show_default=False,
+    ),
+]
+AmpOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--amp/--no-amp",
+        help="Mixed precision: autocast to bf16 on CPU; bf16 on CUDA where supported, else fp16 with loss scaling.",
+        show_default=False,
+    ),
+]
+AmpDtypeOpt = Annotated[
+    str | None,
+    typer.Option(help="bf16 or fp16 (fp16 needs CUDA); implies --amp.", show_default=False),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
 @app.command()
 @user_errors
 def train(
-    spec: SpecArg,
-    dataset: DatasetOpt,
-    data_dir: DataDirOpt = Path("data"),
+    spec: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="SPEC",
+            help="Spec file (YAML); - reads stdin. Optional with --resume: the run's.",
+            show_default=False,
+        ),
+    ] = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
     set_: SetOpt = None,
     epochs: EpochsOpt = None,
     batch_size: BatchOpt = None,
     lr: LrOpt = None,
     weight_decay: WdOpt = None,
     seed: SeedOpt = None,
-    seeds: Annotated[int, typer.Option(help="Train N seeds (seed, seed+1, ...) and report mean and std.", min=1)] = 1,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            help="Train N seeds (seed, seed+1, ...) and report mean and std (default: 1, or the run's).",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
     compile_: CompileOpt = None,
     channels_last: ChannelsLastOpt = None,
+    threads: ThreadsOpt = None,
+    amp: AmpOpt = None,
+    amp_dtype: AmpDtypeOpt = None,
     download: Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")] = False,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<spec>-<dataset>).")
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue this run directory up to --epochs (the total).", show_default=False)
+        Path | None,
+        typer.Option(
+            help="Continue this run directory up to --epochs (the total); spec and --set come from it.",
+            show_default=False,
+        ),
     ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a spec with the paper's recipe; metrics, checkpoints and a summary go to the run directory."""
+    import re
+
     import torch.distributed as torch_dist
 
     from mgspec import train as training
     from mgspec.train.download import download as fetch
 
+    trainer = training.trainer
+    stored = None
+    if resume is not None:
+        if out is not None and resume != out:
+            raise mgspec.SpecError("--out and --resume name different runs", hint="--resume RUN alone continues RUN")
+        stored = trainer.read_run(resume)
+        if stored is None:
+            raise mgspec.SpecError(
+                "not a run directory (no config.json)", mgspec.Location(str(resume)), hint="check --resume"
+            )
+        if dataset is not None and dataset != stored["config"]["dataset"]:
+            raise mgspec.SpecError(
+                f"--dataset {dataset}: the run trains on {stored['config']['dataset']}",
+                mgspec.Location(str(resume)),
+                hint="leave out --dataset: the run's own is used",
+            )
+        dataset = stored["config"]["dataset"]
+        data_dir = data_dir or Path(stored["config"]["data_dir"])
+        source, overrides = _from_run(stored, spec, set_, resume)
+    else:
+        dataset = _need(dataset, "--dataset", "(or --resume RUN, which knows it)")
+        _need(spec, "SPEC", "(or --resume RUN, which knows it)")
+        source, overrides = spec_input(spec), list(set_ or [])
+    data_dir = data_dir or Path("data")
     config, explicit = _train_options(
-        dataset, data_dir, epochs, batch_size, lr, weight_decay, seed, device, workers, compile_, channels_last
+        dataset,
+        data_dir,
+        epochs,
+        batch_size,
+        lr,
+        weight_decay,
+        seed,
+        device,
+        workers,
+        compile_,
+        channels_last,
+        threads,
+        amp,
+        amp_dtype,
     )
     main_process = int(os.environ.get("RANK", "0")) == 0
     if download:
@@ -278,25 +497,53 @@ def train(
             training.trainer.init_distributed(config.device)
             torch_dist.barrier()
     training.data.check(dataset, data_dir)
-    if resume is not None and out is not None and resume != out:
-        raise mgspec.SpecError("--out and --resume name different runs", hint="--resume RUN alone continues RUN")
-    spec_name = mgspec.load_spec(spec, set_ or [])[0].name
+    spec_name = mgspec.load_spec(source, overrides)[0].name
     directory = resume or out or Path("runs") / f"{spec_name}-{dataset}"
+    if resume is not None:
+        started = sorted(int(m.group(1)) for d in resume.glob("seed-*") if (m := re.fullmatch(r"seed-(\d+)", d.name)))
+        if seeds is None and seed is None and started and not (resume / trainer.CONFIG).exists():
+            seed, seeds = started[0], len(started)
+        if seed is None:
+            seed = stored["config"]["seed"]
+    seeds = seeds or 1
+    seed = config.seed if seed is None else seed
+    run_dirs = {s: directory if seeds == 1 else directory / f"seed-{s}" for s in range(seed, seed + seeds)}
+    # Resuming a run that has every epoch already is an error (checked in prepare, after the spec and recipe).
+    nothing_left = resume is not None and all(
+        trainer.finished_epochs(d) >= (epochs or stored["config"]["epochs"]) for d in run_dirs.values()
+    )
+    if main_process:
+        _warn_if_oversubscribed(config.threads)
     summaries = []
+    current = None
     try:
-        for s in range(config.seed, config.seed + seeds):
-            run_dir = directory if seeds == 1 else directory / f"seed-{s}"
+        for s, run_dir in run_dirs.items():
+            current = run_dir
             run = training.prepare(
-                spec,
-                set_ or [],
+                source,
+                overrides,
                 dataclasses.replace(config, seed=s),
                 run_dir,
-                resume=resume is not None,
+                resume=resume is not None and (run_dir / trainer.CONFIG).exists(),
                 explicit=explicit,
+                require_epochs_left=nothing_left,
             )
             if main_process and run.adapted:
                 print(f"fitted to {dataset}: --set " + " --set ".join(run.adapted))
             summaries.append(training.train(run, progress=not quiet))
+    except KeyboardInterrupt:
+        training.trainer.finish_distributed(ok=False)
+        if main_process and current is not None and (current / trainer.CONFIG).exists():
+            import shlex
+
+            total = json.loads((current / trainer.CONFIG).read_text())["config"]["epochs"]
+            where = f"{current} stopped after epoch {trainer.finished_epochs(current)} of {total}"
+            command = f"mgspec train --resume {shlex.quote(str(directory))} --epochs {total}"
+            if seeds > 1:
+                command += f" --seed {seed} --seeds {seeds}"
+            print(f"\ninterrupted: {where} (the checkpoint holds every finished epoch)", file=sys.stderr)
+            print(f"resume with: {command}", file=sys.stderr)
+        raise typer.Exit(130) from None
     except BaseException:
         training.trainer.finish_distributed(ok=False)
         raise
@@ -304,35 +551,73 @@ def train(
     if not main_process:
         return
     if seeds == 1:
-        render.train_summary(summaries[0], directory, Console())
+        render.train_summary(summaries[0], directory, render.console())
         return
     result = training.aggregate(summaries)
     (directory / "summary.json").write_text(json.dumps({"runs": summaries, "aggregate": result}, indent=2) + "\n")
-    render.seeds_summary(result, directory, Console())
+    render.seeds_summary(result, directory, render.console())
 
 
 @app.command()
 @user_errors
 def evaluate(
-    spec: SpecArg,
-    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt, a run directory or a state_dict file.")],
-    dataset: DatasetOpt,
-    data_dir: DataDirOpt = Path("data"),
+    spec_or_run: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_OR_SPEC",
+            help="A run directory (its config.json names the spec, --set options and dataset), or a spec "
+            "followed by CHECKPOINT.",
+            show_default=False,
+        ),
+    ],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[CHECKPOINT]",
+            help="After a spec: a checkpoint.pt, run directory or state_dict file.",
+            show_default=False,
+        ),
+    ] = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
     set_: SetOpt = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.", min=1)] = 256,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    threads: ThreadsOpt = None,
     split: Annotated[str, typer.Option(help="test or train.")] = "test",
     format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
-    """Test loss and accuracy of a trained checkpoint."""
+    """Test loss and accuracy of a trained run or checkpoint."""
     from mgspec.train import evaluate as run_evaluation
+    from mgspec.train import trainer
+    from mgspec.train.recipe import available_cores, default_threads
 
     if split not in ("test", "train"):
         raise mgspec.SpecError(f"unknown split {split!r}", hint="use test or train")
     if format not in ("text", "json"):
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use text or json")
+    spec, target = (None, spec_or_run) if checkpoint is None else (spec_or_run, checkpoint)
+    stored = trainer.read_run(target)
+    source, overrides = _from_run(stored, spec, set_, target)
+    if stored is not None:
+        _check_same_spec(stored, source, overrides, target, "checkpoint does not fit the spec")
+        dataset = dataset or stored["config"]["dataset"]
+        data_dir = data_dir or Path(stored["config"]["data_dir"])
+    dataset = _need(dataset, "--dataset", "for a checkpoint outside a run directory")
+    threads = threads or default_threads()
+    if threads > available_cores():
+        raise mgspec.SpecError(f"--threads {threads}: this process may use {available_cores()} cores")
+    _warn_if_oversubscribed(threads)
     result = run_evaluation(
-        spec, set_ or [], checkpoint, dataset, data_dir, batch_size=batch_size, device=device, split=split
+        source,
+        overrides,
+        target,
+        dataset,
+        data_dir or Path("data"),
+        batch_size=batch_size,
+        device=device,
+        split=split,
+        threads=threads,
     )
     if format == "json":
         print(json.dumps(result, indent=2))
@@ -348,8 +633,13 @@ def evaluate(
 def sweep(
     spec: SpecArg,
     grid: Annotated[
-        list[str], typer.Option("--grid", "-g", help="PATH=V1,V2,... to sweep; repeat for a product grid.")
-    ],
+        list[str] | None,
+        typer.Option("--grid", "-g", help="PATH=V1,V2,... to sweep; repeat for a product grid; PATH levels: N levels."),
+    ] = None,
+    zip_: Annotated[
+        list[str] | None,
+        typer.Option("--zip", "-z", help="PATH=V1,V2,...; all --zip lists are taken side by side (one axis)."),
+    ] = None,
     set_: SetOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for sweep.csv, sweep.json, sweep.png.")] = Path(
         "sweep"
@@ -357,8 +647,11 @@ def sweep(
     train_: Annotated[
         bool, typer.Option("--train", help="Train every combination and plot weights vs accuracy.")
     ] = False,
+    seeds: Annotated[
+        int, typer.Option(help="With --train: seeds per combination (seed, seed+1, ...); mean ± std.", min=1)
+    ] = 1,
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="With --train: the dataset.")] = "cifar10",
-    data_dir: DataDirOpt = Path("data"),
+    data_dir: DataDirOpt = None,
     epochs: EpochsOpt = None,
     batch_size: BatchOpt = None,
     lr: LrOpt = None,
@@ -368,28 +661,56 @@ def sweep(
     workers: WorkersOpt = None,
     compile_: CompileOpt = None,
     channels_last: ChannelsLastOpt = None,
+    threads: ThreadsOpt = None,
+    amp: AmpOpt = None,
+    amp_dtype: AmpDtypeOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Weights and MACs (and accuracy with --train) for every combination of a grid, as CSV/JSON and a plot."""
     from mgspec import train as training
     from mgspec.train import sweep as sweeping
 
-    parsed = [sweeping.parse_grid(g) for g in grid]
+    if not grid and not zip_:
+        raise mgspec.SpecError("nothing to sweep", hint="add --grid PATH=V1,V2,... or --zip PATH=V1,V2,...")
+    parsed = [sweeping.parse_grid(g) for g in grid or ()]
+    zipped = [sweeping.parse_grid(z) for z in zip_ or ()]
+    source = spec_input(spec)
+    data_dir = data_dir or Path("data")
     trainer = None
+    seed_list = [0]
     if train_:
         config, _ = _train_options(
-            dataset, data_dir, epochs, batch_size, lr, weight_decay, seed, device, workers, compile_, channels_last
+            dataset,
+            data_dir,
+            epochs,
+            batch_size,
+            lr,
+            weight_decay,
+            seed,
+            device,
+            workers,
+            compile_,
+            channels_last,
+            threads,
+            amp,
+            amp_dtype,
         )
+        seed_list = list(range(config.seed, config.seed + seeds))
         training.data.check(dataset, data_dir)  # fail before anything is trained
+        _warn_if_oversubscribed(config.threads)
 
-        def trainer(overrides: list[str], run_dir: Path) -> dict:
+        def trainer(spec_for_run, overrides: list[str], run_dir: Path, run_seed: int) -> dict:
             run = training.prepare(
-                spec, overrides, config, run_dir, resume=(run_dir / training.trainer.CHECKPOINT).exists()
+                spec_for_run,
+                overrides,
+                dataclasses.replace(config, seed=run_seed),
+                run_dir,
+                resume=(run_dir / training.trainer.CONFIG).exists(),
             )
             return training.train(run, progress=not quiet)
 
-    rows, written = sweeping.sweep(spec, set_ or [], parsed, out, trainer)
-    render.sweep_table(rows, Console(width=160))
+    rows, written = sweeping.sweep(source, set_ or [], parsed, out, trainer, zipped=zipped, seeds=seed_list)
+    render.sweep_table(rows, render.console())
     for path in written:
         print(f"wrote {path}")
 

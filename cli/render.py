@@ -11,6 +11,15 @@ from rich.table import Table
 
 from mgspec.count import Counts
 
+#: Width of rich output written to a pipe or file: wide enough that no table or line wraps.
+PIPE_WIDTH = 1000
+
+
+def console() -> Console:
+    """A rich console for stdout; piped or redirected, it does not wrap at 80 columns (or $COLUMNS)."""
+    out = Console()
+    return out if out.is_terminal else Console(width=PIPE_WIDTH)
+
 
 def counts_json(counts: Counts) -> str:
     return json.dumps(counts.as_dict(), indent=2)
@@ -62,9 +71,11 @@ def counts_table(counts: Counts, console: Console) -> None:
         table.add_row("total", f"{counts.total:,}", "100.0%", f"{counts.macs:,}", style="bold")
         console.print(table)
     if counts.unused:
+        paper = set(counts.unused_slots) <= {"levels.l1.R", "levels.l1.Pi"}
+        why = "the paper's level-1 R/Pi, kept for count parity" if paper else "no op of the graph reads them"
         console.print(
             f"of which unused: {counts.unused:,} weights in {', '.join(counts.unused_slots)} "
-            "(created but never applied: the paper's level-1 R/Pi, kept for count parity)"
+            f"(created but never applied: {why})"
         )
     console.print(passes_line(counts))
     console.print(
@@ -122,20 +133,27 @@ def seeds_summary(result: dict, directory, console: Console) -> None:
 
 
 def sweep_table(rows: list[dict], console: Console) -> None:
+    """One row per combination; with several seeds, accuracies and times show as mean ± std."""
     table = Table()
-    for key in rows[0]:
-        table.add_column(key, justify="right")
+    keys = [k for k in rows[0] if not (k.endswith("_std") and k.removesuffix("_std") in rows[0])]
+    for key in keys:
+        table.add_column(key + (" (mean ± std)" if f"{key}_std" in rows[0] else ""), justify="right")
+
+    def cell(row: dict, k: str) -> str:
+        v = row[k]
+        if f"{k}_std" in row:
+            std = row[f"{k}_std"]
+            return f"{100 * v:.2f} ± {100 * std:.2f}%" if k.endswith("_acc") else f"{v:.1f} ± {std:.1f}"
+        if k.endswith("_acc"):
+            return _pct(v)
+        if isinstance(v, bool):
+            return str(v)
+        if isinstance(v, int):
+            return f"{v:,}"
+        if isinstance(v, float):
+            return f"{v:.1f}"
+        return str(v)
+
     for row in rows:
-        table.add_row(
-            *(
-                _pct(v)
-                if k.endswith("_acc")
-                else f"{v:,}"
-                if isinstance(v, int)
-                else f"{v:.1f}"
-                if isinstance(v, float)
-                else str(v)
-                for k, v in row.items()
-            )
-        )
+        table.add_row(*(cell(row, k) for k in keys))
     console.print(table)

@@ -192,8 +192,9 @@ class MgNetGrid(_Grid):
         "grid, the coarsest channel level's); null is dense.",
     )
     level1_transfers: bool = Field(
-        True,
-        description="Create R and Pi on level 1 too (never used), as the paper's published counts do.",
+        False,
+        description="Create R and Pi on level 1 too (never used), as the paper's published counts do; "
+        "the shipped paper specs set it to true.",
     )
     restriction: Literal["depthwise", "avgpool", "dense"] = Field(
         "depthwise",

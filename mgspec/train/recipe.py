@@ -10,6 +10,7 @@ run needs no hidden scheduler state to continue exactly.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -41,8 +42,11 @@ class TrainConfig:
     workers: int = 0
     compile: bool | None = None  # None: auto, see compile_enabled()
     channels_last: bool = True
+    threads: int | None = None  # torch intra-op threads; None: default_threads()
+    # Mixed precision: None (float32), "bfloat16" or "float16" (autocast; float16 with loss scaling).
+    amp: str | None = None
 
-    RUNTIME = ("data_dir", "device", "workers", "compile", "channels_last", "epochs")
+    RUNTIME = ("data_dir", "device", "workers", "compile", "channels_last", "epochs", "threads")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,15 +75,89 @@ class TrainConfig:
 
 
 def recipe(dataset: str, data_dir: str | Path, **given) -> TrainConfig:
-    """The paper's recipe for ``dataset``; ``given`` (options the user set, None = unset) wins."""
+    """The paper's recipe for ``dataset``; ``given`` (options the user set, None = unset) wins.
+
+    ``amp`` may be given as ``True`` (the device's default half type, see :func:`amp_dtype`),
+    ``"bf16"``/``"bfloat16"`` or ``"fp16"``/``"float16"``; ``threads`` defaults to
+    :func:`default_threads` and may not exceed :func:`available_cores`.
+    """
     info = dataset_info(dataset)
     defaults: dict = {}
     if info.format == "idx":
         defaults = {"schedule": "step", "epochs": 100}
     config = TrainConfig(dataset=dataset, data_dir=str(data_dir), **defaults)
-    config = replace(config, **{k: v for k, v in given.items() if v is not None})
+    config = replace(config, **{k: v for k, v in given.items() if v is not None and k != "amp"})
+    amp = given.get("amp")
+    if amp is not None and amp is not False:
+        config = replace(config, amp=amp_dtype(config.device, None if amp is True else amp))
+    if config.threads is None:
+        config = replace(config, threads=default_threads())
     _check(config)
     return config
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """``$OMP_NUM_THREADS`` when set, else every core this process may use; never more than those cores."""
+    cores = available_cores()
+    try:
+        wanted = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        wanted = cores
+    return max(1, min(wanted, cores))
+
+
+def oversubscription(threads: int, cores: int, load: float) -> str | None:
+    """A warning when ``threads`` beside the machine's other work (``load``: runnable processes,
+    the 1-minute load average) need more cores than there are, else None.
+
+    Spinning OpenMP threads that share cores with a busy process slow down many times over:
+    ResNet20 fell from 146 to 44 images/s with 2 threads on 2 cores beside one busy process.
+    """
+    if load + threads <= cores + 0.5:
+        return None
+    free = max(1, cores - round(load))
+    advice = f"try --threads {free}" if free < threads else "expect it to run slower"
+    return (
+        f"the machine is busy (load {load:.1f} on {cores} cores): {threads} training threads beside it "
+        f"oversubscribe the cores and may run several times slower; {advice}"
+    )
+
+
+_AMP_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16"}
+
+
+def amp_dtype(device: str, requested: str | None = None, *, bf16_supported: bool | None = None) -> str:
+    """The autocast dtype for ``--amp`` on ``device``: bfloat16 on CPU; on CUDA bfloat16 where the GPU
+    supports it, else float16. ``requested`` (bf16 or fp16) picks one; float16 needs CUDA.
+    """
+    is_cuda = device.startswith("cuda")
+    if requested is not None:
+        if requested not in _AMP_NAMES:
+            raise SpecError(f"unknown --amp-dtype {requested!r}", hint="use bf16 or fp16")
+        name = _AMP_NAMES[requested]
+        if name == "float16" and not is_cuda:
+            raise SpecError("--amp-dtype fp16 needs --device cuda", hint="on CPU, --amp uses bf16")
+        return name
+    if not is_cuda:
+        return "bfloat16"
+    if bf16_supported is None:
+        import torch
+
+        bf16_supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return "bfloat16" if bf16_supported else "float16"
+
+
+def uses_loss_scaling(device_type: str, amp: str | None) -> bool:
+    """float16 gradients underflow without loss scaling (a GradScaler); bfloat16 has float32's range."""
+    return amp == "float16" and device_type == "cuda"
 
 
 def _check(config: TrainConfig) -> None:
@@ -92,6 +170,12 @@ def _check(config: TrainConfig) -> None:
         raise SpecError(f"--weight-decay must be >= 0, not {config.weight_decay}")
     if config.schedule not in ("cosine", "step"):
         raise SpecError(f"unknown schedule {config.schedule!r}", hint="use cosine or step")
+    cores = available_cores()
+    if config.threads is not None and not 1 <= config.threads <= cores:
+        raise SpecError(
+            f"--threads {config.threads}: this process may use {cores} cores",
+            hint=f"use 1 to {cores} threads (default {default_threads()})",
+        )
 
 
 _DATASET_FIELDS = {"input.channels": "channels", "input.size": "size", "classes": "classes"}

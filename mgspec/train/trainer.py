@@ -2,7 +2,8 @@
 
 A run directory holds everything needed to continue or audit a run:
 
-- ``config.json``  the recipe, the spec text, the overrides and the spec's counts
+- ``config.json``  the recipe, the spec text, the overrides and the spec's counts (what
+  ``train --resume RUN`` and ``evaluate RUN`` read, so the spec need not be given again)
 - ``metrics.jsonl`` one JSON object per epoch (train/test loss and accuracy, lr, time)
 - ``checkpoint.pt`` model, optimizer, scheduler, RNG state and epoch, written atomically
   after every epoch (a killed run loses at most the epoch in progress)
@@ -29,11 +30,12 @@ from torch import nn
 
 import mgspec
 from mgspec.errors import Location, SpecError
+from mgspec.load import Source
 from mgspec.schema import Spec
 from mgspec.train.batches import EpochBatches
 from mgspec.train.data import Split, dataset_info, load
 from mgspec.train.memory import tune_malloc
-from mgspec.train.recipe import TrainConfig, fit_spec
+from mgspec.train.recipe import TrainConfig, fit_spec, uses_loss_scaling
 
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
 
@@ -82,7 +84,7 @@ class Run:
 
     directory: Path
     config: TrainConfig
-    spec_path: str
+    spec_path: str | Path | Source  # a spec file, or its text (``-``, or the text a run stored)
     overrides: list[str]
     adapted: list[str] = field(default_factory=list)
 
@@ -97,11 +99,12 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
-def _spec_record(spec_path: str | Path, overrides: list[str], spec: Spec) -> dict:
+def _spec_record(spec_path: str | Path | Source, overrides: list[str], spec: Spec) -> dict:
     counts = mgspec.count_spec(spec)
+    source = spec_path if isinstance(spec_path, Source) else None
     return {
-        "path": str(spec_path),
-        "text": Path(spec_path).read_text(),
+        "path": source.name if source else str(spec_path),
+        "text": source.text if source else Path(spec_path).read_text(),
         "overrides": overrides,
         "resolved": spec.model_dump(mode="json"),
         "weights": counts.total,
@@ -111,19 +114,49 @@ def _spec_record(spec_path: str | Path, overrides: list[str], spec: Spec) -> dic
     }
 
 
+def read_run(directory: str | Path) -> dict | None:
+    """The ``config.json`` of a run directory (or of the first ``seed-*`` run in it), else None."""
+    directory = Path(directory)
+    if directory.is_file():  # a checkpoint inside a run directory
+        directory = directory.parent
+    candidates = [directory / CONFIG, *sorted(directory.glob(f"seed-*/{CONFIG}"))]
+    for path in candidates:
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise SpecError("config.json is not valid JSON", Location(str(path))) from None
+    return None
+
+
+def stored_spec(run: dict) -> Source:
+    """The spec a run was trained from, as its config.json holds it (errors name the original path)."""
+    return mgspec.parse_text(run["spec"]["text"], run["spec"]["path"])
+
+
+def finished_epochs(directory: str | Path) -> int:
+    """Epochs a run directory's checkpoint holds (0 when there is none yet)."""
+    path = Path(directory) / CHECKPOINT
+    if not path.exists():
+        return 0
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
 def prepare(
-    spec_path: str | Path,
+    spec_path: str | Path | Source,
     overrides: Sequence[str],
     config: TrainConfig,
     directory: str | Path,
     *,
     resume: bool = False,
     explicit: Sequence[str] = (),
+    require_epochs_left: bool = False,
 ) -> Run:
     """Create (or reopen with ``resume``) a run directory and check it fits the spec and recipe.
 
     ``explicit`` names the recipe options the user passed; on resume they must agree with the
-    stored recipe, except the runtime ones (epochs, device, workers, ...).
+    stored recipe, except the runtime ones (epochs, device, workers, ...). With
+    ``require_epochs_left``, a run that has trained ``config.epochs`` epochs already is an error.
     """
     directory = Path(directory)
     info = dataset_info(config.dataset)
@@ -138,7 +171,7 @@ def prepare(
             raise SpecError(
                 f"the run was trained from a different spec ({stored['spec']['path']} "
                 f"with {stored['spec']['overrides'] or 'no overrides'})",
-                Location(str(spec_path)),
+                Location(spec_path.name if isinstance(spec_path, Source) else str(spec_path)),
                 hint="resume with the spec and --set options the run started with",
             )
         old = TrainConfig.from_dict(stored["config"])
@@ -149,8 +182,15 @@ def prepare(
                     f"{getattr(old, name)}; a resumed run keeps its recipe",
                     Location(str(directory)),
                 )
-        runtime = {k: getattr(config, k) for k in TrainConfig.RUNTIME if k in explicit or k == "data_dir"}
+        runtime = {k: getattr(config, k) for k in TrainConfig.RUNTIME if k in explicit or k in ("data_dir", "threads")}
         config = TrainConfig.from_dict({**old.as_dict(), **runtime})
+        done = finished_epochs(directory)
+        if require_epochs_left and done >= config.epochs:
+            raise SpecError(
+                f"the run has trained {done} epochs already; --epochs {config.epochs} leaves nothing to do",
+                Location(str(directory)),
+                hint=f"--epochs is the total, not a number more: e.g. --epochs {2 * done}",
+            )
     else:
         if (directory / CHECKPOINT).exists() or (directory / METRICS).exists():
             raise SpecError(
@@ -158,7 +198,7 @@ def prepare(
                 Location(str(directory)),
                 hint=f"continue it with --resume {directory}, or choose another --out",
             )
-    run = Run(directory, config, str(spec_path), full, adapted)
+    run = Run(directory, config, spec_path if isinstance(spec_path, Source) else str(spec_path), full, adapted)
     if int(os.environ.get("RANK", "0")) == 0:
         directory.mkdir(parents=True, exist_ok=True)
         payload = {"mgspec": mgspec.__version__, "config": config.as_dict(), "spec": record}
@@ -185,22 +225,34 @@ def _epoch_pass(
     dist_: Dist,
     optimizer: torch.optim.Optimizer | None = None,
     advance: Callable[[], None] = lambda: None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[float, float, int]:
-    """One pass; trains when given an optimizer. Returns loss, accuracy and images over all ranks."""
+    """One pass; trains when given an optimizer. Returns loss, accuracy and images over all ranks.
+
+    With ``config.amp`` the forward pass and the loss run under autocast in that dtype; a
+    ``scaler`` (float16 on CUDA) scales the loss so that small gradients do not underflow.
+    """
     training = optimizer is not None
     model.train(training)
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
+    amp_dtype = getattr(torch, config.amp) if config.amp else None
     loss_sum = correct = seen = 0.0
     with torch.set_grad_enabled(training):
         for images, labels in _loader(batches, config.workers):
             images = images.to(device, memory_format=memory, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(images)
+                loss = F.cross_entropy(logits, labels)
             if training:
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
             loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
@@ -223,9 +275,16 @@ def _make_model(run: Run, device: torch.device) -> nn.Module:
     return model
 
 
+def make_scaler(device_type: str, amp: str | None) -> torch.amp.GradScaler | None:
+    """The loss scaler a run needs: one for float16 autocast on CUDA, none otherwise."""
+    return torch.amp.GradScaler(device_type) if uses_loss_scaling(device_type, amp) else None
+
+
 def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Train to ``run.config.epochs`` (continuing from the checkpoint when there is one)."""
     config = run.config
+    if config.threads:
+        torch.set_num_threads(config.threads)
     tune_malloc()
     dist_ = init_distributed(config.device)
     device = _device(
@@ -241,12 +300,15 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: config.lr_at(e) / config.lr)
+    scaler = make_scaler(device.type, config.amp)
     start, best, elapsed = 0, None, 0.0
     if run.checkpoint.exists():
         state = torch.load(run.checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"].cpu())
         start, elapsed = int(state["epoch"]), float(state["elapsed"])
         best = state.get("best")
@@ -283,7 +345,7 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
             lr = optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
             train_loss, train_acc, images = _epoch_pass(
-                trained, epoch_batches(epoch), config, device, dist_, optimizer, bar.advance
+                trained, epoch_batches(epoch), config, device, dist_, optimizer, bar.advance, scaler
             )
             train_time = time.perf_counter() - t0
             scheduler.step()
@@ -305,7 +367,7 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
                 "elapsed_s": elapsed,
             }
             if dist_.main:
-                _save(run, model, optimizer, scheduler, epoch + 1, elapsed, best, record)
+                _save(run, model, optimizer, scheduler, epoch + 1, elapsed, best, record, scaler)
             bar.epoch_done(record)
     if record is None:  # nothing left to train: report the stored run
         record = json.loads((run.directory / METRICS).read_text().splitlines()[-1])
@@ -315,7 +377,9 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
     return summary
 
 
-def _save(run: Run, model, optimizer, scheduler, epoch: int, elapsed: float, best: dict, record: dict) -> None:
+def _save(
+    run: Run, model, optimizer, scheduler, epoch: int, elapsed: float, best: dict, record: dict, scaler=None
+) -> None:
     # Metrics first: a crash in between leaves a metrics line for an epoch the checkpoint lacks,
     # which train() drops when it starts again (see _trim_metrics), never the reverse.
     with (run.directory / METRICS).open("a") as handle:
@@ -329,6 +393,8 @@ def _save(run: Run, model, optimizer, scheduler, epoch: int, elapsed: float, bes
         "scheduler": scheduler.state_dict(),
         "rng": torch.get_rng_state(),
     }
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
     _atomic_write(run.checkpoint, lambda p: torch.save(state, p))
 
 
@@ -410,7 +476,7 @@ class _Progress:
 
 
 def evaluate(
-    spec_path: str | Path,
+    spec_path: str | Path | Source,
     overrides: Sequence[str],
     checkpoint: str | Path,
     dataset: str,
@@ -419,8 +485,11 @@ def evaluate(
     batch_size: int = 256,
     device: str = "cpu",
     split: str = "test",
+    threads: int | None = None,
 ) -> dict:
     """Loss and accuracy of a checkpoint (a run's ``checkpoint.pt`` or a bare state_dict)."""
+    if threads:
+        torch.set_num_threads(threads)
     info = dataset_info(dataset)
     _, full, _ = fit_spec(spec_path, list(overrides), info)
     dev = _device(device)

@@ -1,0 +1,158 @@
+"""Habits of a new user, through the installed command: several specs, stdin, list, hints, formats, pipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+OK = """\
+name: small
+classes: 10
+resolution_grid:
+  block: mgnet
+  levels: [{channels: 8, steps: 1}, {channels: 16, steps: 1}]
+"""
+BAD = "name: broken\nclases: 10\n"
+
+
+def mgspec_cli(*args, stdin: str | None = None, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # output is piped, as in a script
+    environment.update({"PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "mgspec", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environment,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def specs(tmp_path):
+    (tmp_path / "ok.yml").write_text(OK)
+    (tmp_path / "bad.yaml").write_text(BAD)
+    return tmp_path
+
+
+def test_validate_checks_every_spec_and_fails_if_any_does(specs):
+    result = mgspec_cli("validate", specs / "ok.yml", specs / "bad.yaml", ROOT / "specs" / "mgiad_cifar10.yaml")
+    assert result.returncode == 2
+    assert f"{specs / 'ok.yml'}: ok (small, mgnet" in result.stdout
+    assert "mgiad_cifar10.yaml: ok (mgiad_cifar10, mgiad" in result.stdout
+    assert f"error: {specs / 'bad.yaml'}:2:9: clases: unknown field 'clases'" in result.stderr
+    assert "1 of 3 specs are invalid" in result.stderr and "Traceback" not in result.stderr
+    assert mgspec_cli("validate", specs / "ok.yml", ROOT / "specs" / "mgnet_cifar10.yaml").returncode == 0
+
+
+def test_dash_reads_the_spec_from_stdin(specs, tmp_path):
+    counted = mgspec_cli("count", "-", "-f", "json", "--set", "width=2", stdin=OK)
+    assert counted.returncode == 0, counted.stderr
+    assert (
+        json.loads(counted.stdout)["total"]
+        == json.loads(mgspec_cli("count", specs / "ok.yml", "-f", "json", "--set", "width=2").stdout)["total"]
+    )
+    assert mgspec_cli("validate", "-", stdin=OK).stdout.startswith("-: ok (small")
+    bad = mgspec_cli("validate", "-", stdin=BAD)
+    assert bad.returncode == 2 and "error: <stdin>:2:9: clases" in bad.stderr
+    compiled = mgspec_cli("compile", "-", "-o", tmp_path / "gen", stdin=OK)
+    assert compiled.returncode == 0 and (tmp_path / "gen" / "small.py").is_file()
+    shown = mgspec_cli("show", "-", stdin=OK)
+    assert shown.returncode == 0 and " = conv(" in shown.stdout
+    assert mgspec_cli("graph", "-", "-f", "mermaid", stdin=OK).stdout.startswith("flowchart")
+
+
+def test_list_reports_invalid_specs_and_reads_yml(specs):
+    result = mgspec_cli("list", "--dir", specs)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "│" in line]
+    assert any("ok.yml" in r and "small" in r and "mgnet" in r for r in rows)
+    assert any("bad.yaml" in r and "invalid" in r and "unknown field 'clases'" in r for r in rows)
+    assert "1 of 2 specs are invalid" in result.stderr
+
+
+def test_list_refuses_a_missing_folder(tmp_path):
+    result = mgspec_cli("list", "--dir", tmp_path / "nope")
+    assert result.returncode == 2
+    assert (
+        result.stderr.startswith(f"error: {tmp_path / 'nope'}: no such directory") and "Traceback" not in result.stderr
+    )
+
+
+def test_compile_check_says_missing_or_stale_and_repeats_the_set_options(specs, tmp_path):
+    out = tmp_path / "gen"
+    missing = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--check", "--set", "width=2", "-s", "classes=5")
+    assert missing.returncode == 1
+    assert f"missing: {out / 'small.py'}" in missing.stderr and "stale" not in missing.stderr
+    fix = missing.stderr.splitlines()[-1].removeprefix("update with: ")
+    assert fix == f"mgspec compile {specs / 'ok.yml'} -o {out} --set width=2 --set classes=5"
+    assert not out.exists()
+    wrote = mgspec_cli(*fix.split()[1:])  # the printed command, run as printed
+    assert wrote.returncode == 0, wrote.stderr
+    assert (
+        mgspec_cli("compile", specs / "ok.yml", "-o", out, "--check", "-s", "width=2", "-s", "classes=5").returncode
+        == 0
+    )
+    stale = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--check")
+    assert stale.returncode == 1 and f"stale: {out / 'small.py'}" in stale.stderr and "missing" not in stale.stderr
+    assert stale.stderr.splitlines()[-1] == f"update with: mgspec compile {specs / 'ok.yml'} -o {out}"
+    literal = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--check", "--no-optimize")
+    assert literal.returncode == 1 and literal.stderr.splitlines()[-1].endswith(f"-o {out} --no-optimize")
+
+
+def test_graph_picks_the_format_from_the_extension(specs, tmp_path):
+    spec = specs / "ok.yml"
+    for name, start in (("g.dot", 'digraph "small"'), ("g.mmd", "flowchart TB"), ("g.json", "{")):
+        result = mgspec_cli("graph", spec, "-o", tmp_path / name)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / name).read_text().startswith(start), name
+    json.loads((tmp_path / "g.json").read_text())
+    assert mgspec_cli("graph", spec, "-f", "dot", "-o", tmp_path / "x.json").returncode == 0
+    assert (tmp_path / "x.json").read_text().startswith("digraph"), "-f wins over the extension"
+    assert mgspec_cli("graph", spec).stdout.startswith("digraph"), "stdout stays DOT"
+
+
+def test_piped_rich_output_does_not_wrap_at_80_columns():
+    result = mgspec_cli("count", ROOT / "specs" / "mgiad_cifar10.yaml")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    note = (
+        "MACs count conv and linear multiply-accumulates (FLOPs = 2 x MACs); BN, ReLU and additions are not included."
+    )
+    assert note in lines and max(map(len, lines)) > 80
+    listed = mgspec_cli("list")
+    assert all(len(line) > 80 for line in listed.stdout.splitlines() if "mgiad_cifar10.yaml" in line)
+    assert "MGiaD, multigrid in all dimensions (cK = 64, gs = 4)" in listed.stdout
+
+
+def test_cli_reference_documents_every_option_of_every_command():
+    import re
+
+    import typer.main
+    from mgspec.cli.app import app
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    sections = dict(re.findall(r"^### `mgspec (\w+)`\n(.*?)(?=^### |\Z)", text, flags=re.MULTILINE | re.DOTALL))
+    for name, command in typer.main.get_command(app).commands.items():
+        assert name in sections, f"docs/cli.md has no section for {name}"
+        for param in command.params:
+            if param.param_type_name == "option":
+                for opt in [*param.opts, *param.secondary_opts]:
+                    assert f"`{opt}`" in sections[name], f"docs/cli.md: mgspec {name} {opt} is not documented"
+
+
+def test_stdin_is_read_afresh_by_each_invocation_in_one_process():
+    from mgspec.cli.app import app
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["validate", "-"], input=OK).exit_code == 0
+    second = runner.invoke(app, ["validate", "-"], input=BAD)
+    assert second.exit_code == 2 and "<stdin>:2:9: clases" in second.stderr
