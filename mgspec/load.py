@@ -55,7 +55,9 @@ class _Loader(yaml.SafeLoader):
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
-                raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", _mark(self.spec_name, self.peek_event(), self.lines))
+                raise SpecError(
+                    f"nesting deeper than {MAX_DEPTH} levels", _mark(self.spec_name, self.peek_event(), self.lines)
+                )
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
@@ -152,9 +154,7 @@ class _Converter:
         if node.tag != (_MAP if kind == "mapping" else _SEQ):
             raise SpecError(f"YAML tag {_short(node.tag)!r} does not fit a {kind}", self.where(node), format_path(path))
         if id(node) in self.active:
-            raise SpecError(
-                "an alias refers to a value that contains it", self.where(node), format_path(path) or None
-            )
+            raise SpecError("an alias refers to a value that contains it", self.where(node), format_path(path) or None)
         self.active.add(id(node))
         try:
             if kind == "list":
