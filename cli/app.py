@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 from mgspec.cli import render
-from mgspec.cli.errors import user_errors
+from mgspec.cli.errors import USER_ERROR, report, user_errors
 from rich.console import Console
 
 import mgspec
@@ -109,11 +109,20 @@ def list_(
     from rich.table import Table
 
     table = Table("spec", "name", "family", "weights", "description")
+    errors = []
     for path in sorted(directory.glob("*.yaml")):
-        counts = mgspec.count_spec(path)
-        spec, _ = mgspec.load_spec(path)
+        try:  # one bad file is reported, the others are still listed
+            counts = mgspec.count_spec(path)
+            spec, _ = mgspec.load_spec(path)
+        except mgspec.SpecError as exc:
+            errors.append(exc)
+            continue
         table.add_row(str(path), counts.name, counts.family, f"{counts.total:,}", spec.description)
     Console(width=200).print(table)
+    for exc in errors:
+        report(str(exc))
+    if errors:
+        raise typer.Exit(USER_ERROR)
 
 
 @app.command()

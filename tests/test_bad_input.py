@@ -273,7 +273,10 @@ def test_list_reports_bad_files_and_lists_the_others(tmp_path):
     result = runner.invoke(app, ["list", "--dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "small" in result.stdout and "good.yaml" in result.stdout
-    assert result.stderr == f"error: {tmp_path / 'bad.yaml'}:8:15: invalid YAML: character U+0000 is not allowed\n"
+    assert result.stderr == (
+        f"error: {tmp_path / 'bad.yaml'}:8:15: invalid YAML: character U+0000 is not allowed\n"
+        "  hint: control characters and lone surrogates cannot appear in YAML text\n"
+    )
 
 
 HANGS = {
