@@ -386,7 +386,8 @@ def _message(err: dict, data: Any, path: DataPath) -> tuple[str, str | None]:
         return msg[len("Value error, ") :], None
     msg = msg[0].lower() + msg[1:]
     if not isinstance(err.get("input"), (dict, list)):
-        msg += f", got {err['input']!r}"
+        got = repr(err["input"])
+        msg += f", got {got if len(got) <= 60 else got[:57] + '...'}"
     return msg, None
 
 

@@ -298,3 +298,11 @@ def test_real_process_returns_quickly_without_traceback(name, tmp_path):
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.startswith(f"error: {path}")
+
+
+def test_long_values_are_shortened_in_messages(tmp_path):
+    path = tmp_path / "long.yaml"
+    path.write_text(replace("classes: 10", "classes: " + "x" * 50_000))
+    with pytest.raises(mgspec.SpecError) as info:
+        mgspec.count_spec(path)
+    assert str(info.value).endswith("classes: input should be a valid integer, got '" + "x" * 56 + "...")

@@ -184,7 +184,10 @@ def _check_memory(weights: int, device: torch.device, spec_path: str) -> None:
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
     else:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows): allocation errors still apply
+            return
     need = weights * TRAINING_BYTES_PER_WEIGHT
     if need > total:
         raise SpecError(
