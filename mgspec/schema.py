@@ -8,7 +8,10 @@ level overrides it. The family is never declared; it follows from the structure
 
 Invariants: models are frozen and reject unknown fields; every pydantic error is turned into
 a :class:`~mgspec.errors.SpecError` pointing at the file line of the offending value, with a
-"did you mean" hint for misspelled keys. Channel arithmetic that depends on several fields
+"did you mean" hint for misspelled keys. Sizes are bounded (the ``MAX_*`` limits), numbers are
+finite, names cannot collide with each other, with torch module attributes or with Python
+modules, and free text holds printable characters only, so every spec that validates lowers,
+counts and compiles quickly and safely. Channel arithmetic that depends on several fields
 (group sizes dividing widths, coarsest widths) is checked by :mod:`mgspec.lower`, which knows
 the hierarchy.
 """

@@ -566,3 +566,16 @@ def test_a_huge_learning_rate_stops_and_metrics_stay_json(tiny, tmp_path):
     if (run / "metrics.jsonl").exists():
         for line in (run / "metrics.jsonl").read_text().splitlines():
             json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+
+
+def test_evaluate_refuses_a_bad_device_and_a_model_too_large(tiny, tmp_path):
+    spec, data_dir = tiny
+    args = ["evaluate", str(spec), str(tmp_path / "none.pt"), "-d", "cifar10", "--data-dir", str(data_dir)]
+    gpu = runner.invoke(app, [*args, "--device", "gpu"])
+    assert gpu.exit_code == 2 and gpu.stderr.startswith("error: unknown device 'gpu'")
+    huge = tmp_path / "huge.yaml"  # 9.7 trillion weights, counted but never allocated
+    huge.write_text(
+        "name: huge\nclasses: 10\nresolution_grid:\n  block: resnet_basic\n  levels: [{channels: 16384, steps: 256}]\n"
+    )
+    big = runner.invoke(app, ["evaluate", str(huge), *args[2:]])
+    assert big.exit_code == 2 and "GiB, more than the" in big.stderr, big.output

@@ -179,7 +179,9 @@ def _device(name: str) -> torch.device:
 TRAINING_BYTES_PER_WEIGHT = 16
 
 
-def _check_memory(weights: int, device: torch.device, spec_path: str) -> None:
+def _check_memory(
+    weights: int, device: torch.device, spec_path: str, bytes_per_weight: int = TRAINING_BYTES_PER_WEIGHT
+) -> None:
     """Refuse a model whose weights alone cannot fit the device, before allocating anything."""
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
@@ -188,10 +190,11 @@ def _check_memory(weights: int, device: torch.device, spec_path: str) -> None:
             total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (AttributeError, ValueError, OSError):  # no sysconf (Windows): allocation errors still apply
             return
-    need = weights * TRAINING_BYTES_PER_WEIGHT
+    need = weights * bytes_per_weight
     if need > total:
+        use = "training" if bytes_per_weight > 4 else "it"
         raise SpecError(
-            f"the model has {weights:,} weights; training needs about {need / 2**30:,.1f} GiB, "
+            f"the model has {weights:,} weights; {use} needs about {need / 2**30:,.1f} GiB, "
             f"more than the {total / 2**30:,.1f} GiB of {device}",
             Location(spec_path),
             hint="reduce width, channels or steps",
@@ -511,6 +514,8 @@ def evaluate(
     _, full, _ = fit_spec(spec_path, list(overrides), info)
     dev = _device(device)
     graph = mgspec.compile_graph(spec_path, full)
+    counts = mgspec.count(graph)
+    _check_memory(counts.total, dev, str(spec_path), bytes_per_weight=4)
     model = mgspec.build_model(graph).to(dev)
     path = Path(checkpoint)
     if path.is_dir():
@@ -542,7 +547,6 @@ def evaluate(
     batches = EpochBatches(data, info, batch_size, train=False)
     config = TrainConfig(dataset=dataset, data_dir=str(data_dir), batch_size=batch_size, device=device)
     loss, accuracy, images = _epoch_pass(model, batches, config, dev, Dist())
-    counts = mgspec.count(graph)
     return {
         "spec": counts.name,
         "dataset": dataset,
