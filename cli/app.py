@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 from mgspec.cli import render
-from mgspec.cli.errors import user_errors
+from mgspec.cli.errors import USER_ERROR, user_errors
 from rich.markup import escape
 
 import mgspec
@@ -183,6 +183,8 @@ def list_(
         print(f"no specs (*.yaml, *.yml) in {directory}", file=sys.stderr)
     elif invalid:
         print(f"{invalid} of {len(paths)} specs are invalid", file=sys.stderr)
+    if invalid:
+        raise typer.Exit(USER_ERROR)
 
 
 @app.command()

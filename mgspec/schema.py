@@ -8,7 +8,10 @@ level overrides it. The family is never declared; it follows from the structure
 
 Invariants: models are frozen and reject unknown fields; every pydantic error is turned into
 a :class:`~mgspec.errors.SpecError` pointing at the file line of the offending value, with a
-"did you mean" hint for misspelled keys. Channel arithmetic that depends on several fields
+"did you mean" hint for misspelled keys. Sizes are bounded (the ``MAX_*`` limits), numbers are
+finite, names cannot collide with each other, with torch module attributes or with Python
+modules, and free text holds printable characters only, so every spec that validates lowers,
+counts and compiles quickly and safely. Channel arithmetic that depends on several fields
 (group sizes dividing widths, coarsest widths) is checked by :mod:`mgspec.lower`, which knows
 the hierarchy.
 """
@@ -17,10 +20,11 @@ from __future__ import annotations
 
 import difflib
 import keyword
+import sys
 from functools import cached_property, lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mgspec.errors import SpecError
 from mgspec.load import DataPath, Source, format_path
@@ -28,12 +32,59 @@ from mgspec.load import DataPath, Source, format_path
 Positive = Annotated[int, Field(strict=True, gt=0)]
 NonNegative = Annotated[int, Field(strict=True, ge=0)]
 
+# Limits (docs/spec-language.md, "Limits"). They are far above any published network and keep
+# every spec that validates quick to lower, count and build: graph size grows with the
+# smoothing steps, tensor sizes with the channels.
+#: Resolution levels (each halves the resolution: 12 take 4096 pixels down to 1).
+MAX_LEVELS = 12
+#: Steps (blocks) of one level.
+MAX_STEPS = 256
+#: Smoothing steps of the whole network, each step of every channel V-cycle counted.
+MAX_SMOOTHING_STEPS = 2048
+#: Channels of any level after the width multiplier; also bounds group sizes and input channels.
+MAX_CHANNELS = 16384
+#: Pre- and post-smoothing steps of a channel V-cycle.
+MAX_SMOOTHING = 16
+#: Input height and width in pixels.
+MAX_INPUT_SIZE = 4096
+#: Output classes.
+MAX_CLASSES = 100_000
+#: Stem kernel size.
+MAX_KERNEL = 15
+#: Characters of a spec or level name, and of a description.
+MAX_NAME, MAX_DESCRIPTION = 64, 1000
+
+Side = Annotated[int, Field(strict=True, gt=0, le=MAX_INPUT_SIZE)]
+
+#: Spec names that would shadow a module the generated ``<name>.py`` (or Python) imports.
+_MODULES = frozenset(sys.stdlib_module_names) | {
+    "torch", "mgspec", "numpy", "typing_extensions", "sympy", "networkx", "jinja2", "filelock", "fsspec", "mpmath",
+    "setuptools", "triton", "pkg_resources",
+}  # fmt: skip
+
 
 @lru_cache(maxsize=1)
 def _container_attributes() -> frozenset[str]:
     from torch import nn
 
-    return frozenset(dir(nn.ModuleDict))
+    # An instance's attributes too: ``training``, ``_modules``, ``_parameters`` are set in __init__.
+    return frozenset(dir(nn.ModuleDict())) | frozenset(dir(nn.Module()))
+
+
+class _Located(ValueError):
+    """A cross-field problem raised by a model validator, located at ``path`` below the model."""
+
+    def __init__(self, message: str, path: tuple) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _printable(v: str) -> str:
+    """Refuse control, format (bidi overrides) and surrogate characters: text goes into generated code."""
+    for char in v:
+        if not (char.isprintable() or char in "\n\t"):
+            raise ValueError(f"character U+{ord(char):04X} is not allowed")
+    return v
 
 
 class _Model(BaseModel):
@@ -43,8 +94,8 @@ class _Model(BaseModel):
 class Input(_Model):
     """The image the network classifies."""
 
-    channels: Positive = Field(3, description="Input channels (3 for CIFAR, 1 for (Fashion)MNIST).")
-    size: Positive | Annotated[list[Positive], Field(min_length=2, max_length=2)] = Field(
+    channels: Positive = Field(3, le=MAX_CHANNELS, description="Input channels (3 for CIFAR, 1 for (Fashion)MNIST).")
+    size: Side | Annotated[list[Side], Field(min_length=2, max_length=2)] = Field(
         32, description="Height and width in pixels (one number for a square image, or [height, width])."
     )
 
@@ -57,8 +108,8 @@ class Input(_Model):
 class Stem(_Model):
     """conv(kernel x kernel, input -> c_1) + BN + ReLU; its output is f_1 (MgNet) or x (ResNet)."""
 
-    kernel: Positive = Field(3, description="Stem convolution kernel size (odd).")
-    stride: Positive = Field(1, description="Stem convolution stride (2 or 4 for large images).")
+    kernel: Positive = Field(3, le=MAX_KERNEL, description="Stem convolution kernel size (odd).")
+    stride: Positive = Field(1, le=MAX_KERNEL, description="Stem convolution stride (2 or 4 for large images).")
     maxpool: bool = Field(False, description="A 3x3 stride-2 max-pool after the stem (ImageNet-style).")
 
     @field_validator("kernel")
@@ -75,9 +126,13 @@ class Layers(_Model):
     norm: Literal["batch", "group", "none"] = Field(
         "batch", description="Normalisation after convolutions: BatchNorm, GroupNorm (norm_groups groups) or none."
     )
-    norm_groups: Positive = Field(8, description="Groups of GroupNorm (with norm: group); must divide every width.")
+    norm_groups: Positive = Field(
+        8, le=MAX_CHANNELS, description="Groups of GroupNorm (with norm: group); must divide every width."
+    )
     activation: Literal["relu", "gelu", "silu"] = Field("relu", description="The activation function.")
-    kernel: Positive = Field(3, description="Kernel size of A and B (MgNet, MGiaD) and of ResNet's convs (odd).")
+    kernel: Positive = Field(
+        3, le=MAX_KERNEL, description="Kernel size of A and B (MgNet, MGiaD) and of ResNet's convs (odd)."
+    )
     norms_per_step: Literal[1, 2] = Field(
         2,
         description="Normalisations per smoothing step: 2 is u + act(BN(B(act(BN(f - A u))))); "
@@ -105,10 +160,18 @@ class ChannelGrid(_Model):
     ``coarsest``; every level but the coarsest uses grouped A/B convolutions.
     """
 
-    group_size: Positive = Field(description="Channels per group of the grouped A/B convolutions (gs).")
-    coarsest: Positive = Field(description="Smallest width of the fully coupled coarsest channel level (cK).")
-    pre_smoothing: Positive = Field(1, description="Smoothing steps before the coarse correction (eta_pre, >= 1).")
-    post_smoothing: NonNegative = Field(1, description="Smoothing steps after the coarse correction (eta_post).")
+    group_size: Positive = Field(
+        le=MAX_CHANNELS, description="Channels per group of the grouped A/B convolutions (gs)."
+    )
+    coarsest: Positive = Field(
+        le=MAX_CHANNELS, description="Smallest width of the fully coupled coarsest channel level (cK)."
+    )
+    pre_smoothing: Positive = Field(
+        1, le=MAX_SMOOTHING, description="Smoothing steps before the coarse correction (eta_pre, >= 1)."
+    )
+    post_smoothing: NonNegative = Field(
+        1, le=MAX_SMOOTHING, description="Smoothing steps after the coarse correction (eta_post)."
+    )
     norms_per_step: Literal[1, 2] | None = Field(
         None,
         description="Normalisations per smoothing step on the coarser channel levels and in the coarse solve; "
@@ -124,7 +187,7 @@ class ChannelGrid(_Model):
         "pairwise",
         description="Channel transfers R_k, Pi_k, P_k: 1x1 convs mixing `coarsening` channels each, or dense 1x1.",
     )
-    coarsening: Annotated[int, Field(strict=True, ge=2)] = Field(
+    coarsening: Annotated[int, Field(strict=True, ge=2, le=MAX_CHANNELS)] = Field(
         2, description="Width ratio between consecutive channel levels."
     )
 
@@ -141,10 +204,12 @@ class Level(_Model):
 
     name: str | None = Field(
         None,
+        max_length=MAX_NAME,
         description="Name used in state_dict keys and generated code; defaults to l1, l2, ...",
     )
-    channels: Positive = Field(description="Channels c_l before the width multiplier.")
+    channels: Positive = Field(le=MAX_CHANNELS, description="Channels c_l before the width multiplier.")
     steps: Positive = Field(
+        le=MAX_STEPS,
         description="MgNet smoothing steps, ResNet blocks, or (MgNet with a channel grid) channel cycles.",
     )
     channel_grid: ChannelGrid | None = Field(
@@ -157,14 +222,16 @@ class Level(_Model):
     def _identifier(cls, v: str | None) -> str | None:
         if v is not None and (not v.isidentifier() or keyword.iskeyword(v) or not v.isascii()):
             raise ValueError(f"{v!r} is not a valid name (ASCII letters, digits, '_'; not a keyword)")
-        if v is not None and v in _container_attributes():
-            raise ValueError(f"{v!r} is reserved: torch module containers have an attribute of that name")
+        if v is not None and (v in _container_attributes() or v.startswith("_")):
+            raise ValueError(f"{v!r} is reserved: torch modules have an attribute of that name or prefix")
         return v
 
 
 class _Grid(_Model):
     levels: list[Level] = Field(
-        min_length=1, description="Resolution levels, finest first; each after the first halves the resolution."
+        min_length=1,
+        max_length=MAX_LEVELS,
+        description="Resolution levels, finest first; each after the first halves the resolution.",
     )
 
 
@@ -186,7 +253,7 @@ class MgNetGrid(_Grid):
         ["A", "B"],
         description="Operators shared over all steps of a level: [A, B] is MgNet_{A,B}, [A] is MgNet_A.",
     )
-    group_size: Positive | None = Field(
+    group_size: Annotated[int, Field(strict=True, gt=0, le=MAX_CHANNELS)] | None = Field(
         None,
         description="Grouped A/B convolutions with this many channels per group (grouped MgNet; with a channel "
         "grid, the coarsest channel level's); null is dense.",
@@ -221,11 +288,11 @@ ResolutionGrid = Annotated[ResNetGrid | MgNetGrid, Field(discriminator="block")]
 class Spec(_Model):
     """A whole network."""
 
-    name: str = Field(description="Identifier; names the generated file and model class.")
-    description: str = Field("", description="Free text shown by `mgspec list`.")
+    name: str = Field(max_length=MAX_NAME, description="Identifier; names the generated file and model class.")
+    description: str = Field("", max_length=MAX_DESCRIPTION, description="Free text shown by `mgspec list`.")
     input: Input = Field(Input(), description="Input image.")
-    classes: Positive = Field(description="Number of output classes.")
-    width: Annotated[float, Field(gt=0)] = Field(
+    classes: Positive = Field(le=MAX_CLASSES, description="Number of output classes.")
+    width: Annotated[float, Field(gt=0, le=MAX_CHANNELS, allow_inf_nan=False)] = Field(
         1, description="Channel width multiplier lambda: scales every level's channels (not coarsest)."
     )
     stem: Stem = Field(Stem(), description="Stem convolution.")
@@ -241,7 +308,14 @@ class Spec(_Model):
     def _identifier(cls, v: str) -> str:
         if not v.isidentifier() or keyword.iskeyword(v) or not v.isascii():
             raise ValueError(f"{v!r} is not a valid name (ASCII letters, digits, '_'; not a keyword)")
+        if v.lower() in _MODULES or (v.startswith("__") and v.endswith("__")):
+            raise ValueError(f"{v!r} is reserved: a file {v}.py would shadow a Python module of that name")
         return v
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return _printable(v) if isinstance(v, str) else v
 
     @field_validator("width", mode="before")
     @classmethod
@@ -249,6 +323,50 @@ class Spec(_Model):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError("must be a number")
         return v
+
+    @model_validator(mode="after")
+    def _names_and_size(self) -> Spec:
+        levels = self.resolution_grid.levels
+        seen: dict[str, int] = {}
+        for i in range(len(levels)):
+            name = self.level_name(i)
+            if name in seen:
+                raise _Located(
+                    f"level name {name!r} is used by level {seen[name] + 1} too",
+                    ("resolution_grid", "levels", i, "name" if levels[i].name else "channels"),
+                )
+            seen[name] = i
+        work = 0
+        for i, level in enumerate(levels):
+            scaled = level.channels * self.width
+            if scaled > MAX_CHANNELS:
+                raise _Located(
+                    f"width {self.width:g} x {level.channels} channels = {scaled:g} exceeds the limit of "
+                    f"{MAX_CHANNELS:,} channels",
+                    ("resolution_grid", "levels", i, "channels"),
+                )
+            work += level.steps * self._vcycle_steps(i, int(scaled))
+        if work > MAX_SMOOTHING_STEPS:
+            raise _Located(
+                f"{work:,} smoothing steps in all exceed the limit of {MAX_SMOOTHING_STEPS:,}",
+                ("resolution_grid", "levels"),
+            )
+        return self
+
+    def _vcycle_steps(self, index: int, width: int) -> int:
+        """Smoothing steps of one step of level ``index``: one, or those of its channel cycle
+        (a W-cycle visits every coarser level twice, so its steps grow as 2^levels)."""
+        grid = self.level_channel_grid(index)
+        if grid is None:
+            return 1
+        widths = [width]
+        while widths[-1] % grid.coarsening == 0 and widths[-1] // grid.coarsening >= grid.coarsest:
+            widths.append(widths[-1] // grid.coarsening)
+        visits = 2 if grid.cycle == "W" else 1
+        steps = grid.pre_smoothing + grid.post_smoothing + 1  # the coarsest level and its solve
+        for _ in widths[:-1]:
+            steps = grid.pre_smoothing + grid.post_smoothing + visits * steps
+        return steps
 
     @cached_property
     def family(self) -> str:
@@ -349,7 +467,8 @@ def _message(err: dict, data: Any, path: DataPath) -> tuple[str, str | None]:
         return msg[len("Value error, ") :], None
     msg = msg[0].lower() + msg[1:]
     if not isinstance(err.get("input"), (dict, list)):
-        msg += f", got {err['input']!r}"
+        got = repr(err["input"])
+        msg += f", got {got if len(got) <= 60 else got[:57] + '...'}"
     return msg, None
 
 
@@ -368,6 +487,9 @@ def validate(source: Source) -> Spec:
 
         err = min(errors, key=order)
         path = _data_path(source.data, err["loc"])
+        located = err.get("ctx", {}).get("error")
+        if isinstance(located, _Located):
+            path = _data_path(source.data, (*err["loc"], *located.path))
         if err["type"] == "union_tag_invalid":
             path += ("block",)
         message, hint = _message(err, source.data, path)

@@ -479,3 +479,103 @@ def test_resume_drops_metrics_of_an_epoch_the_checkpoint_lacks(tiny, tmp_path):
     cli("train", spec, "-d", "cifar10", "--data-dir", data_dir, "--epochs", 2, "--resume", run, "-q")
     lines = metrics(run)
     assert [m["epoch"] for m in lines] == [1, 2] and lines[1]["test_acc"] >= 0
+
+
+def train_args(spec, data_dir, run, *extra) -> list[str]:
+    return ["train", str(spec), "-d", "cifar10", "--data-dir", str(data_dir), "-o", str(run), "-q", *map(str, extra)]
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--device", "gpu"], "unknown device 'gpu'"),
+        (["--device", "cuda:99"], "--device cuda:99: "),
+        (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0, not nan"),
+        (["--lr", "inf"], "--lr must be a finite positive number, not inf"),
+        (["--lr", "nan"], "--lr must be a finite positive number, not nan"),
+        (["--huge"], "GiB, more than the"),
+    ],
+    ids=["gpu", "cuda99", "wd_nan", "lr_inf", "lr_nan", "too_large"],
+)
+def test_failed_train_start_leaves_nothing_behind(tiny, tmp_path, extra, message):
+    spec, data_dir = tiny
+    if extra == ["--huge"]:  # about 19 billion weights: counted in an instant, never allocated
+        spec, extra = tmp_path / "huge.yaml", []
+        spec.write_text(
+            "name: huge\nclasses: 10\nresolution_grid:\n  block: resnet_basic\n"
+            "  levels: [{channels: 16384, steps: 4}]\n"
+        )
+    run = tmp_path / "runs" / "run"
+    result = runner.invoke(app, train_args(spec, data_dir, run, "--epochs", 1, "--batch-size", 16, *extra))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and message in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cuda_without_cuda_leaves_nothing_behind(tiny, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    spec, data_dir = tiny
+    result = runner.invoke(app, train_args(spec, data_dir, tmp_path / "run", "--epochs", 1, "--device", "cuda"))
+    assert result.exit_code == 2 and "CUDA is not available" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def diverging_pass(real, epoch_with_nan: int):
+    calls = []
+
+    def epoch_pass(*args, **kwargs):
+        loss, acc, seen = real(*args, **kwargs)
+        calls.append(1)
+        if (len(calls) + 1) // 2 >= epoch_with_nan:  # train and test pass of that epoch and later
+            loss = float("nan")
+        return loss, acc, seen
+
+    return epoch_pass
+
+
+def test_a_diverged_run_stops_with_the_last_good_epoch_saved(tiny, tmp_path, monkeypatch):
+    spec, data_dir = tiny
+    run = tmp_path / "run"
+    monkeypatch.setattr(trainer_module, "_epoch_pass", diverging_pass(trainer_module._epoch_pass, 2))
+    result = runner.invoke(app, train_args(spec, data_dir, run, "--epochs", 3, "--batch-size", 16))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {run}: training diverged in epoch 2: train loss nan")
+    assert "--resume" in result.stderr
+    assert [m["epoch"] for m in metrics(run)] == [1]
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert not (run / "summary.json").exists()
+    monkeypatch.undo()
+    cli("train", spec, "-d", "cifar10", "--data-dir", data_dir, "--resume", run, "--epochs", 2, "-q")
+    assert [m["epoch"] for m in metrics(run)] == [1, 2]
+
+
+def test_a_run_diverging_in_its_first_epoch_leaves_nothing(tiny, tmp_path, monkeypatch):
+    spec, data_dir = tiny
+    monkeypatch.setattr(trainer_module, "_epoch_pass", diverging_pass(trainer_module._epoch_pass, 1))
+    result = runner.invoke(app, train_args(spec, data_dir, tmp_path / "run", "--epochs", 2, "--batch-size", 16))
+    assert result.exit_code == 2 and "training diverged in epoch 1" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_huge_learning_rate_stops_and_metrics_stay_json(tiny, tmp_path):
+    spec, data_dir = tiny
+    run = tmp_path / "run"
+    result = runner.invoke(app, train_args(spec, data_dir, run, "--epochs", 4, "--batch-size", 16, "--lr", 1e6))
+    assert result.exit_code == 2 and "training diverged" in result.stderr, result.output
+    if (run / "metrics.jsonl").exists():
+        for line in (run / "metrics.jsonl").read_text().splitlines():
+            json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+
+
+def test_evaluate_refuses_a_bad_device_and_a_model_too_large(tiny, tmp_path):
+    spec, data_dir = tiny
+    args = ["evaluate", str(spec), str(tmp_path / "none.pt"), "-d", "cifar10", "--data-dir", str(data_dir)]
+    gpu = runner.invoke(app, [*args, "--device", "gpu"])
+    assert gpu.exit_code == 2 and gpu.stderr.startswith("error: unknown device 'gpu'")
+    huge = tmp_path / "huge.yaml"  # 9.7 trillion weights, counted but never allocated
+    huge.write_text(
+        "name: huge\nclasses: 10\nresolution_grid:\n  block: resnet_basic\n  levels: [{channels: 16384, steps: 256}]\n"
+    )
+    big = runner.invoke(app, ["evaluate", str(huge), *args[2:]])
+    assert big.exit_code == 2 and "GiB, more than the" in big.stderr, big.output

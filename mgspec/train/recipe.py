@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -164,10 +165,14 @@ def _check(config: TrainConfig) -> None:
     for name in ("epochs", "batch_size"):
         if getattr(config, name) < 1:
             raise SpecError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(config, name)}")
-    if config.lr <= 0:
-        raise SpecError(f"--lr must be positive, not {config.lr}")
-    if config.weight_decay < 0:
-        raise SpecError(f"--weight-decay must be >= 0, not {config.weight_decay}")
+    # NaN passes every comparison, so finiteness is checked first.
+    if not (math.isfinite(config.lr) and config.lr > 0):
+        raise SpecError(f"--lr must be a finite positive number, not {config.lr}")
+    if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+        raise SpecError(f"--weight-decay must be a finite number >= 0, not {config.weight_decay}")
+    for name in ("momentum", "gamma"):
+        if not math.isfinite(getattr(config, name)):
+            raise SpecError(f"{name} must be a finite number, not {getattr(config, name)}")
     if config.schedule not in ("cosine", "step"):
         raise SpecError(f"unknown schedule {config.schedule!r}", hint="use cosine or step")
     cores = available_cores()
@@ -176,6 +181,13 @@ def _check(config: TrainConfig) -> None:
             f"--threads {config.threads}: this process may use {cores} cores",
             hint=f"use 1 to {cores} threads (default {default_threads()})",
         )
+    check_device(config.device)
+
+
+def check_device(name: str) -> None:
+    """``cpu``, ``cuda`` or ``cuda:N`` (whether CUDA is there is checked when the run starts)."""
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", name):
+        raise SpecError(f"unknown device {name!r}", hint="use cpu, cuda or cuda:N")
 
 
 _DATASET_FIELDS = {"input.channels": "channels", "input.size": "size", "classes": "classes"}

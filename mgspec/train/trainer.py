@@ -17,6 +17,7 @@ sampler is distributed), metrics are summed over ranks, and only rank 0 writes.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +36,7 @@ from mgspec.schema import Spec
 from mgspec.train.batches import EpochBatches
 from mgspec.train.data import Split, dataset_info, load
 from mgspec.train.memory import tune_malloc
-from mgspec.train.recipe import TrainConfig, fit_spec, uses_loss_scaling
+from mgspec.train.recipe import TrainConfig, check_device, fit_spec, uses_loss_scaling
 
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
 
@@ -87,6 +88,8 @@ class Run:
     spec_path: str | Path | Source  # a spec file, or its text (``-``, or the text a run stored)
     overrides: list[str]
     adapted: list[str] = field(default_factory=list)
+    #: config.json's contents, written by :func:`train` once the model is built on its device.
+    record: dict = field(default_factory=dict)
 
     @property
     def checkpoint(self) -> Path:
@@ -198,19 +201,45 @@ def prepare(
                 Location(str(directory)),
                 hint=f"continue it with --resume {directory}, or choose another --out",
             )
-    run = Run(directory, config, spec_path if isinstance(spec_path, Source) else str(spec_path), full, adapted)
-    if int(os.environ.get("RANK", "0")) == 0:
-        directory.mkdir(parents=True, exist_ok=True)
-        payload = {"mgspec": mgspec.__version__, "config": config.as_dict(), "spec": record}
-        _atomic_write(directory / CONFIG, lambda p: p.write_text(json.dumps(payload, indent=2) + "\n"))
-    return run
+    payload = {"mgspec": mgspec.__version__, "config": config.as_dict(), "spec": record}
+    source = spec_path if isinstance(spec_path, Source) else str(spec_path)
+    return Run(directory, config, source, full, adapted, payload)
 
 
 def _device(name: str) -> torch.device:
+    check_device(name)
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SpecError(f"--device {name}: CUDA is not available here", hint="use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise SpecError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices here")
     return device
+
+
+#: Bytes per weight while training: the weight, its gradient, SGD's momentum and one spare copy.
+TRAINING_BYTES_PER_WEIGHT = 16
+
+
+def _check_memory(
+    weights: int, device: torch.device, spec_path: str, bytes_per_weight: int = TRAINING_BYTES_PER_WEIGHT
+) -> None:
+    """Refuse a model whose weights alone cannot fit the device, before allocating anything."""
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    else:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows): allocation errors still apply
+            return
+    need = weights * bytes_per_weight
+    if need > total:
+        use = "training" if bytes_per_weight > 4 else "it"
+        raise SpecError(
+            f"the model has {weights:,} weights; {use} needs about {need / 2**30:,.1f} GiB, "
+            f"more than the {total / 2**30:,.1f} GiB of {device}",
+            Location(spec_path),
+            hint="reduce width, channels or steps",
+        )
 
 
 def _loader(batches: EpochBatches, workers: int) -> torch.utils.data.DataLoader:
@@ -269,7 +298,15 @@ def _batch_size(config: TrainConfig, dist_: Dist) -> int:
 
 def _make_model(run: Run, device: torch.device) -> nn.Module:
     torch.manual_seed(run.config.seed)
-    model = mgspec.create_model(run.spec_path, run.overrides).to(device)
+    try:
+        model = mgspec.create_model(run.spec_path, run.overrides).to(device)
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "out of memory"
+        raise SpecError(
+            f"the model does not fit the memory of {device}: {reason}",
+            Location(run.spec_path),
+            hint="reduce width, channels or steps",
+        ) from None
     if run.config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -281,7 +318,45 @@ def make_scaler(device_type: str, amp: str | None) -> torch.amp.GradScaler | Non
 
 
 def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Train to ``run.config.epochs`` (continuing from the checkpoint when there is one)."""
+    """Train to ``run.config.epochs`` (continuing from the checkpoint when there is one).
+
+    A run that fails before its first checkpoint (a bad device, a model too large, divergence
+    in the first epoch, an interrupt) leaves nothing behind: what it created is removed.
+    """
+    created = run.directory
+    while not created.parent.exists() and created.parent != created:
+        created = created.parent
+    created = created if not created.exists() else None
+    fresh = not run.checkpoint.exists()
+    try:
+        return _train(run, progress, log)
+    except BaseException:
+        if fresh and not run.checkpoint.exists() and int(os.environ.get("RANK", "0")) == 0:
+            _remove_start(run.directory, created)
+        raise
+
+
+def _remove_start(directory: Path, created: Path | None) -> None:
+    """Remove the files of a run that never saved a checkpoint, and the directories it created."""
+    for name in (CONFIG, METRICS, SUMMARY, f".{CONFIG}.tmp", f".{METRICS}.tmp", f".{CHECKPOINT}.tmp"):
+        (directory / name).unlink(missing_ok=True)
+    if created is None:
+        return
+    for folder in (directory, *directory.parents):
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            return
+        if folder == created:
+            return
+
+
+def _diverged(loss: float, classes: int) -> bool:
+    """Non-finite, or a thousand times the loss of guessing (ln classes): no run recovers from that."""
+    return not math.isfinite(loss) or loss > 1000 * math.log(max(classes, 2))
+
+
+def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
     config = run.config
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -295,7 +370,12 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
         load(config.dataset, config.data_dir, "train"),
         load(config.dataset, config.data_dir, "test"),
     )
+    _check_memory(run.record["spec"]["weights"], device, run.spec_path)
     model = _make_model(run, device)
+    if dist_.main:
+        run.directory.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(run.record, indent=2, allow_nan=False) + "\n"
+        _atomic_write(run.directory / CONFIG, lambda p: p.write_text(text))
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
@@ -354,6 +434,14 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
                     dist.broadcast(buffer, 0)
             test_loss, test_acc, _ = _epoch_pass(local, test_batches, config, device, dist_)
             elapsed += time.perf_counter() - t0
+            if _diverged(train_loss, info.classes) or _diverged(test_loss, info.classes):
+                # The losses are summed over ranks, so every rank stops here together.
+                saved = f"epoch {epoch} is saved in {run.checkpoint}" if epoch > 0 else "no epoch was saved"
+                raise SpecError(
+                    f"training diverged in epoch {epoch + 1}: train loss {train_loss:.3g}, test loss {test_loss:.3g}",
+                    Location(str(run.directory)),
+                    hint=f"{saved} (--resume {run.directory} continues it); a smaller --lr trains stably",
+                )
             if best is None or test_acc > best["test_acc"]:
                 best = {"epoch": epoch + 1, "test_acc": test_acc}
             record = {
@@ -373,7 +461,9 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
         record = json.loads((run.directory / METRICS).read_text().splitlines()[-1])
     summary = _summary(run, record, best)
     if dist_.main:
-        _atomic_write(run.directory / SUMMARY, lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+        _atomic_write(
+            run.directory / SUMMARY, lambda p: p.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        )
     return summary
 
 
@@ -383,7 +473,7 @@ def _save(
     # Metrics first: a crash in between leaves a metrics line for an epoch the checkpoint lacks,
     # which train() drops when it starts again (see _trim_metrics), never the reverse.
     with (run.directory / METRICS).open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(json.dumps(record, allow_nan=False) + "\n")
     state = {
         "epoch": epoch,
         "elapsed": elapsed,
@@ -494,6 +584,8 @@ def evaluate(
     _, full, _ = fit_spec(spec_path, list(overrides), info)
     dev = _device(device)
     graph = mgspec.compile_graph(spec_path, full)
+    counts = mgspec.count(graph)
+    _check_memory(counts.total, dev, str(spec_path), bytes_per_weight=4)
     model = mgspec.build_model(graph).to(dev)
     path = Path(checkpoint)
     if path.is_dir():
@@ -525,7 +617,6 @@ def evaluate(
     batches = EpochBatches(data, info, batch_size, train=False)
     config = TrainConfig(dataset=dataset, data_dir=str(data_dir), batch_size=batch_size, device=device)
     loss, accuracy, images = _epoch_pass(model, batches, config, dev, Dist())
-    counts = mgspec.count(graph)
     return {
         "spec": counts.name,
         "dataset": dataset,
