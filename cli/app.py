@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 from mgspec.cli import render
-from mgspec.cli.errors import USER_ERROR, user_errors
+from mgspec.cli.errors import USER_ERROR, report, user_errors
 from rich.markup import escape
 
 import mgspec
@@ -168,22 +168,23 @@ def list_(
         )
     table = Table("spec", "name", "family", "weights", "description")
     paths = sorted({*directory.glob("*.yaml"), *directory.glob("*.yml")})
-    invalid = 0
+    invalid: list[mgspec.SpecError] = []
     for path in paths:
-        try:
+        try:  # one bad file is a row of the table (and an error below); the others are still listed
             spec, _ = mgspec.load_spec(path)
             counts = mgspec.count_spec(spec)
         except mgspec.SpecError as exc:
-            invalid += 1
+            invalid.append(exc)
             table.add_row(str(path), "", "invalid", "", f"[red]{escape(str(exc))}[/red]")
             continue
         table.add_row(str(path), counts.name, counts.family, f"{counts.total:,}", escape(spec.description))
     render.console().print(table)
+    for exc in invalid:
+        report(str(exc))
     if not paths:
         print(f"no specs (*.yaml, *.yml) in {directory}", file=sys.stderr)
     elif invalid:
-        print(f"{invalid} of {len(paths)} specs are invalid", file=sys.stderr)
-    if invalid:
+        print(f"{len(invalid)} of {len(paths)} specs are invalid", file=sys.stderr)
         raise typer.Exit(USER_ERROR)
 
 
@@ -514,12 +515,10 @@ def train(
     nothing_left = resume is not None and all(
         trainer.finished_epochs(d) >= (epochs or stored["config"]["epochs"]) for d in run_dirs.values()
     )
-    if main_process:
-        _warn_if_oversubscribed(config.threads)
     summaries = []
     current = None
     try:
-        for s, run_dir in run_dirs.items():
+        for i, (s, run_dir) in enumerate(run_dirs.items()):
             current = run_dir
             run = training.prepare(
                 source,
@@ -532,6 +531,8 @@ def train(
             )
             if main_process and run.adapted:
                 print(f"fitted to {dataset}: --set " + " --set ".join(run.adapted))
+            if main_process and i == 0:  # once the run is known to start: user errors come first
+                _warn_if_oversubscribed(config.threads)
             summaries.append(training.train(run, progress=not quiet))
     except KeyboardInterrupt:
         training.trainer.finish_distributed(ok=False)
@@ -592,7 +593,7 @@ def evaluate(
     """Test loss and accuracy of a trained run or checkpoint."""
     from mgspec.train import evaluate as run_evaluation
     from mgspec.train import trainer
-    from mgspec.train.recipe import available_cores, default_threads
+    from mgspec.train.recipe import available_cores, check_device, default_threads
 
     if split not in ("test", "train"):
         raise mgspec.SpecError(f"unknown split {split!r}", hint="use test or train")
@@ -609,6 +610,7 @@ def evaluate(
     threads = threads or default_threads()
     if threads > available_cores():
         raise mgspec.SpecError(f"--threads {threads}: this process may use {available_cores()} cores")
+    check_device(device)  # user errors before the warning
     _warn_if_oversubscribed(threads)
     result = run_evaluation(
         source,

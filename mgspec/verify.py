@@ -76,6 +76,15 @@ def spatial_sizes(graph: nx.DiGraph, size: int | tuple[int, int]) -> dict[str, t
             shapes[node_id] = (n.cout,) + ins[0][1:]
         if min(shapes[node_id][1:]) < 1:
             raise _fail(graph, n, f"the input ({shown}) is too small: it vanishes at {node_id}")
+        if n.op == "gn" and n.cout // table[n.slot].groups * shapes[node_id][1] * shapes[node_id][2] < 2:
+            _, h, w = shapes[node_id]
+            raise SpecError(
+                f"GroupNorm {n.slot} would normalise single values: {table[n.slot].groups} groups of "
+                f"{n.cout} channels on a {h}x{w} map (for a {shown} input)",
+                Location(graph.graph.get("source", "<spec>")),
+                "layers.norm_groups",
+                "use fewer norm_groups, or a larger input",
+            )
     return shapes
 
 

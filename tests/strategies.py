@@ -63,6 +63,8 @@ def spec_data(draw, family: str | None = None) -> dict:
         "head": {"bias": draw(st.booleans())},
         "layers": draw(layers()),
     }
+    if data["stem"]["stride"] > 1 or data["stem"]["maxpool"]:  # maps may reach 1x1: GroupNorm needs 2+ values
+        data["layers"]["norm_groups"] = 1
     if family in ("resnet", "mgic"):
         data["resolution_grid"] = {
             "block": "resnet_basic",

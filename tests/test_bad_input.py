@@ -119,7 +119,7 @@ CASES = [
     (
         "vcycle_work",
         replace("steps: 1}", "steps: 200}", MGIC).replace("coarsest: 2}", "coarsest: 1, pre_smoothing: 4}"),
-        "resolution_grid.levels: 5,000 smoothing steps in all exceed the limit of 2,048",
+        "resolution_grid.levels: 5,200 smoothing steps in all exceed the limit of 2,048",  # widths 16..1: 5 x (4 + 1) + the solve
     ),
     (
         "levels_many",
@@ -276,6 +276,7 @@ def test_list_reports_bad_files_and_lists_the_others(tmp_path):
     assert result.stderr == (
         f"error: {tmp_path / 'bad.yaml'}:8:15: invalid YAML: character U+0000 is not allowed\n"
         "  hint: control characters and lone surrogates cannot appear in YAML text\n"
+        "1 of 2 specs are invalid\n"
     )
 
 

@@ -71,7 +71,7 @@ def test_dash_reads_the_spec_from_stdin(specs, tmp_path):
 
 def test_list_reports_invalid_specs_and_reads_yml(specs):
     result = mgspec_cli("list", "--dir", specs)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 2, result.stderr  # listed, and reported as a user error
     rows = [line for line in result.stdout.splitlines() if "│" in line]
     assert any("ok.yml" in r and "small" in r and "mgnet" in r for r in rows)
     assert any("bad.yaml" in r and "invalid" in r and "unknown field 'clases'" in r for r in rows)

@@ -201,6 +201,8 @@ def prepare(
                 Location(str(directory)),
                 hint=f"continue it with --resume {directory}, or choose another --out",
             )
+    # A device that is not there, or a model that cannot fit it, is refused here, before any run starts.
+    _check_memory(record["weights"], _device(config.device), str(spec_path))
     payload = {"mgspec": mgspec.__version__, "config": config.as_dict(), "spec": record}
     source = spec_path if isinstance(spec_path, Source) else str(spec_path)
     return Run(directory, config, source, full, adapted, payload)
