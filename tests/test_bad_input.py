@@ -119,7 +119,8 @@ CASES = [
     (
         "vcycle_work",
         replace("steps: 1}", "steps: 200}", MGIC).replace("coarsest: 2}", "coarsest: 1, pre_smoothing: 4}"),
-        "resolution_grid.levels: 5,200 smoothing steps in all exceed the limit of 2,048",  # widths 16..1: 5 x (4 + 1) + the solve
+        # widths 16, 8, 4, 2, 1: 5 x (4 + 1) steps and the coarse solve, 200 times
+        "resolution_grid.levels: 5,200 smoothing steps in all exceed the limit of 2,048",
     ),
     (
         "levels_many",

@@ -537,7 +537,8 @@ def diverging_pass(real, epoch_with_nan: int):
 
 def unwarned(stderr: str) -> str:
     """stderr without the oversubscription warning a busy test machine adds before a run starts."""
-    return "".join(line for line in stderr.splitlines(keepends=True) if not line.startswith("warning: the machine is busy"))
+    lines = stderr.splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith("warning: the machine is busy"))
 
 
 def test_a_diverged_run_stops_with_the_last_good_epoch_saved(tiny, tmp_path, monkeypatch):
