@@ -72,6 +72,13 @@ struct Avx2 {
 };
 #endif
 
+// Work items per parallel chunk so that a chunk has at least ~256k multiply-adds: small
+// problems (batch 1, coarse maps) run on the calling thread instead of paying for a fork/join.
+inline int64_t grain(int64_t macs_per_item) {
+  constexpr int64_t kChunk = 1 << 18;
+  return std::max<int64_t>(1, kChunk / std::max<int64_t>(1, macs_per_item));
+}
+
 // ------------------------------------------------------------------ layouts (any vector width)
 
 // First input channel of output vector cb's input block 0.
@@ -184,7 +191,7 @@ void fwd_vector(const float* x, const float* wp, float* y, int64_t N, int64_t C,
   const std::vector<int32_t> ridx = rotations(R, V, false);
   typename S::idx rot[R];
   for (int r = 0; r < R; r++) rot[r] = S::index(ridx.data() + r * V);
-  at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, N * H, grain(W * C * gs * 9), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; t++) {
       const int64_t n = t / H;
       const int h = static_cast<int>(t % H);
@@ -243,7 +250,8 @@ void bwdw_vector(const float* x, const float* dy, float* dwp, int64_t N, int64_t
   const int64_t wsize = CB * 9 * B * R * V;
   const int64_t tapstride = B * R * V;
   const int64_t units = N * CB;
-  const int T = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), units)));
+  const int64_t chunks = std::max<int64_t>(1, units / grain(static_cast<int64_t>(H) * W * V * gs * 9));
+  const int T = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), chunks)));
   std::vector<float> partial(static_cast<size_t>(T) * wsize, 0.0f);
   const std::vector<int32_t> ridx = rotations(R, V, true);
   at::parallel_for(0, T, 1, [&](int64_t begin, int64_t end) {
@@ -296,7 +304,7 @@ void bwdw_vector(const float* x, const float* dy, float* dwp, int64_t N, int64_t
 
 template <typename T>
 void fwd_scalar(const T* x, const T* w, T* y, int64_t N, int64_t C, int64_t gs, int H, int W) {
-  at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, N * H, grain(W * C * gs * 9), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; t++) {
       const int64_t n = t / H;
       const int h = static_cast<int>(t % H);
@@ -322,7 +330,7 @@ void fwd_scalar(const T* x, const T* w, T* y, int64_t N, int64_t C, int64_t gs, 
 
 template <typename T>
 void bwdw_scalar(const T* x, const T* dy, T* dw, int64_t N, int64_t C, int64_t gs, int H, int W) {
-  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, C, grain(N * H * W * gs * 9), [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; o++) {
       const int64_t g0 = o - o % gs;
       for (int64_t i = 0; i < gs; i++)
