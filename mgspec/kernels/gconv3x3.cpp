@@ -180,7 +180,7 @@ template <int R, int REGS>
 constexpr int pixels_per_block() {
   // NP * R accumulators + NP inputs + 1 weight must fit the register file.
   int np = (REGS - 1) / (R + 1);
-  return np < 1 ? 1 : (np > 8 ? 8 : np);
+  return np < 1 ? 1 : (np > 6 ? 6 : np);
 }
 
 template <class S, int R, int B>
