@@ -253,8 +253,10 @@ void bwdw_vector(const float* x, const float* dy, float* dwp, int64_t N, int64_t
   const int64_t CB = C / V;
   const int64_t wsize = CB * 9 * B * R * V;
   const int64_t tapstride = B * R * V;
-  const int64_t units = N * CB;
-  const int64_t chunks = std::max<int64_t>(1, units / grain(static_cast<int64_t>(H) * W * V * gs * 9));
+  // Work units are output rows (n, h), all channel blocks inside, so the input rows a unit reads
+  // stay in L1 across blocks; every thread sums into its own copy of the (packed) weights.
+  const int64_t units = N * H;
+  const int64_t chunks = std::max<int64_t>(1, units / grain(static_cast<int64_t>(W) * C * gs * 9));
   const int T = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), chunks)));
   std::vector<float> partial(static_cast<size_t>(T) * wsize, 0.0f);
   const std::vector<int32_t> ridx = rotations(R, V, true);
@@ -265,12 +267,12 @@ void bwdw_vector(const float* x, const float* dy, float* dwp, int64_t N, int64_t
     for (int64_t t = begin; t < end; t++) {
       float* dwt = partial.data() + t * wsize;
       for (int64_t u = t * units / T; u < (t + 1) * units / T; u++) {
-        const int64_t n = u / CB, cb = u % CB;
-        const float* xn = x + n * H * W * C + xbase(cb, V, gs);
-        const float* dyn = dy + n * H * W * C + cb * V;
-        float* dw = dwt + cb * 9 * tapstride;
-        for (int h = 0; h < H; h++) {
-          const float* dyr = dyn + static_cast<int64_t>(h) * W * C;
+        const int64_t n = u / H;
+        const int h = static_cast<int>(u % H);
+        for (int64_t cb = 0; cb < CB; cb++) {
+          const float* xn = x + n * H * W * C + xbase(cb, V, gs);
+          const float* dyr = dy + (n * H + h) * W * C + cb * V;
+          float* dw = dwt + cb * 9 * tapstride;
           for (int p = 0; p < W; p++) {
             const typename S::reg d = S::load(dyr + p * C);
             S::store(drot.data() + (p * R) * V, d);
