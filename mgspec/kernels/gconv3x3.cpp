@@ -225,17 +225,22 @@ inline void wgrad_row(const float* xr, const float* drot, int64_t C, int W, floa
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++) acc[k][r] = S::load(dw + (KW0 + k) * tapstride + r * V);
   auto pixel = [&](int p, bool edge) __attribute__((always_inline)) {
-    // the pixel's R rotated gradients stay in registers for all NKW taps
+    // With registers to spare, the pixel's R rotated gradients stay in registers for all NKW
+    // taps; otherwise the FMAs take them from L1 as memory operands.
+    constexpr bool in_registers = NKW * R + R + 1 <= S::REGS;
     typename S::reg d[R];
+    if constexpr (in_registers) {
 #pragma GCC unroll 16
-    for (int r = 0; r < R; r++) d[r] = S::load(drot + (p * R + r) * V);
+      for (int r = 0; r < R; r++) d[r] = S::load(drot + (p * R + r) * V);
+    }
 #pragma GCC unroll 3
     for (int k = 0; k < NKW; k++) {
       const int iw = p + KW0 + k - 1;
       if (edge && (iw < 0 || iw >= W)) continue;
       const typename S::reg xv = S::load(xr + iw * C);
 #pragma GCC unroll 16
-      for (int r = 0; r < R; r++) acc[k][r] = S::fma(xv, d[r], acc[k][r]);
+      for (int r = 0; r < R; r++)
+        acc[k][r] = S::fma(xv, in_registers ? d[r] : S::load(drot + (p * R + r) * V), acc[k][r]);
     }
   };
   pixel(0, true);
@@ -284,7 +289,7 @@ void bwdw_vector(const float* x, const float* dy, float* dwp, int64_t N, int64_t
             for (int b = 0; b < B; b++) {
               const float* xr = xn + static_cast<int64_t>(ih) * W * C + b * V;
               float* d = dw + kh * 3 * tapstride + b * R * V;
-              if constexpr (4 * R + 1 <= S::REGS) {
+              if constexpr (3 * R + 2 <= S::REGS) {
                 wgrad_row<S, R, 0, 3>(xr, drot.data(), C, W, d, tapstride);
               } else {
                 wgrad_row<S, R, 0, 1>(xr, drot.data(), C, W, d, tapstride);
