@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
 from mgspec import kernels  # noqa: E402
+from mgspec.train.memory import tune_malloc  # noqa: E402
 
 SHAPES = [(64, 32, 4), (128, 16, 4), (256, 8, 4), (128, 8, 4), (64, 32, 8), (128, 16, 8), (256, 8, 8), (128, 8, 8)]
 EXTRA = [(64, 32, 2), (64, 32, 16)]
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="also group sizes 2 and 16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    tune_malloc()  # as mgspec train: outputs are reused heap blocks, not fresh page-faulted mappings
     if not kernels.available():
         sys.exit("the kernel is not available here: " + str(kernels._build.error()))
     cpu_clock = args.threads == 1
