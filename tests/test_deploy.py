@@ -55,8 +55,8 @@ def test_export_help():
     assert "Usage: mgspec export" in re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
 
 
-def _run_dir(tmp_path, overrides):
-    model = mgspec.create_model(MGIAD, overrides)
+def _run_dir(tmp_path, spec, overrides):
+    model = mgspec.create_model(spec, overrides)
     for p in model.parameters():
         p.data.normal_(0, 0.2)
     run = tmp_path / "run"
@@ -71,10 +71,11 @@ def test_export_onnx_end_to_end_matches_pytorch(tmp_path):
     import onnx
     import onnxruntime as ort
 
-    run, model = _run_dir(tmp_path, SMALL)
+    spec = "specs/mgnet_grouped_cifar10.yaml"
+    run, model = _run_dir(tmp_path, spec, ["input.size=8"])
     out = tmp_path / "model.onnx"
     # the run's recorded overrides are used: no --set needed
-    result = runner.invoke(app, ["export", MGIAD, "--run", str(run), "--onnx", str(out), "--dynamic-batch"])
+    result = runner.invoke(app, ["export", spec, "--run", str(run), "--onnx", str(out), "--dynamic-batch"])
     assert result.exit_code == 0, result.output
     assert "BatchNorms folded" in result.stdout and "ONNX Runtime" in result.stdout
     proto = onnx.load(str(out))
