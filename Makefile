@@ -15,7 +15,7 @@ STAMP := $(VENV)/.mgspec-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,onnx]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -719,5 +719,47 @@ def sweep(
         print(f"wrote {path}")
 
 
+@app.command()
+@user_errors
+def export(
+    spec: SpecArg,
+    onnx: Annotated[Path, typer.Option("--onnx", help="Write the model as ONNX to this file.", show_default=False)],
+    set_: SetOpt = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(help="Take the weights from this run directory (or checkpoint file); default: random init."),
+    ] = None,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Any batch size (default: fixed).")] = False,
+    batch_size: Annotated[int, typer.Option(help="The fixed batch size, and the checks' batch.", min=1)] = 1,
+    opset: Annotated[int, typer.Option(help="ONNX opset to write.", min=7)] = 18,
+) -> None:
+    """Export for inference (eval mode, BatchNorm folded) as ONNX, checked against PyTorch first."""
+    from mgspec import deploy
+
+    overrides = list(set_ or [])
+    if run is not None and not set_ and (run / "config.json").is_file():
+        overrides = json.loads((run / "config.json").read_text())["spec"]["overrides"]
+    graph = mgspec.compile_graph(spec, overrides)
+    model = mgspec.build_model(graph)
+    if run is not None:
+        deploy.load_run_weights(model, run)
+    s = graph.graph["spec"]
+    report = deploy.export_onnx(
+        model,
+        onnx,
+        input_shape=(s.input.channels, s.input.size, s.input.size),
+        opset=opset,
+        dynamic_batch=dynamic_batch,
+        batch=batch_size,
+    )
+    checked = (
+        f"matches PyTorch on random inputs in ONNX Runtime (max abs error {report.max_error:.2g})"
+        if report.max_error is not None
+        else "passes onnx.checker; install onnxruntime to also compare it with PyTorch"
+    )
+    batch = "dynamic batch" if dynamic_batch else f"batch {batch_size}"
+    print(f"wrote {onnx} (opset {report.opset}, {batch}, {report.folded} BatchNorms folded); {checked}")
+
+
 def main() -> None:
     app()

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import mgspec
 from tests.conftest import ROOT, SPECS, spec_id
 
-COMMANDS = ["validate", "count", "compile", "schema", "list", "show", "graph", "train", "evaluate", "sweep"]
+COMMANDS = ["validate", "count", "compile", "schema", "list", "show", "graph", "train", "evaluate", "sweep", "export"]
 runner = CliRunner()
 
 
