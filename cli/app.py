@@ -382,6 +382,13 @@ ThreadsOpt = Annotated[
         show_default=False,
     ),
 ]
+KernelsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--kernels/--no-kernels",
+        help="On CPU, run grouped 3x3 convolutions on mgspec's kernel where it is faster (compiled on first use).",
+    ),
+]
 AmpOpt = Annotated[
     bool | None,
     typer.Option(
@@ -431,6 +438,7 @@ def train(
     threads: ThreadsOpt = None,
     amp: AmpOpt = None,
     amp_dtype: AmpDtypeOpt = None,
+    kernels: KernelsOpt = True,
     download: Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")] = False,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<spec>-<dataset>).")
@@ -449,7 +457,10 @@ def train(
 
     import torch.distributed as torch_dist
 
+    from mgspec import kernels as cpu_kernels
     from mgspec import train as training
+
+    cpu_kernels.set_enabled(kernels and cpu_kernels.enabled())  # same function either way; only the speed differs
     from mgspec.train.download import download as fetch
 
     trainer = training.trainer

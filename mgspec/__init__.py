@@ -136,14 +136,20 @@ def compile_graph(spec: SpecLike, overrides: Overrides = None, optimized: bool =
     return optimize(graph) if optimized else graph
 
 
-def create_model(spec: SpecLike, overrides: Overrides = None, optimized: bool = True) -> GraphModel:
+def create_model(
+    spec: SpecLike, overrides: Overrides = None, optimized: bool = True, kernels: bool = True
+) -> GraphModel:
     """An ``nn.Module`` for the spec, built from its (optimised) graph.
+
+    With ``kernels`` (the default), the grouped 3x3 convolutions where mgspec's CPU kernel is
+    faster run on it for float32 channels_last inputs on CPU (compiled on first use; plain
+    ``F.conv2d`` without a compiler, with ``kernels=False`` or ``MGSPEC_KERNELS=0``).
 
     >>> model = create_model("specs/mgiad_cifar10.yaml", {"width": 2})  # doctest: +SKIP
     """
     from mgspec.build import build
 
-    return build(compile_graph(spec, overrides, optimized))
+    return build(compile_graph(spec, overrides, optimized), kernels=kernels)
 
 
 def generate_source(spec: SpecLike, overrides: Overrides = None, optimized: bool = True) -> str:

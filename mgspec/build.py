@@ -16,12 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mgspec.ir import OPS, Slot, node, schedule, slots
+from mgspec.ir import OPS, Slot, copy, node, schedule, slots
+from mgspec.passes.kernels import IMPL, select_kernels
+from mgspec.verify import verify
 
 
 def make_module(s: Slot) -> nn.Module:
     if s.kind == "conv":
-        return nn.Conv2d(s.cin, s.cout, s.kernel, s.stride, s.kernel // 2, groups=s.groups, bias=False)
+        conv = nn.Conv2d
+        if s.impl == IMPL:  # the grouped 3x3 kernel where the kernel-selection pass chose it
+            from mgspec.kernels import KernelConv2d as conv
+        return conv(s.cin, s.cout, s.kernel, s.stride, s.kernel // 2, groups=s.groups, bias=False)
     if s.kind == "bn":
         return nn.BatchNorm2d(s.cout)
     if s.kind == "gn":
@@ -156,5 +161,12 @@ class GraphModel(nn.Module):
         return out
 
 
-def build(graph: nx.DiGraph) -> GraphModel:
+def build(graph: nx.DiGraph, kernels: bool = False) -> GraphModel:
+    """The runtime model of ``graph``; with ``kernels``, grouped 3x3 convolutions where mgspec's CPU
+    kernel wins run on it (chosen by :func:`mgspec.passes.kernels.select_kernels`), for
+    float32 channels_last inputs on CPU. Without a C++ compiler, or with ``MGSPEC_KERNELS=0``,
+    those convolutions run ``F.conv2d`` as before: the same function either way."""
+    if kernels:
+        graph = select_kernels(copy(graph))
+        verify(graph)
     return GraphModel(graph)

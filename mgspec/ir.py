@@ -108,6 +108,7 @@ class Slot:
     owner: str = ""
     doc: str = ""
     origin: tuple = ()
+    impl: str = ""  # a backend's own kernel for it (see mgspec.passes.kernels), or "" for torch's
 
     @property
     def attr(self) -> str:

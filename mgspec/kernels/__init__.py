@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgspec.kernels import _build
+from mgspec.passes import kernels as _table
 
 __all__ = [
     "GROUP_SIZES",
@@ -67,8 +68,7 @@ __all__ = [
     "wins",
 ]
 
-#: Group sizes the vector code covers (others run the scalar loops and never win).
-GROUP_SIZES = (2, 4, 8, 16)
+GROUP_SIZES = _table.GROUP_SIZES  # the group sizes the vector code covers
 
 _enabled = os.environ.get("MGSPEC_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
 
@@ -164,15 +164,6 @@ def grouped_conv3x3(x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch
 
 # ---------------------------------------------------------------- where it pays
 
-#: Group size -> (fewest channels, smallest H*W) from which the kernel is used. Measured on the
-#: reference CPU (benchmarks/gconv.py, docs/performance.md; batch 64 and batch 1, float32,
-#: channels_last): for group sizes 2, 4 and 8 the kernel beat oneDNN in every pass of every shape
-#: measured, from 16 to 256 channels and 2x2 to 32x32 (at batch 1 oneDNN's per-call cost alone
-#: exceeds the kernel's); for 16 its weight gradient is about even with oneDNN's but forward and
-#: input gradient win, so a training step still gains. Shapes outside the table use F.conv2d.
-_WINS: dict[int, tuple[int, int]] = {2: (8, 1), 4: (8, 1), 8: (8, 1), 16: (16, 1)}
-
-
 def wins(
     channels: int,
     group_size: int,
@@ -181,11 +172,11 @@ def wins(
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
 ) -> bool:
-    """Whether the kernel is faster than ``F.conv2d`` for this shape (measured table)."""
-    if torch.device(device).type != "cpu" or dtype != torch.float32 or channels % 8:
+    """Whether the kernel is faster than ``F.conv2d`` for this shape (the measured table in
+    :mod:`mgspec.passes.kernels`, which the kernel-selection pass reads too)."""
+    if torch.device(device).type != "cpu" or dtype != torch.float32:
         return False
-    limits = _WINS.get(group_size)
-    return limits is not None and channels >= limits[0] and height * width >= limits[1]
+    return _table.wins(channels, group_size, height, width)
 
 
 def eligible(module: nn.Module) -> bool:

@@ -311,11 +311,6 @@ def _make_model(run: Run, device: torch.device) -> nn.Module:
         ) from None
     if run.config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-        if device.type == "cpu":
-            from mgspec import kernels
-
-            # grouped 3x3 convolutions on mgspec's CPU kernel where it is faster (MGSPEC_KERNELS=0: off)
-            kernels.use_kernel(model)
     return model
 
 
