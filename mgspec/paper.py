@@ -108,6 +108,11 @@ class Row:
         return f"mgspec reproduce {self.id} --data-dir DATA --seeds 3"
 
 
+def percent(value: float) -> str:
+    """An accuracy as the paper prints it: two decimals, 100 as 100."""
+    return "100" if value == 100 else f"{value:.2f}"
+
+
 def _pub(test: float, std: float, train: float) -> Published:
     return Published(test, std, train)
 

@@ -119,11 +119,13 @@ def prepare(
     *,
     resume: bool = False,
     explicit: Sequence[str] = (),
+    experiment: dict | None = None,
 ) -> Run:
     """Create (or reopen with ``resume``) a run directory and check it fits the spec and recipe.
 
     ``explicit`` names the recipe options the user passed; on resume they must agree with the
-    stored recipe, except the runtime ones (epochs, device, workers, ...).
+    stored recipe, except the runtime ones (epochs, device, workers, ...). ``experiment`` (e.g. the
+    paper row a run reproduces) is recorded in config.json and summary.json; a resumed run keeps its own.
     """
     directory = Path(directory)
     info = dataset_info(config.dataset)
@@ -151,6 +153,7 @@ def prepare(
                 )
         runtime = {k: getattr(config, k) for k in TrainConfig.RUNTIME if k in explicit or k == "data_dir"}
         config = TrainConfig.from_dict({**old.as_dict(), **runtime})
+        experiment = experiment or stored.get("experiment")
     else:
         if (directory / CHECKPOINT).exists() or (directory / METRICS).exists():
             raise SpecError(
@@ -162,6 +165,8 @@ def prepare(
     if int(os.environ.get("RANK", "0")) == 0:
         directory.mkdir(parents=True, exist_ok=True)
         payload = {"mgspec": mgspec.__version__, "config": config.as_dict(), "spec": record}
+        if experiment is not None:
+            payload["experiment"] = experiment
         _atomic_write(directory / CONFIG, lambda p: p.write_text(json.dumps(payload, indent=2) + "\n"))
     return run
 
@@ -261,9 +266,12 @@ def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print
     per_rank = _batch_size(config, dist_)
 
     def epoch_batches(epoch: int) -> EpochBatches:
-        return EpochBatches(
+        batches = EpochBatches(
             train_split, info, per_rank, train=True, seed=config.seed, epoch=epoch, rank=dist_.rank, world=dist_.world
         )
+        if config.max_batches is not None:  # a smoke test: the first batches of the epoch's order only
+            del batches.batches[config.max_batches :]
+        return batches
 
     local = model
     if config.compile_enabled(steps=config.epochs * len(epoch_batches(0))):
@@ -359,6 +367,7 @@ def _summary(run: Run, last: dict, best: dict | None) -> dict:
         "final_test_loss": last["test_loss"],
         "wall_time_s": last["elapsed_s"],
         "images_per_s": last["images_per_s"],
+        **({"experiment": stored["experiment"]} if "experiment" in stored else {}),
     }
 
 
