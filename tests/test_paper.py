@@ -181,7 +181,8 @@ def test_figure_7_from_a_sweep(tmp_path):
     assert result.exit_code == 0, result.output
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and target.stat().st_size > 10_000
     points = paper.figure7_points()
-    assert set(points) == {"ResNet", "MgNet", "MgNet (grouped)", "MGiaD gs=4", "MGiaD gs=8"}
+    assert set(points) == {"ResNet", "MgNet_{A,B}", "MgNet_{A,B} (grouped)", "MGiaD gs=4", "MGiaD gs=8"}
+    assert points["MgNet_{A,B} (grouped)"][0] == (121_000, 87.02) and (101_000, 91.26) in points["MgNet_{A,B}"]
     assert (393_000, 94.62) in points["MGiaD gs=4"] and len(points["MGiaD gs=4"]) == 5
 
 
