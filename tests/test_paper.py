@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from mgspec import paper
 from mgspec.errors import SpecError
 from tests.conftest import ROOT, SHARED_DATA
+from tests.synthetic import write_idx
 
 runner = CliRunner()
 
@@ -163,6 +164,33 @@ def test_reproduce_without_data_leaves_no_run_directory(tmp_path):
     result = runner.invoke(app, ["reproduce", "I/ResNet20", "--data-dir", str(tmp_path), "-o", str(tmp_path / "r")])
     assert result.exit_code == 2 and "no CIFAR-10 files found" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_reproduce_trains_the_rows_network_with_seeds(tmp_path):
+    """A FashionMNIST row (one BN per step) on tiny synthetic IDX files: fitted, recorded, aggregated."""
+    data = write_idx(tmp_path / "fashion", train=16, test=8)
+    run = tmp_path / "run"
+    args = ["reproduce", "iv/cK=16, gs=8", "--data-dir", str(data), "--epochs", "1", "--batch-size", "8"]
+    result = runner.invoke(app, [*args, "--max-batches", "1", "--seeds", "2", "-o", str(run), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "fitted to fashionmnist: --set input.size=28" in result.stdout
+    assert "paper: 93.35 (0.09)% test, 97.63% train" in result.stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["experiment"]["paper_row"] == "IV/cK=16,gs=8" and summary["aggregate"]["seeds"] == [0, 1]
+    assert summary["aggregate"]["weights"] == paper.count(paper.find("IV/cK=16,gs=8")) == 37_146
+    for seed in (0, 1):
+        config = json.loads((run / f"seed-{seed}" / "config.json").read_text())
+        assert config["experiment"]["published"] == {"test_acc": 93.35, "test_std": 0.09, "train_acc": 97.63}
+        assert config["config"]["schedule"] == "step" and config["config"]["max_batches"] == 1
+        assert "layers.norms_per_step=1" in config["spec"]["overrides"]
+
+
+def test_max_batches_must_be_positive():
+    from mgspec.train import recipe
+
+    assert recipe("cifar10", "data").max_batches is None
+    with pytest.raises(SpecError, match="--max-batches"):
+        recipe("cifar10", "data", max_batches=0)
 
 
 def _fake_sweep(directory, trained: bool = True) -> None:
