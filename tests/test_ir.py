@@ -58,7 +58,7 @@ def first_child(block: Block, **changes) -> Block:
 
 
 BROKEN = {
-    "unknown op": (lambda g: retag(g, first(g, "relu"), op="gelu"), "unknown op 'gelu'"),
+    "unknown op": (lambda g: retag(g, first(g, "relu"), op="tanh"), "unknown op 'tanh'"),
     "operand count": (lambda g: set_args(g, first(g, "relu"), ("input", "input")), "takes 1 operands, has 2"),
     "extra edge": (lambda g: g.add_edge("input", first(g, "add"), positions=(0,)), "do not mirror its operands"),
     "missing edge": (lambda g: g.remove_edge(*next(iter(g.in_edges(first(g, "add"))))), "do not mirror"),
