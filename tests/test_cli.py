@@ -16,6 +16,7 @@ import mgspec
 from tests.conftest import ROOT, SPECS, spec_id
 
 COMMANDS = ["validate", "count", "compile", "schema", "list", "show", "graph", "train", "evaluate", "sweep", "export"]
+COMMANDS += ["paper", "reproduce"]
 runner = CliRunner()
 
 

@@ -33,6 +33,8 @@ COMMANDS = [
     ["list"],
     ["show", "specs/mgic_cifar10.yaml"],
     ["graph", "specs/mgiad_cifar10.yaml", "--format", "mermaid"],
+    ["paper"],
+    ["paper", "--table", "II", "--format", "json"],
 ]
 
 

@@ -38,6 +38,7 @@ class TrainConfig:
     step_size: int = 25
     gamma: float = 0.1
     seed: int = 0
+    max_batches: int | None = None  # train on the first N batches of each epoch only (a smoke test)
     # How to run, not what to compute: may change on --resume.
     device: str = "cpu"
     workers: int = 0
@@ -165,6 +166,8 @@ def _check(config: TrainConfig) -> None:
     for name in ("epochs", "batch_size"):
         if getattr(config, name) < 1:
             raise SpecError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(config, name)}")
+    if config.max_batches is not None and config.max_batches < 1:
+        raise SpecError(f"--max-batches must be at least 1, not {config.max_batches}")
     # NaN passes every comparison, so finiteness is checked first.
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise SpecError(f"--lr must be a finite positive number, not {config.lr}")

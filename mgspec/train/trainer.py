@@ -154,12 +154,14 @@ def prepare(
     resume: bool = False,
     explicit: Sequence[str] = (),
     require_epochs_left: bool = False,
+    experiment: dict | None = None,
 ) -> Run:
     """Create (or reopen with ``resume``) a run directory and check it fits the spec and recipe.
 
     ``explicit`` names the recipe options the user passed; on resume they must agree with the
     stored recipe, except the runtime ones (epochs, device, workers, ...). With
-    ``require_epochs_left``, a run that has trained ``config.epochs`` epochs already is an error.
+    ``require_epochs_left``, a run that has trained ``config.epochs`` epochs already is an error. ``experiment`` (e.g. the
+    paper row a run reproduces) is recorded in config.json and summary.json; a resumed run keeps its own.
     """
     directory = Path(directory)
     info = dataset_info(config.dataset)
@@ -194,6 +196,7 @@ def prepare(
                 Location(str(directory)),
                 hint=f"--epochs is the total, not a number more: e.g. --epochs {2 * done}",
             )
+        experiment = experiment or stored.get("experiment")
     else:
         if (directory / CHECKPOINT).exists() or (directory / METRICS).exists():
             raise SpecError(
@@ -204,6 +207,8 @@ def prepare(
     # A device that is not there, or a model that cannot fit it, is refused here, before any run starts.
     _check_memory(record["weights"], _device(config.device), str(spec_path))
     payload = {"mgspec": mgspec.__version__, "config": config.as_dict(), "spec": record}
+    if experiment is not None:
+        payload["experiment"] = experiment
     source = spec_path if isinstance(spec_path, Source) else str(spec_path)
     return Run(directory, config, source, full, adapted, payload)
 
@@ -405,9 +410,12 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
     per_rank = _batch_size(config, dist_)
 
     def epoch_batches(epoch: int) -> EpochBatches:
-        return EpochBatches(
+        batches = EpochBatches(
             train_split, info, per_rank, train=True, seed=config.seed, epoch=epoch, rank=dist_.rank, world=dist_.world
         )
+        if config.max_batches is not None:  # a smoke test: the first batches of the epoch's order only
+            del batches.batches[config.max_batches :]
+        return batches
 
     local = model
     if config.compile_enabled(steps=config.epochs * len(epoch_batches(0))):
@@ -517,6 +525,7 @@ def _summary(run: Run, last: dict, best: dict | None) -> dict:
         "final_test_loss": last["test_loss"],
         "wall_time_s": last["elapsed_s"],
         "images_per_s": last["images_per_s"],
+        **({"experiment": stored["experiment"]} if "experiment" in stored else {}),
     }
 
 
