@@ -811,7 +811,7 @@ def paper(
         return
     from rich.table import Table
 
-    console = Console(width=200)
+    console = render.console()
     for name in registry.TABLES:
         members = [r for r in selected if r.table == name]
         if not members:
@@ -913,7 +913,7 @@ def reproduce(
         if run.adapted:
             print(f"fitted to {row.dataset}: --set " + " --set ".join(run.adapted))
         summaries.append(training.train(run, progress=not quiet))
-    console = Console()
+    console = render.console()
     if seeds == 1:
         render.train_summary(summaries[0], directory, console)
         ours = f"{100 * summaries[0]['best_test_acc']:.2f}% test, {100 * summaries[0]['final_train_acc']:.2f}% train"

@@ -120,7 +120,8 @@ def test_the_kernel_is_what_runs():
 
 def small_model(size: int = 32) -> nn.Module:
     spec = ROOT / "specs" / "mgiad_cifar10.yaml"
-    return mgspec.create_model(spec, ["channel_grid.coarsest=16", f"input.size={size}"]).to(memory_format=CL)
+    overrides = ["channel_grid.coarsest=16", f"input.size={size}"]
+    return mgspec.create_model(spec, overrides, kernels=False).to(memory_format=CL)  # plain convs: use_kernel switches
 
 
 @needs_kernel
@@ -258,3 +259,21 @@ def test_eligible_only_plain_grouped_3x3_same_width():
     assert not kernels.eligible(nn.Conv2d(16, 16, 1, groups=4, bias=False))
     assert not kernels.eligible(nn.Conv2d(16, 16, 3, padding=1, groups=1, bias=False))
     assert not kernels.eligible(nn.Conv2d(48, 48, 3, padding=1, groups=2, bias=False))  # group size 24
+
+
+@needs_kernel
+def test_the_runtime_backend_runs_the_chosen_convolutions_on_the_kernel():
+    """create_model's default: the kernel-selection pass's slots become KernelConv2d, same function."""
+    from mgspec.kernels import KernelConv2d
+
+    spec = ROOT / "specs" / "mgiad_cifar10.yaml"
+    overrides = ["channel_grid.coarsest=16", "input.size=8"]
+    fast = mgspec.create_model(spec, overrides).to(memory_format=CL)
+    plain = mgspec.create_model(spec, overrides, kernels=False).to(memory_format=CL)
+    plain.load_state_dict(fast.state_dict())
+    assert any(isinstance(m, KernelConv2d) for m in fast.modules())
+    assert not any(isinstance(m, KernelConv2d) for m in plain.modules())
+    x = torch.randn(4, 3, 8, 8).to(memory_format=CL)
+    fast.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-5)

@@ -139,3 +139,21 @@ def test_bn_is_never_merged():
     from mgspec.ir import PURE_OPS
 
     assert "bn" not in PURE_OPS
+
+
+def test_kernel_selection_marks_the_grouped_3x3_convolutions_only():
+    """A backend pass: the slots mgspec's kernel computes and wins on, and nothing else changes."""
+    from mgspec.ir import copy as copy_graph
+    from mgspec.passes.kernels import IMPL, select_kernels
+
+    graph = mgspec.compile_graph(S / "mgiad_cifar10.yaml", ["channel_grid.coarsest=16"])
+    marked = select_kernels(copy_graph(graph))
+    chosen = {name for name, s in slots(marked).items() if s.impl == IMPL}
+    assert chosen == {
+        name
+        for name, s in slots(graph).items()
+        if s.kind == "conv" and s.kernel == 3 and s.stride == 1 and s.groups > 1 and s.cin // s.groups == 4
+    }
+    assert "levels.l2.cycle.A" in chosen and "levels.l2.cycle.coarse.coarse.coarse.A" not in chosen  # dense cK
+    assert list(marked.nodes(data=True)) == list(graph.nodes(data=True))
+    assert mgspec.count(marked).as_dict() == mgspec.count(graph).as_dict()

@@ -160,8 +160,9 @@ def prepare(
 
     ``explicit`` names the recipe options the user passed; on resume they must agree with the
     stored recipe, except the runtime ones (epochs, device, workers, ...). With
-    ``require_epochs_left``, a run that has trained ``config.epochs`` epochs already is an error. ``experiment`` (e.g. the
-    paper row a run reproduces) is recorded in config.json and summary.json; a resumed run keeps its own.
+    ``require_epochs_left``, a run that has trained ``config.epochs`` epochs already is an error.
+    ``experiment`` (e.g. the paper row a run reproduces) is recorded in config.json and
+    summary.json; a resumed run keeps its own.
     """
     directory = Path(directory)
     info = dataset_info(config.dataset)
