@@ -6,7 +6,8 @@ Models (the runtime backend, ``mgspec.create_model``, channels_last): MgNet_{A,B
 and MGiaD cK=16/gs=4 at CIFAR size. Variants:
 
 - ``eager``         the model as ``mgspec train`` runs it
-- ``eager+kernel``  the same model after ``mgspec.kernels.use_kernel`` (MgNet has no grouped convs)
+- ``eager+kernel``  ``mgspec.create_model``'s default: the kernel where the kernel-selection pass chose it
+  (MgNet has no grouped convs)
 - ``folded``        inference only: the ``torch.export`` graph with BatchNorm folded (``mgspec.deploy``)
 - ``compiled``      with ``--compile``: ``torch.compile`` (inference: with freezing)
 - ``onnxruntime``   inference only: ``mgspec export``'s ONNX file in ONNX Runtime (all graph
@@ -105,10 +106,11 @@ def main() -> None:
     cases: dict = {}
     tmp = Path(tempfile.mkdtemp())
     for label, spec, overrides in MODELS:
-        base = mgspec.create_model(ROOT / spec, overrides).to(memory_format=CL)
+        base = mgspec.create_model(ROOT / spec, overrides, kernels=False).to(memory_format=CL)
         macs = mgspec.count_spec(ROOT / spec, overrides).macs
-        fast = copy.deepcopy(base)
-        switched = kernels.use_kernel(fast)
+        fast = mgspec.create_model(ROOT / spec, overrides).to(memory_format=CL)  # the kernel where the pass chose it
+        fast.load_state_dict(base.state_dict())
+        switched = sum(isinstance(m, kernels.KernelConv2d) for m in fast.modules()) if kernels.available() else 0
         if "train" in what:
             cases[(label, "train b64", "eager")] = (train_step(base.train(), 64), 64, macs * 3)
             if switched:
