@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import keyword
 import sys
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -63,12 +63,24 @@ _MODULES = frozenset(sys.stdlib_module_names) | {
 }  # fmt: skip
 
 
-@lru_cache(maxsize=1)
-def _container_attributes() -> frozenset[str]:
-    from torch import nn
+#: The public attributes of a torch module container (``nn.ModuleDict``, ``nn.Module``, an
+#: instance's too: ``training``): a level of that name could not be a key of ``levels``. Written
+#: out so that validating a spec needs no torch; tests/test_bad_input.py checks it against torch.
+#: (Names starting with ``_`` are refused anyway.)
+CONTAINER_ATTRIBUTES = frozenset(
+    {
+    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "clear",
+    "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer",
+    "get_extra_state", "get_parameter", "get_submodule", "half", "ipu", "items", "keys", "load_state_dict",
+    "modules", "mtia", "named_buffers", "named_children", "named_modules", "named_parameters", "parameters", "pop",
+    "register_backward_hook", "register_buffer", "register_forward_hook", "register_forward_pre_hook",
+    "register_full_backward_hook", "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter", "register_state_dict_post_hook",
+    "register_state_dict_pre_hook", "requires_grad_", "set_extra_state", "set_submodule", "share_memory",
+    "state_dict", "to", "to_empty", "train", "training", "type", "update", "values", "xpu", "zero_grad",
+    }
+)  # fmt: skip
 
-    # An instance's attributes too: ``training``, ``_modules``, ``_parameters`` are set in __init__.
-    return frozenset(dir(nn.ModuleDict())) | frozenset(dir(nn.Module()))
 
 
 class _Located(ValueError):
@@ -222,7 +234,7 @@ class Level(_Model):
     def _identifier(cls, v: str | None) -> str | None:
         if v is not None and (not v.isidentifier() or keyword.iskeyword(v) or not v.isascii()):
             raise ValueError(f"{v!r} is not a valid name (ASCII letters, digits, '_'; not a keyword)")
-        if v is not None and (v in _container_attributes() or v.startswith("_")):
+        if v is not None and (v in CONTAINER_ATTRIBUTES or v.startswith("_")):
             raise ValueError(f"{v!r} is reserved: torch modules have an attribute of that name or prefix")
         return v
 

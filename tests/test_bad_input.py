@@ -308,3 +308,13 @@ def test_long_values_are_shortened_in_messages(tmp_path):
     with pytest.raises(mgspec.SpecError) as info:
         mgspec.count_spec(path)
     assert str(info.value).endswith("classes: input should be a valid integer, got '" + "x" * 56 + "...")
+
+
+def test_reserved_level_names_are_torch_s_container_attributes():
+    """The written-out list (spec validation needs no torch) is what torch defines today."""
+    from torch import nn
+
+    from mgspec.schema import CONTAINER_ATTRIBUTES
+
+    public = {n for n in set(dir(nn.ModuleDict())) | set(dir(nn.Module())) if not n.startswith("_")}
+    assert CONTAINER_ATTRIBUTES == public

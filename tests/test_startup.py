@@ -35,6 +35,7 @@ COMMANDS = [
     ["graph", "specs/mgiad_cifar10.yaml", "--format", "mermaid"],
     ["paper"],
     ["paper", "--table", "II", "--format", "json"],
+    ["validate", "specs/mgnet_small_cifar10.yaml", "--set", "resolution_grid.levels[0].name=fine"],
 ]
 
 
