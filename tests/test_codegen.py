@@ -198,3 +198,20 @@ def test_torch_compile_and_export(name, tmp_path):
     exported = torch.export.export(model, (x,))
     with torch.no_grad():
         torch.testing.assert_close(exported.module()(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_torchscript_where_the_docs_say_it_works_and_not_where_they_say_it_does_not():
+    """docs/ir.md: blocks that take weights as forward arguments cannot be scripted; torch.export works."""
+    import runpy
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        resnet = runpy.run_path(str(ROOT / "generated" / "resnet20_cifar10.py"))["create_model"]().eval()
+        scripted = torch.jit.script(resnet)
+        x = torch.randn(2, 3, 8, 8)
+        with torch.no_grad():
+            torch.testing.assert_close(scripted(x), resnet(x))
+        mgiad = runpy.run_path(str(ROOT / "generated" / "mgiad_cifar10.py"))["create_model"]()
+        with pytest.raises(Exception, match="nn.Module"):
+            torch.jit.script(mgiad)
