@@ -96,3 +96,42 @@ def test_dense_weights_grow_quadratically(spec, lam, classes):
     assert a == coupled
     b_lin = n[0] - a * lam * lam - classes  # b lambda: what is left after the square and the bias
     assert weights(spec, over + [f"width={2 * lam}"]) == 4 * n[0] - 2 * b_lin - 3 * classes
+
+
+# Which design-space options keep MGiaD's weights linear in the width lambda, and which do not.
+# For power-of-two multipliers every coarsest channel width stays cK, so N(lambda) = a + b lambda
+# exactly when every weight term is linear in the level widths: the test checks
+# N(8) - N(4) = 2 (N(4) - N(2)) = 4 (N(2) - N(1)). A term quadratic in the widths (a dense
+# c x c or c x c/2 convolution) adds 3 c^2-type curvature and breaks the identity.
+LINEAR = {
+    "layers.norm=group": True,  # 2c per normalisation, like BatchNorm
+    "layers.norm=none": True,
+    "layers.activation=silu": True,
+    "layers.kernel=5": True,  # grouped k x k: 25 gs c per operator
+    "layers.norms_per_step=1": True,
+    # W visits channel level k 2^k times, each visit with norms and transfers of width c / 2^k: about c
+    # per level, and doubling lambda adds a level, so N grows as lambda log lambda.
+    "channel_grid.cycle=W": False,
+    "resolution_grid.levels[1].steps=2": True,  # two cycles on level 2: per-cycle norms, transfers
+    "channel_grid.share=[A]": True,  # B per step: grouped, 9 gs c each
+    "channel_grid.share=[]": True,
+    "resolution_grid.share_across=[A, B]": True,  # shares, never adds
+    "resolution_grid.restriction=avgpool": True,  # no weights
+    "resolution_grid.group_size=16": True,  # the coarsest level grouped: constant in lambda
+    "channel_grid.coarsening=4": True,  # transfers mixing 4 channels: c weights each (lambda in powers of 4)
+    "stem.stride=2": True,
+    "resolution_grid.restriction=dense": False,  # dense 3x3 R, Pi: 9 c_l c_l+1 each
+    "channel_grid.transfers=dense": False,  # dense 1x1 R_k, Pi_k, P_k: c^2/2 each
+}
+
+
+def test_which_options_keep_mgiad_linear_in_the_width():
+    for option, linear in LINEAR.items():
+        # Multipliers in powers of the coarsening factor keep every coarsest width at cK.
+        f = 4 if option == "channel_grid.coarsening=4" else 2
+        n = [weights("mgiad_cifar10.yaml", [option, f"width={f**i}"]) for i in range(4)]
+        steps = (n[1] - n[0], n[2] - n[1], n[3] - n[2])
+        is_linear = steps[1] == f * steps[0] and steps[2] == f * steps[1]
+        assert is_linear == linear, f"{option}: N = {n}"
+    base = {lam: weights("mgiad_cifar10.yaml", [f"width={lam}"]) for lam in (1, 2, 4, 8)}
+    assert base[8] - base[4] == 2 * (base[4] - base[2]) == 4 * (base[2] - base[1])  # the canonical MGiaD
