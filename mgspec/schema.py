@@ -337,6 +337,34 @@ class Spec(_Model):
         return v
 
     @model_validator(mode="after")
+    def _options_that_mean_something(self) -> Spec:
+        """Refuse a choice this network could not use, instead of ignoring it."""
+        grid = self.resolution_grid
+        if "norm_groups" in self.layers.model_fields_set and self.layers.norm != "group":
+            raise _Located("norm_groups only applies with norm: group", ("layers", "norm_groups"))
+        has_channel_grid = any(self.level_channel_grid(i) for i in range(len(grid.levels)))
+        if isinstance(grid, ResNetGrid) and not has_channel_grid and self.layers.norms_per_step != 2:
+            raise _Located(
+                "a ResNet has no smoothing steps: norms_per_step applies to MgNet, MGiaD and MGIC",
+                ("layers", "norms_per_step"),
+            )
+        if isinstance(grid, MgNetGrid) and grid.share_across:
+            shared = set(self.channel_grid.share if self.channel_grid else grid.share)
+            if not set(grid.share_across) <= shared:
+                where = "channel_grid.share" if self.channel_grid else "resolution_grid.share"
+                raise _Located(
+                    f"share_across lists {sorted(set(grid.share_across) - shared)}, which {where} does not share",
+                    ("resolution_grid", "share_across"),
+                )
+            widths = [level.channels for level in grid.levels]
+            if all(a != b for a, b in zip(widths, widths[1:], strict=False)):
+                raise _Located(
+                    "share_across shares between consecutive levels of equal width, and no two have one",
+                    ("resolution_grid", "share_across"),
+                )
+        return self
+
+    @model_validator(mode="after")
     def _names_and_size(self) -> Spec:
         levels = self.resolution_grid.levels
         seen: dict[str, int] = {}

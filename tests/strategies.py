@@ -28,13 +28,15 @@ def channel_grids(draw, min_width: int):
 @st.composite
 def layers(draw) -> dict:
     """Layer choices; GroupNorm with 1 or 2 groups divides every width drawn here (2 and up, even)."""
-    return {
+    layers = {
         "norm": draw(st.sampled_from(["batch", "group", "none"])),
-        "norm_groups": draw(st.sampled_from([1, 2])),
         "activation": draw(st.sampled_from(["relu", "gelu", "silu"])),
         "kernel": draw(st.sampled_from([1, 3, 5])),
         "norms_per_step": draw(st.sampled_from([1, 2])),
     }
+    if layers["norm"] == "group":  # refused with any other norm
+        layers["norm_groups"] = draw(st.sampled_from([1, 2]))
+    return layers
 
 
 @st.composite
@@ -63,8 +65,10 @@ def spec_data(draw, family: str | None = None) -> dict:
         "head": {"bias": draw(st.booleans())},
         "layers": draw(layers()),
     }
-    if data["stem"]["stride"] > 1 or data["stem"]["maxpool"]:  # maps may reach 1x1: GroupNorm needs 2+ values
-        data["layers"]["norm_groups"] = 1
+    if "norm_groups" in data["layers"] and (data["stem"]["stride"] > 1 or data["stem"]["maxpool"]):
+        data["layers"]["norm_groups"] = 1  # maps may reach 1x1: GroupNorm needs 2+ values
+    if family == "resnet":  # no smoothing steps: norms_per_step would be refused
+        data["layers"]["norms_per_step"] = 2
     if family in ("resnet", "mgic"):
         data["resolution_grid"] = {
             "block": "resnet_basic",
@@ -91,7 +95,8 @@ def spec_data(draw, family: str | None = None) -> dict:
                 grid["group_size"] = draw(st.sampled_from([1, 2]))
         else:
             shared = grid["share"] = draw(st.sampled_from([["A", "B"], ["A"], ["B"], []]))
-        grid["share_across"] = draw(st.sampled_from([[], shared]))
+        if any(a == b for a, b in zip(channels, channels[1:])):  # only between equal widths
+            grid["share_across"] = draw(st.sampled_from([[], shared]))
         if family == "mgnet_grouped":
             grid["group_size"] = draw(st.sampled_from([1, 2, 4]))
     return data

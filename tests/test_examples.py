@@ -78,3 +78,21 @@ def test_example_generated_equals_runtime(path, tmp_path):
     graph = mgspec.compile_graph(path, [f"input.size={size}".replace(" ", "")])
     torch.manual_seed(0)
     assert_equivalent(graph, tmp_path, s.input.channels, size)
+
+
+REFUSED = [
+    ("resnet20_cifar10", ["layers.norm_groups=4"], "layers.norm_groups: norm_groups only applies with norm: group"),
+    ("resnet20_cifar10", ["layers.norms_per_step=1"], "layers.norms_per_step: a ResNet has no smoothing steps"),
+    ("mgnet_a_cifar10", ["resolution_grid.share_across=[B]"], "which resolution_grid.share does not share"),
+    ("mgiad_cifar10", ["resolution_grid.share_across=[B]", "channel_grid.share=[A]"], "which channel_grid.share"),
+    ("mgnet_small_cifar10", ["resolution_grid.share_across=[A]"], "no two have one"),
+    ("mgiad_cifar10", ["resolution_grid.share=[A]"], "resolution_grid.share: with a channel grid"),
+    ("mgnet_cifar10", ["resolution_grid.restriction=avgpool", "resolution_grid.levels[1].channels=96"], "repeats"),
+    ("mgiad_cifar10", ["layers.norm=group", "layers.norm_groups=3"], "layers.norm_groups: GroupNorm with 3 groups"),
+]
+
+
+@pytest.mark.parametrize("name,overrides,message", REFUSED, ids=[" ".join(o) for _, o, _ in REFUSED])
+def test_options_a_network_cannot_use_are_refused_not_ignored(name, overrides, message):
+    with pytest.raises(mgspec.SpecError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        mgspec.count_spec(ROOT / "specs" / f"{name}.yaml", overrides)
