@@ -36,36 +36,9 @@ DEFAULT_OPSET = 18
 
 def load_run_weights(model: nn.Module, run: str | Path) -> Path:
     """Load a run directory's ``checkpoint.pt`` (or a checkpoint/state_dict file) into ``model``."""
-    from mgspec.train.trainer import CHECKPOINT
+    from mgspec.train.trainer import load_weights
 
-    path = Path(run)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise SpecError("no such checkpoint", Location(str(path))) from None
-    except Exception as exc:  # not a torch file, or one that holds code objects
-        raise SpecError(f"cannot read checkpoint: {str(exc).splitlines()[0]}", Location(str(path))) from None
-    weights = state.get("model", state) if isinstance(state, dict) else None
-    if not isinstance(weights, dict):
-        raise SpecError("not a checkpoint or state_dict", Location(str(path)))
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
-    if missing or unexpected:
-        raise SpecError(
-            f"checkpoint does not fit the spec: {len(missing)} missing and {len(unexpected)} unexpected keys"
-            f" (e.g. {(missing or unexpected)[0]})",
-            Location(str(path)),
-            hint="export with the spec and --set options the run was trained with",
-        )
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise SpecError(
-            f"checkpoint does not fit the spec: {str(exc).splitlines()[-1].strip()}", Location(str(path))
-        ) from None
-    return path
+    return load_weights(model, run, "cpu", "export with the spec and --set options the run was trained with")
 
 
 def _attr(gm: torch.fx.GraphModule, node) -> torch.Tensor | None:

@@ -24,7 +24,7 @@ import sys
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mgspec.errors import SpecError
 from mgspec.load import DataPath, Source, format_path
@@ -55,6 +55,16 @@ MAX_KERNEL = 15
 MAX_NAME, MAX_DESCRIPTION = 64, 1000
 
 Side = Annotated[int, Field(strict=True, gt=0, le=MAX_INPUT_SIZE)]
+
+
+def _odd(v: int) -> int:
+    if v % 2 == 0:
+        raise ValueError("must be odd so that 'same' padding keeps the size")
+    return v
+
+
+#: A kernel size: odd, so that 'same' padding keeps the size.
+OddKernel = Annotated[int, Field(strict=True, gt=0, le=MAX_KERNEL), AfterValidator(_odd)]
 
 #: Spec names that would shadow a module the generated ``<name>.py`` (or Python) imports.
 _MODULES = frozenset(sys.stdlib_module_names) | {
@@ -120,16 +130,9 @@ class Input(_Model):
 class Stem(_Model):
     """conv(kernel x kernel, input -> c_1) + BN + ReLU; its output is f_1 (MgNet) or x (ResNet)."""
 
-    kernel: Positive = Field(3, le=MAX_KERNEL, description="Stem convolution kernel size (odd).")
+    kernel: OddKernel = Field(3, description="Stem convolution kernel size (odd).")
     stride: Positive = Field(1, le=MAX_KERNEL, description="Stem convolution stride (2 or 4 for large images).")
     maxpool: bool = Field(False, description="A 3x3 stride-2 max-pool after the stem (ImageNet-style).")
-
-    @field_validator("kernel")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError("must be odd so that 'same' padding keeps the size")
-        return v
 
 
 class Layers(_Model):
@@ -142,21 +145,12 @@ class Layers(_Model):
         8, le=MAX_CHANNELS, description="Groups of GroupNorm (with norm: group); must divide every width."
     )
     activation: Literal["relu", "gelu", "silu"] = Field("relu", description="The activation function.")
-    kernel: Positive = Field(
-        3, le=MAX_KERNEL, description="Kernel size of A and B (MgNet, MGiaD) and of ResNet's convs (odd)."
-    )
+    kernel: OddKernel = Field(3, description="Kernel size of A and B (MgNet, MGiaD) and of ResNet's convs (odd).")
     norms_per_step: Literal[1, 2] = Field(
         2,
         description="Normalisations per smoothing step: 2 is u + act(BN(B(act(BN(f - A u))))); "
         "1 keeps the one after B, u + act(BN(B(act(f - A u)))) (the paper's Tables III, IV, VI).",
     )
-
-    @field_validator("kernel")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError("must be odd so that 'same' padding keeps the size")
-        return v
 
 
 class Head(_Model):

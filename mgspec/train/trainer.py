@@ -599,32 +599,7 @@ def evaluate(
     counts = mgspec.count(graph)
     _check_memory(counts.total, dev, str(spec_path), bytes_per_weight=4)
     model = mgspec.build_model(graph).to(dev)
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    try:
-        state = torch.load(path, map_location=dev, weights_only=True)
-    except FileNotFoundError:
-        raise SpecError("no such checkpoint", Location(str(path))) from None
-    except Exception as exc:  # a file that is not a torch checkpoint, or holds code objects
-        raise SpecError(f"cannot read checkpoint: {str(exc).splitlines()[0]}", Location(str(path))) from None
-    weights = state.get("model", state) if isinstance(state, dict) else None
-    if not isinstance(weights, dict):
-        raise SpecError("not a checkpoint or state_dict", Location(str(path)))
-    missing, unexpected = _mismatch(model, weights)
-    if missing or unexpected:
-        raise SpecError(
-            f"checkpoint does not fit the spec: {len(missing)} missing and {len(unexpected)} unexpected keys"
-            + (f" (e.g. {(missing or unexpected)[0]})" if missing or unexpected else ""),
-            Location(str(path)),
-            hint="evaluate with the spec and --set options the checkpoint was trained with",
-        )
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise SpecError(
-            f"checkpoint does not fit the spec: {str(exc).splitlines()[-1].strip()}", Location(str(path))
-        ) from None
+    load_weights(model, checkpoint, dev, "evaluate with the spec and --set options the checkpoint was trained with")
     data: Split = load(dataset, data_dir, split)
     batches = EpochBatches(data, info, batch_size, train=False)
     config = TrainConfig(dataset=dataset, data_dir=str(data_dir), batch_size=batch_size, device=device)
@@ -655,3 +630,35 @@ def aggregate(summaries: list[dict]) -> dict:
         values = torch.tensor([s[key] for s in summaries], dtype=torch.float64)
         out[key] = {"mean": values.mean().item(), "std": values.std(unbiased=True).item() if len(values) > 1 else 0.0}
     return out
+
+
+def load_weights(model: nn.Module, checkpoint: str | Path, map_location, hint: str) -> Path:
+    """Load a run directory's checkpoint, a checkpoint file or a state_dict into ``model``
+    (``weights_only=True``); a file that does not fit the model is a located SpecError."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise SpecError("no such checkpoint", Location(str(path))) from None
+    except Exception as exc:  # a file that is not a torch checkpoint, or holds code objects
+        raise SpecError(f"cannot read checkpoint: {str(exc).splitlines()[0]}", Location(str(path))) from None
+    weights = state.get("model", state) if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise SpecError("not a checkpoint or state_dict", Location(str(path)))
+    missing, unexpected = _mismatch(model, weights)
+    if missing or unexpected:
+        raise SpecError(
+            f"checkpoint does not fit the spec: {len(missing)} missing and {len(unexpected)} unexpected keys"
+            f" (e.g. {(missing or unexpected)[0]})",
+            Location(str(path)),
+            hint=hint,
+        )
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise SpecError(
+            f"checkpoint does not fit the spec: {str(exc).splitlines()[-1].strip()}", Location(str(path))
+        ) from None
+    return path
