@@ -9,6 +9,7 @@ its last use. A missing op is a ``KeyError`` at build time, never a silent skip.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import networkx as nx
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mgspec.errors import Location, SpecError
 from mgspec.ir import OPS, Slot, copy, node, schedule, slots
 from mgspec.passes.kernels import IMPL, select_kernels
 from mgspec.verify import verify
@@ -169,4 +171,24 @@ def build(graph: nx.DiGraph, kernels: bool = False) -> GraphModel:
     if kernels:
         graph = select_kernels(copy(graph))
         verify(graph)
-    return GraphModel(graph)
+    weights = sum(s.weights for s in slots(graph).values())
+    memory = _physical_memory()
+    where = Location(graph.graph.get("source", "<spec>"))
+    if memory and 4 * weights > memory:  # refused before a single tensor is allocated
+        raise SpecError(
+            f"the model has {weights:,} weights ({4 * weights / 2**30:,.1f} GiB in float32), more than this "
+            f"machine's {memory / 2**30:,.1f} GiB of memory",
+            where,
+            hint="reduce width, channels or steps",
+        )
+    try:
+        return GraphModel(graph)
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        raise SpecError(f"the model does not fit in memory: {exc}".rstrip(": "), where) from None
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not POSIX
+        return None

@@ -89,3 +89,23 @@ def test_eval_is_deterministic_and_batch_independent():
         full = model(x)
         single = torch.cat([model(x[i : i + 1]) for i in range(4)])
     torch.testing.assert_close(full, single, rtol=1e-4, atol=1e-5)
+
+
+def test_a_built_model_pickles(tmp_path):
+    """torch.save(model) works: the runtime backend's kernels are module-level functions."""
+    model = mgspec.create_model(S / "mgiad_cifar10.yaml", ["input.size=8", "channel_grid.coarsest=16"]).eval()
+    torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False).eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_a_model_too_large_for_memory_is_refused_before_allocating():
+    import os
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    counts = mgspec.count_spec(S / "mgnet_cifar10.yaml", ["width=64"])  # 11 billion weights, counted analytically
+    assert 4 * counts.total > memory
+    with pytest.raises(mgspec.SpecError, match="more than this machine's"):
+        mgspec.create_model(S / "mgnet_cifar10.yaml", ["width=64"])
