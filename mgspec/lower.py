@@ -313,12 +313,12 @@ class _Lowering:
         grid: ChannelGrid,
         origin: tuple,
         coarsest_group_size: int | None = None,
-        alias: tuple[str, frozenset[str]] | None = None,
+        alias: dict[str, str] | None = None,
     ) -> _Block:
         """Channel level ``k`` and the coarser ones below it.
 
-        ``alias`` = (path, ops): instead of declaring its level-shared ``ops``, this level applies
-        those of the channel level at ``path`` (a second cycle of the level, the second visit of a
+        ``alias`` = {op: path}: instead of declaring its level-shared ``op``, this level applies the
+        one of the channel level at ``path`` (a second cycle of the level, the second visit of a
         W-cycle, or an equal-width level with ``share_across``).
         """
         w = widths[k]
@@ -342,8 +342,8 @@ class _Lowering:
         kernel = self.spec.layers.kernel
         with self.declare(kind, path, params, doc):
             for op in shared:
-                if alias is not None and op in alias[1]:
-                    self.alias[f"{path}.{op}"] = f"{alias[0]}.{op}"
+                if alias and op in alias:
+                    self.alias[f"{path}.{op}"] = f"{alias[op]}.{op}"
                 else:
                     role = "data to features" if op == "A" else "feature extractor"
                     self.conv_slot(op, w, w, op, origin, kernel=kernel, groups=groups, doc=f"{op}_k: {role}")
@@ -363,10 +363,10 @@ class _Lowering:
                 self.bn_slot("bn_Pi", h, origin)
                 self.conv_slot("P", h, w, "P_c", origin, kernel=1, groups=t, doc="P_k: prolongs the coarse result")
                 self.bn_slot("bn_P", w, origin)
-                below = (f"{alias[0]}.coarse", alias[1]) if alias else None
+                below = {op: f"{source}.coarse" for op, source in (alias or {}).items()}
                 self.declare_channel_level(f"{path}.coarse", widths, k + 1, grid, origin, coarsest_group_size, below)
                 if grid.cycle == "W":  # the second visit shares the first's A_k, B_k; its norms are its own
-                    again = (f"{alias[0]}.coarse2", alias[1]) if alias else (f"{path}.coarse", frozenset(shared))
+                    again = {op: f"{path}.coarse" for op in shared}  # which may alias onwards
                     self.declare_channel_level(
                         f"{path}.coarse2", widths, k + 1, grid, origin, coarsest_group_size, again
                     )
@@ -499,12 +499,12 @@ class _Lowering:
                     hierarchy = (tuple(cwidths), cgrid)
                     alias = None
                     if across is not None and across[1] == hierarchy and grid.share_across:
-                        alias = (across[2], frozenset(grid.share_across) & frozenset(cgrid.share))
+                        alias = {op: across[2] for op in grid.share_across if op in cgrid.share}
                     cyc = []
                     for j in range(level.steps):
                         where = f"{path}.cycle" if level.steps == 1 else f"{path}.cycles.{j}"
                         if j > 0:  # later cycles share the first's level-shared operators
-                            alias = (cyc[0].path, frozenset(cgrid.share))
+                            alias = {op: cyc[0].path for op in cgrid.share}
                         cyc.append(
                             self.declare_channel_level(
                                 where, cwidths, 0, cgrid, self.grid_origin(i), grid.group_size, alias

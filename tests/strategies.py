@@ -96,7 +96,7 @@ def spec_data(draw, family: str | None = None) -> dict:
         else:
             shared = grid["share"] = draw(st.sampled_from([["A", "B"], ["A"], ["B"], []]))
         if any(a == b for a, b in zip(channels, channels[1:], strict=False)):  # only between equal widths
-            grid["share_across"] = draw(st.sampled_from([[], shared]))
+            grid["share_across"] = [op for op in shared if draw(st.booleans())]  # any subset
         if family == "mgnet_grouped":
             grid["group_size"] = draw(st.sampled_from([1, 2, 4]))
     return data

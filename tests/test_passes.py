@@ -157,3 +157,25 @@ def test_kernel_selection_marks_the_grouped_3x3_convolutions_only():
     assert "levels.l2.cycle.A" in chosen and "levels.l2.cycle.coarse.coarse.coarse.A" not in chosen  # dense cK
     assert list(marked.nodes(data=True)) == list(graph.nodes(data=True))
     assert mgspec.count(marked).as_dict() == mgspec.count(graph).as_dict()
+
+
+def test_a_w_cycle_shares_its_first_visits_operators_on_every_level():
+    """The second coarse visit applies the first visit's A_k and B_k, also where share_across borrows A only."""
+    text = """
+name: t
+input: {channels: 3, size: 8}
+classes: 4
+resolution_grid:
+  block: mgnet
+  share_across: [A]
+  levels: [{channels: 16, steps: 1}, {channels: 16, steps: 1}]
+channel_grid: {group_size: 4, coarsest: 8, cycle: W}
+"""
+    graph = mgspec.compile_graph(text, optimized=False)
+    for level in ("l1", "l2"):
+        second = f"levels.{level}.cycle.coarse2."
+        applied = {node(graph, n).slot for n in graph.nodes if node(graph, n).block.startswith(second)} - {None}
+        assert not any(s.startswith(second) and s.rsplit(".", 1)[1] in ("A", "B") for s in slots(graph))
+        assert {"levels.l1.cycle.coarse.A", f"levels.{level}.cycle.coarse.B"} <= applied
+    assert "levels.l2.cycle.coarse.A" not in slots(graph)  # borrowed from l1 across the equal widths
+    assert "levels.l2.cycle.coarse.B" in slots(graph)
