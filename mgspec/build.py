@@ -171,24 +171,30 @@ def build(graph: nx.DiGraph, kernels: bool = False) -> GraphModel:
     if kernels:
         graph = select_kernels(copy(graph))
         verify(graph)
-    weights = sum(s.weights for s in slots(graph).values())
-    memory = _physical_memory()
     where = Location(graph.graph.get("source", "<spec>"))
-    if memory and 4 * weights > memory:  # refused before a single tensor is allocated
-        raise SpecError(
-            f"the model has {weights:,} weights ({4 * weights / 2**30:,.1f} GiB in float32), more than this "
-            f"machine's {memory / 2**30:,.1f} GiB of memory",
-            where,
-            hint="reduce width, channels or steps",
-        )
+    check_memory(sum(s.weights for s in slots(graph).values()), where)  # before a single tensor is allocated
     try:
         return GraphModel(graph)
     except (MemoryError, torch.OutOfMemoryError) as exc:
         raise SpecError(f"the model does not fit in memory: {exc}".rstrip(": "), where) from None
 
 
-def _physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):  # not POSIX
-        return None
+def check_memory(weights: int, where: Location, bytes_per_weight: int = 4, device: torch.device | None = None) -> None:
+    """Refuse a model of ``weights`` weights (``bytes_per_weight`` each: 4 to hold it, more to train
+    it) that cannot fit ``device``'s memory, or this machine's; unknown memory is no refusal."""
+    if device is not None and device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    else:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, OSError, ValueError):  # no sysconf (Windows): allocation errors still apply
+            return
+    need = weights * bytes_per_weight
+    if need > total:
+        use = "training" if bytes_per_weight > 4 else "it"
+        place = f"the {total / 2**30:,.1f} GiB of {device}" if device else f"this machine's {total / 2**30:,.1f} GiB"
+        raise SpecError(
+            f"the model has {weights:,} weights; {use} needs about {need / 2**30:,.1f} GiB, more than {place}",
+            where,
+            hint="reduce width, channels or steps",
+        )

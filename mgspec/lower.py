@@ -219,10 +219,7 @@ class _Lowering:
                 origin + ("coarsest",),
                 hint=f"use a coarsest width <= {c}",
             )
-        factor = grid.coarsening
-        widths = [c]
-        while widths[-1] % factor == 0 and widths[-1] // factor >= grid.coarsest:
-            widths.append(widths[-1] // factor)
+        widths = grid.widths(c)
         for w in widths[:-1]:
             if w % grid.group_size:
                 raise self.error(

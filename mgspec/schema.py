@@ -197,6 +197,14 @@ class ChannelGrid(_Model):
         2, description="Width ratio between consecutive channel levels."
     )
 
+    def widths(self, width: int) -> list[int]:
+        """The channel levels' widths for a resolution level of ``width`` channels: divided by
+        ``coarsening`` while the result is whole and at least ``coarsest``."""
+        widths = [width]
+        while widths[-1] % self.coarsening == 0 and widths[-1] // self.coarsening >= self.coarsest:
+            widths.append(widths[-1] // self.coarsening)
+        return widths
+
     @field_validator("share")
     @classmethod
     def _unique_ops(cls, v: list[str]) -> list[str]:
@@ -393,9 +401,7 @@ class Spec(_Model):
         grid = self.level_channel_grid(index)
         if grid is None:
             return 1
-        widths = [width]
-        while widths[-1] % grid.coarsening == 0 and widths[-1] // grid.coarsening >= grid.coarsest:
-            widths.append(widths[-1] // grid.coarsening)
+        widths = grid.widths(width)
         visits = 2 if grid.cycle == "W" else 1
         steps = grid.pre_smoothing + grid.post_smoothing + 1  # the coarsest level and its solve
         for _ in widths[:-1]:

@@ -458,7 +458,8 @@ class _Compiler:
                     continue
                 base = _class_name(kind)
                 named[id(group)] = names.create(base if i == 0 else base + (self.variant(group[0]) or "Variant"))
-        order = sorted(groups, key=lambda g: _post_order_index(self.root, g[0].block))
+        position = {b.path: i for i, b in enumerate(_post_order(self.root))}
+        order = sorted(groups, key=lambda g: position[g[0].block.path])
         return [ClassDef(named[id(g)], g) for g in order]
 
     def finish(self, cls: ClassDef) -> None:
@@ -705,10 +706,6 @@ def _post_order(block: Block) -> list[Block]:
     for child in block.children:
         out += _post_order(child)
     return out + [block]
-
-
-def _post_order_index(root: Block, block: Block) -> int:
-    return [b.path for b in _post_order(root)].index(block.path)
 
 
 def compile_classes(graph: nx.DiGraph) -> Module:

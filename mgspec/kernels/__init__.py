@@ -164,6 +164,7 @@ def grouped_conv3x3(x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch
 
 # ---------------------------------------------------------------- where it pays
 
+
 def wins(
     channels: int,
     group_size: int,
@@ -180,19 +181,19 @@ def wins(
 
 
 def eligible(module: nn.Module) -> bool:
-    """A plain ``nn.Conv2d`` the kernel computes (see the module docstring)."""
+    """A plain ``nn.Conv2d`` the kernel computes: the kernel-selection pass's rule
+    (:func:`mgspec.passes.kernels.computes`), plus what a module adds (padding, dilation)."""
     m = module
     return (
         type(m) is nn.Conv2d
-        and m.kernel_size == (3, 3)
-        and m.stride == (1, 1)
+        and m.kernel_size[0] == m.kernel_size[1]
+        and m.stride[0] == m.stride[1]
         and m.padding == (1, 1)
         and m.dilation == (1, 1)
         and m.padding_mode == "zeros"
-        and m.bias is None
-        and m.groups > 1
-        and m.in_channels == m.out_channels
-        and m.in_channels // m.groups in GROUP_SIZES
+        and _table.computes(
+            "conv", m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.groups, m.bias is not None
+        )
     )
 
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mgspec
+from mgspec.build import check_memory
 from mgspec.errors import Location, SpecError
 from mgspec.load import Source
 from mgspec.schema import Spec
@@ -232,22 +233,7 @@ def _check_memory(
     weights: int, device: torch.device, spec_path: str, bytes_per_weight: int = TRAINING_BYTES_PER_WEIGHT
 ) -> None:
     """Refuse a model whose weights alone cannot fit the device, before allocating anything."""
-    if device.type == "cuda":
-        total = torch.cuda.get_device_properties(device).total_memory
-    else:
-        try:
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (AttributeError, ValueError, OSError):  # no sysconf (Windows): allocation errors still apply
-            return
-    need = weights * bytes_per_weight
-    if need > total:
-        use = "training" if bytes_per_weight > 4 else "it"
-        raise SpecError(
-            f"the model has {weights:,} weights; {use} needs about {need / 2**30:,.1f} GiB, "
-            f"more than the {total / 2**30:,.1f} GiB of {device}",
-            Location(spec_path),
-            hint="reduce width, channels or steps",
-        )
+    check_memory(weights, Location(spec_path), bytes_per_weight, device)
 
 
 def _loader(batches: EpochBatches, workers: int) -> torch.utils.data.DataLoader:
