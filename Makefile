@@ -31,7 +31,7 @@ compile: $(STAMP)
 	$(BIN)/mgspec compile specs/*.yaml -o generated/
 
 lint: $(STAMP)
-	$(BIN)/ruff check mgspec cli tests benchmarks docs/reproduction.py docs/api.py
+	$(BIN)/ruff check mgspec tests benchmarks docs/reproduction.py docs/api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

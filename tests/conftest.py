@@ -8,7 +8,17 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
-SHARED_DATA = ROOT.parent / "shared" / "data"
+#: The real datasets (a CIFAR-10 subset, the MNIST test set): $MGSPEC_TEST_DATA, else ../shared/data.
+SHARED_DATA = Path(os.environ.get("MGSPEC_TEST_DATA") or ROOT.parent / "shared" / "data")
+_ABSENT = "set MGSPEC_TEST_DATA to a folder holding {}/ (default ../shared/data) to run it"
+#: Skip markers for tests on the real data, saying which variable to set.
+needs_cifar = pytest.mark.skipif(
+    not (SHARED_DATA / "cifar-10-batches-py").is_dir(),
+    reason=f"{SHARED_DATA / 'cifar-10-batches-py'} is absent: " + _ABSENT.format("cifar-10-batches-py"),
+)
+needs_mnist = pytest.mark.skipif(
+    not (SHARED_DATA / "mnist").is_dir(), reason=f"{SHARED_DATA / 'mnist'} is absent: " + _ABSENT.format("mnist")
+)
 
 
 def spec_id(path: Path) -> str:

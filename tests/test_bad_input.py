@@ -11,11 +11,11 @@ import sys
 import time
 
 import pytest
-from mgspec.cli.app import app
 from typer.testing import CliRunner
 
 import mgspec
 from mgspec import schema
+from mgspec.cli.app import app
 from mgspec.load import MAX_SPEC_BYTES
 from tests.conftest import ROOT
 

@@ -9,10 +9,10 @@ import re
 
 import networkx as nx
 import pytest
-from mgspec.cli.app import app
 from typer.testing import CliRunner
 
 import mgspec
+from mgspec.cli.app import app
 from tests.conftest import ROOT, SPECS, spec_id
 
 COMMANDS = ["validate", "count", "compile", "schema", "list", "show", "graph", "train", "evaluate", "sweep", "export"]

@@ -136,6 +136,7 @@ def test_cli_reference_documents_every_option_of_every_command():
     import re
 
     import typer.main
+
     from mgspec.cli.app import app
 
     text = (ROOT / "docs" / "cli.md").read_text()
@@ -149,8 +150,9 @@ def test_cli_reference_documents_every_option_of_every_command():
 
 
 def test_stdin_is_read_afresh_by_each_invocation_in_one_process():
-    from mgspec.cli.app import app
     from typer.testing import CliRunner
+
+    from mgspec.cli.app import app
 
     runner = CliRunner()
     assert runner.invoke(app, ["validate", "-"], input=OK).exit_code == 0

@@ -16,7 +16,7 @@ from mgspec.train import data
 from mgspec.train.batches import EpochBatches, random_crop_flip
 from mgspec.train.data import DataError
 from mgspec.train.download import Resource, download
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, needs_cifar, needs_mnist
 from tests.synthetic import images_and_labels, write_cifar, write_idx
 
 
@@ -208,11 +208,6 @@ def test_published_checksums_are_the_official_ones():
 
 
 # --- the real data in ../shared/data (skipped when absent) ---------------------------------
-
-needs_cifar = pytest.mark.skipif(
-    not (SHARED_DATA / "cifar-10-batches-py").is_dir(), reason="../shared/data/cifar-10-batches-py is absent"
-)
-needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="../shared/data/mnist is absent")
 
 
 @needs_cifar

@@ -8,11 +8,11 @@ import re
 
 import pytest
 import torch
-from mgspec.cli.app import app
 from typer.testing import CliRunner
 
 import mgspec
 from mgspec import deploy
+from mgspec.cli.app import app
 from tests.conftest import ROOT
 
 runner = CliRunner()

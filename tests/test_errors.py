@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from mgspec.cli.app import app
 from typer.testing import CliRunner
 
 import mgspec
+from mgspec.cli.app import app
 from tests.conftest import ROOT
 
 BAD = "tests/bad_specs"

@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from mgspec.cli.app import app
 from typer.testing import CliRunner
 
 import mgspec
+from mgspec.cli.app import app
 from tests.conftest import SPECS
 
 SHIPPED = [p.read_bytes() for p in SPECS]

@@ -7,12 +7,12 @@ import io
 import json
 
 import pytest
-from mgspec.cli.app import app
 from typer.testing import CliRunner
 
 from mgspec import paper
+from mgspec.cli.app import app
 from mgspec.errors import SpecError
-from tests.conftest import ROOT, SHARED_DATA
+from tests.conftest import ROOT, SHARED_DATA, needs_cifar
 from tests.synthetic import write_idx
 
 runner = CliRunner()
@@ -222,7 +222,7 @@ def test_figure_7_needs_a_trained_sweep(tmp_path):
     assert not (tmp_path / "f.png").exists()
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "cifar-10-batches-py").is_dir(), reason="../shared/data is absent")
+@needs_cifar
 def test_reproduce_a_row_on_the_real_cifar10_subset(tmp_path):
     """`mgspec reproduce` end to end: a short run of Table I's ResNet20 that `mgspec evaluate` reads."""
     run = tmp_path / "run"

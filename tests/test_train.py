@@ -10,14 +10,14 @@ import sys
 
 import pytest
 import torch
-from mgspec.cli.app import app
 from typer.testing import CliRunner
 
 import mgspec
+from mgspec.cli.app import app
 from mgspec.train import recipe
 from mgspec.train import trainer as trainer_module
 from mgspec.train.sweep import pareto
-from tests.conftest import ROOT, SHARED_DATA
+from tests.conftest import ROOT, SHARED_DATA, needs_cifar
 from tests.synthetic import TINY_SPEC, write_cifar, write_idx
 
 runner = CliRunner()
@@ -327,7 +327,7 @@ def test_ddp_two_processes_gloo(tiny, tmp_path):
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 2
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "cifar-10-batches-py").is_dir(), reason="../shared/data is absent")
+@needs_cifar
 def test_training_on_the_real_cifar10_subset(tmp_path):
     """One epoch of a small MGiaD on real CIFAR-10 images beats chance on the real test images."""
     spec = tmp_path / "tiny.yaml"

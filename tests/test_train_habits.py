@@ -11,10 +11,10 @@ import sys
 import pytest
 import torch
 import yaml
-from mgspec.cli.app import app
 from typer.testing import CliRunner
 
 import mgspec
+from mgspec.cli.app import app
 from mgspec.errors import SpecError
 from mgspec.train import recipe
 from mgspec.train import trainer as trainer_module

@@ -1,0 +1,207 @@
+"""The typer application and the options that several commands share.
+
+(No ``from __future__ import annotations`` here: typer evaluates the annotations.)
+"""
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import mgspec
+
+app = typer.Typer(
+    name="mgspec",
+    help="Compile multigrid CNN specs (YAML) to PyTorch models, source code and exact counts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SpecArg = Annotated[Path, typer.Argument(help="Spec file (YAML); - reads it from stdin.", show_default=False)]
+SpecsArg = Annotated[list[Path], typer.Argument(help="Spec files (YAML); - reads one from stdin.", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a field: PATH=VALUE (dotted path, list indices allowed). Repeatable."),
+]
+
+OptimizeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--optimize/--no-optimize",
+        help="Run the optimisation passes (fold zeros, CSE); --no-optimize gives the literal algorithm.",
+    ),
+]
+
+_stdin: list[tuple[object, mgspec.Source]] = []  # (the stdin read, its spec)
+
+
+def spec_input(path: Path) -> Path | mgspec.Source:
+    """A spec path as the library takes it: ``-`` is the spec text on stdin (read once per stdin)."""
+    if str(path) != "-":
+        return path
+    if not _stdin or _stdin[0][0] is not sys.stdin:
+        _stdin[:] = [(sys.stdin, mgspec.parse_text(sys.stdin.read(), "<stdin>"))]
+    return _stdin[0][1]
+
+
+def _set_options(set_: list[str] | None) -> str:
+    import shlex
+
+    return "".join(f" --set {shlex.quote(s)}" for s in set_ or ())
+
+
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        help="cifar10, cifar100, fashionmnist or mnist (default with a run: the run's).",
+        show_default=False,
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Directory with the dataset in its official format (default: data, or the run's).",
+        show_default=False,
+    ),
+]
+
+
+def _train_options(
+    dataset: str,
+    data_dir: Path,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    weight_decay: float | None,
+    seed: int | None,
+    device: str | None,
+    workers: int | None,
+    compile_: bool | None,
+    channels_last: bool | None,
+    threads: int | None = None,
+    amp: bool | None = None,
+    amp_dtype: str | None = None,
+):
+    from mgspec.train import recipe
+
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "device": device,
+        "workers": workers,
+        "compile": compile_,
+        "channels_last": channels_last,
+        "threads": threads,
+        "amp": (amp_dtype or True) if amp or (amp is None and amp_dtype) else (False if amp is False else None),
+    }
+    config = recipe(dataset, data_dir, **given)
+    return config, [k for k, v in given.items() if v is not None]
+
+
+def _warn_if_oversubscribed(threads: int) -> None:
+    from mgspec.train.recipe import available_cores, oversubscription
+
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        return
+    if message := oversubscription(threads, available_cores(), load):
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def _need(value, option: str, why: str):
+    if value is None:
+        raise mgspec.SpecError(f"{option} is required {why}")
+    return value
+
+
+def _from_run(run: dict | None, spec: Path | None, set_: list[str] | None, where: Path):
+    """The spec and overrides to use with a run: the run's own, unless given again.
+
+    A given spec replaces the stored text; given --set options come after the stored ones. Whether
+    the result is the run's spec is checked against the resolved spec the run recorded.
+    """
+    from mgspec.train import trainer
+
+    if run is None:
+        if spec is None:
+            raise mgspec.SpecError(
+                "not a run directory (no config.json), so the spec is not known",
+                mgspec.Location(str(where)),
+                hint=f"give the spec too: mgspec ... SPEC {where}",
+            )
+        return spec_input(spec), list(set_ or [])
+    stored = run["spec"]["overrides"]
+    source = trainer.stored_spec(run) if spec is None else spec_input(spec)
+    return source, [*stored, *(s for s in set_ or [] if s not in stored)]
+
+
+def _check_same_spec(run: dict, source, overrides: list[str], where: Path, what: str) -> None:
+    resolved, _ = mgspec.load_spec(source, overrides)
+    if resolved.model_dump(mode="json") != run["spec"]["resolved"]:
+        raise mgspec.SpecError(
+            f"{what}: the run was trained from a different spec ({run['spec']['path']} "
+            f"with {run['spec']['overrides'] or 'no overrides'})",
+            mgspec.Location(str(where)),
+            hint="leave out the spec and --set options: the run's own are used",
+        )
+
+
+EpochsOpt = Annotated[int | None, typer.Option(help="Total epochs (default: 400; 100 for (Fashion)MNIST).", min=1)]
+BatchOpt = Annotated[int | None, typer.Option(help="Batch size over all processes (default: 128).", min=1)]
+LrOpt = Annotated[float | None, typer.Option(help="Initial learning rate (default: 0.05).")]
+WdOpt = Annotated[float | None, typer.Option(help="SGD weight decay (default: 1e-4).")]
+SeedOpt = Annotated[int | None, typer.Option(help="Random seed (model init, data order, augmentation) (default: 0).")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (default: cpu).")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Data loader worker processes (default: 0).", min=0)]
+CompileOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--compile/--no-compile",
+        help="torch.compile the model (default: on for CUDA and for CPU runs of 5,000 steps or more).",
+        show_default=False,
+    ),
+]
+ChannelsLastOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--channels-last/--no-channels-last", help="channels_last memory format (default: on).", show_default=False
+    ),
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Torch threads (default: $OMP_NUM_THREADS, else the cores this process may use; never more).",
+        min=1,
+        show_default=False,
+    ),
+]
+KernelsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--kernels/--no-kernels",
+        help="On CPU, run grouped 3x3 convolutions on mgspec's kernel where it is faster (compiled on first use).",
+    ),
+]
+AmpOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--amp/--no-amp",
+        help="Mixed precision: autocast to bf16 on CPU; bf16 on CUDA where supported, else fp16 with loss scaling.",
+        show_default=False,
+    ),
+]
+AmpDtypeOpt = Annotated[
+    str | None,
+    typer.Option(help="bf16 or fp16 (fp16 needs CUDA); implies --amp.", show_default=False),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]

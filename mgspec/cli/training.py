@@ -1,0 +1,370 @@
+"""Commands on runs: train, evaluate, sweep.
+
+(No ``from __future__ import annotations`` here: typer evaluates the annotations.)
+"""
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import mgspec
+from mgspec.cli import render
+from mgspec.cli.common import (
+    AmpDtypeOpt,
+    AmpOpt,
+    BatchOpt,
+    ChannelsLastOpt,
+    CompileOpt,
+    DataDirOpt,
+    DatasetOpt,
+    DeviceOpt,
+    EpochsOpt,
+    KernelsOpt,
+    LrOpt,
+    QuietOpt,
+    SeedOpt,
+    SetOpt,
+    SpecArg,
+    ThreadsOpt,
+    WdOpt,
+    WorkersOpt,
+    _check_same_spec,
+    _from_run,
+    _need,
+    _train_options,
+    _warn_if_oversubscribed,
+    app,
+    spec_input,
+)
+from mgspec.cli.errors import user_errors
+
+
+@app.command()
+@user_errors
+def train(
+    spec: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="SPEC",
+            help="Spec file (YAML); - reads stdin. Optional with --resume: the run's.",
+            show_default=False,
+        ),
+    ] = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    set_: SetOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    weight_decay: WdOpt = None,
+    seed: SeedOpt = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            help="Train N seeds (seed, seed+1, ...) and report mean and std (default: 1, or the run's).",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    compile_: CompileOpt = None,
+    channels_last: ChannelsLastOpt = None,
+    threads: ThreadsOpt = None,
+    amp: AmpOpt = None,
+    amp_dtype: AmpDtypeOpt = None,
+    kernels: KernelsOpt = True,
+    download: Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<spec>-<dataset>).")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue this run directory up to --epochs (the total); spec and --set come from it.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a spec with the paper's recipe; metrics, checkpoints and a summary go to the run directory."""
+    import re
+
+    import torch.distributed as torch_dist
+
+    from mgspec import kernels as cpu_kernels
+    from mgspec import train as training
+
+    cpu_kernels.set_enabled(kernels and cpu_kernels.enabled())  # same function either way; only the speed differs
+    from mgspec.train.download import download as fetch
+
+    trainer = training.trainer
+    stored = None
+    if resume is not None:
+        if out is not None and resume != out:
+            raise mgspec.SpecError("--out and --resume name different runs", hint="--resume RUN alone continues RUN")
+        stored = trainer.read_run(resume)
+        if stored is None:
+            raise mgspec.SpecError(
+                "not a run directory (no config.json)", mgspec.Location(str(resume)), hint="check --resume"
+            )
+        if dataset is not None and dataset != stored["config"]["dataset"]:
+            raise mgspec.SpecError(
+                f"--dataset {dataset}: the run trains on {stored['config']['dataset']}",
+                mgspec.Location(str(resume)),
+                hint="leave out --dataset: the run's own is used",
+            )
+        dataset = stored["config"]["dataset"]
+        data_dir = data_dir or Path(stored["config"]["data_dir"])
+        source, overrides = _from_run(stored, spec, set_, resume)
+    else:
+        dataset = _need(dataset, "--dataset", "(or --resume RUN, which knows it)")
+        _need(spec, "SPEC", "(or --resume RUN, which knows it)")
+        source, overrides = spec_input(spec), list(set_ or [])
+    data_dir = data_dir or Path("data")
+    config, explicit = _train_options(
+        dataset,
+        data_dir,
+        epochs,
+        batch_size,
+        lr,
+        weight_decay,
+        seed,
+        device,
+        workers,
+        compile_,
+        channels_last,
+        threads,
+        amp,
+        amp_dtype,
+    )
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if download:
+        if main_process:
+            fetch(dataset, data_dir)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # the other ranks wait for rank 0's download
+            training.trainer.init_distributed(config.device)
+            torch_dist.barrier()
+    training.data.check(dataset, data_dir)
+    spec_name = mgspec.load_spec(source, overrides)[0].name
+    directory = resume or out or Path("runs") / f"{spec_name}-{dataset}"
+    if resume is not None:
+        started = sorted(int(m.group(1)) for d in resume.glob("seed-*") if (m := re.fullmatch(r"seed-(\d+)", d.name)))
+        if seeds is None and seed is None and started and not (resume / trainer.CONFIG).exists():
+            seed, seeds = started[0], len(started)
+        if seed is None:
+            seed = stored["config"]["seed"]
+    seeds = seeds or 1
+    seed = config.seed if seed is None else seed
+    run_dirs = {s: directory if seeds == 1 else directory / f"seed-{s}" for s in range(seed, seed + seeds)}
+    # Resuming a run that has every epoch already is an error (checked in prepare, after the spec and recipe).
+    nothing_left = resume is not None and all(
+        trainer.finished_epochs(d) >= (epochs or stored["config"]["epochs"]) for d in run_dirs.values()
+    )
+    summaries = []
+    current = None
+    try:
+        for i, (s, run_dir) in enumerate(run_dirs.items()):
+            current = run_dir
+            run = training.prepare(
+                source,
+                overrides,
+                dataclasses.replace(config, seed=s),
+                run_dir,
+                resume=resume is not None and (run_dir / trainer.CONFIG).exists(),
+                explicit=explicit,
+                require_epochs_left=nothing_left,
+            )
+            if main_process and run.adapted:
+                print(f"fitted to {dataset}: --set " + " --set ".join(run.adapted))
+            if main_process and i == 0:  # once the run is known to start: user errors come first
+                _warn_if_oversubscribed(config.threads)
+            summaries.append(training.train(run, progress=not quiet))
+    except KeyboardInterrupt:
+        training.trainer.finish_distributed(ok=False)
+        if main_process and current is not None and (current / trainer.CONFIG).exists():
+            import shlex
+
+            total = json.loads((current / trainer.CONFIG).read_text())["config"]["epochs"]
+            where = f"{current} stopped after epoch {trainer.finished_epochs(current)} of {total}"
+            command = f"mgspec train --resume {shlex.quote(str(directory))} --epochs {total}"
+            if seeds > 1:
+                command += f" --seed {seed} --seeds {seeds}"
+            print(f"\ninterrupted: {where} (the checkpoint holds every finished epoch)", file=sys.stderr)
+            print(f"resume with: {command}", file=sys.stderr)
+        raise typer.Exit(130) from None
+    except BaseException:
+        training.trainer.finish_distributed(ok=False)
+        raise
+    training.trainer.finish_distributed()
+    if not main_process:
+        return
+    if seeds == 1:
+        render.train_summary(summaries[0], directory, render.console())
+        return
+    result = training.aggregate(summaries)
+    (directory / "summary.json").write_text(json.dumps({"runs": summaries, "aggregate": result}, indent=2) + "\n")
+    render.seeds_summary(result, directory, render.console())
+
+
+@app.command()
+@user_errors
+def evaluate(
+    spec_or_run: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_OR_SPEC",
+            help="A run directory (its config.json names the spec, --set options and dataset), or a spec "
+            "followed by CHECKPOINT.",
+            show_default=False,
+        ),
+    ],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[CHECKPOINT]",
+            help="After a spec: a checkpoint.pt, run directory or state_dict file.",
+            show_default=False,
+        ),
+    ] = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    set_: SetOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size.", min=1)] = 256,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    threads: ThreadsOpt = None,
+    split: Annotated[str, typer.Option(help="test or train.")] = "test",
+    format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """Test loss and accuracy of a trained run or checkpoint."""
+    from mgspec.train import evaluate as run_evaluation
+    from mgspec.train import trainer
+    from mgspec.train.recipe import available_cores, check_device, default_threads
+
+    if split not in ("test", "train"):
+        raise mgspec.SpecError(f"unknown split {split!r}", hint="use test or train")
+    if format not in ("text", "json"):
+        raise mgspec.SpecError(f"unknown format {format!r}", hint="use text or json")
+    spec, target = (None, spec_or_run) if checkpoint is None else (spec_or_run, checkpoint)
+    stored = trainer.read_run(target)
+    source, overrides = _from_run(stored, spec, set_, target)
+    if stored is not None:
+        _check_same_spec(stored, source, overrides, target, "checkpoint does not fit the spec")
+        dataset = dataset or stored["config"]["dataset"]
+        data_dir = data_dir or Path(stored["config"]["data_dir"])
+    dataset = _need(dataset, "--dataset", "for a checkpoint outside a run directory")
+    threads = threads or default_threads()
+    if threads > available_cores():
+        raise mgspec.SpecError(f"--threads {threads}: this process may use {available_cores()} cores")
+    check_device(device)  # user errors before the warning
+    _warn_if_oversubscribed(threads)
+    result = run_evaluation(
+        source,
+        overrides,
+        target,
+        dataset,
+        data_dir or Path("data"),
+        batch_size=batch_size,
+        device=device,
+        split=split,
+        threads=threads,
+    )
+    if format == "json":
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{result['spec']} on {dataset} {split} ({result['images']:,} images): "
+            f"accuracy {100 * result['accuracy']:.2f}%, loss {result['loss']:.4f}"
+        )
+
+
+@app.command()
+@user_errors
+def sweep(
+    spec: SpecArg,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option("--grid", "-g", help="PATH=V1,V2,... to sweep; repeat for a product grid; PATH levels: N levels."),
+    ] = None,
+    zip_: Annotated[
+        list[str] | None,
+        typer.Option("--zip", "-z", help="PATH=V1,V2,...; all --zip lists are taken side by side (one axis)."),
+    ] = None,
+    set_: SetOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for sweep.csv, sweep.json, sweep.png.")] = Path(
+        "sweep"
+    ),
+    train_: Annotated[
+        bool, typer.Option("--train", help="Train every combination and plot weights vs accuracy.")
+    ] = False,
+    seeds: Annotated[
+        int, typer.Option(help="With --train: seeds per combination (seed, seed+1, ...); mean ± std.", min=1)
+    ] = 1,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="With --train: the dataset.")] = "cifar10",
+    data_dir: DataDirOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    weight_decay: WdOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    compile_: CompileOpt = None,
+    channels_last: ChannelsLastOpt = None,
+    threads: ThreadsOpt = None,
+    amp: AmpOpt = None,
+    amp_dtype: AmpDtypeOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Weights and MACs (and accuracy with --train) for every combination of a grid, as CSV/JSON and a plot."""
+    from mgspec import train as training
+    from mgspec.train import sweep as sweeping
+
+    if not grid and not zip_:
+        raise mgspec.SpecError("nothing to sweep", hint="add --grid PATH=V1,V2,... or --zip PATH=V1,V2,...")
+    parsed = [sweeping.parse_grid(g) for g in grid or ()]
+    zipped = [sweeping.parse_grid(z) for z in zip_ or ()]
+    source = spec_input(spec)
+    data_dir = data_dir or Path("data")
+    trainer = None
+    seed_list = [0]
+    if train_:
+        config, _ = _train_options(
+            dataset,
+            data_dir,
+            epochs,
+            batch_size,
+            lr,
+            weight_decay,
+            seed,
+            device,
+            workers,
+            compile_,
+            channels_last,
+            threads,
+            amp,
+            amp_dtype,
+        )
+        seed_list = list(range(config.seed, config.seed + seeds))
+        training.data.check(dataset, data_dir)  # fail before anything is trained
+        _warn_if_oversubscribed(config.threads)
+
+        def trainer(spec_for_run, overrides: list[str], run_dir: Path, run_seed: int) -> dict:
+            run = training.prepare(
+                spec_for_run,
+                overrides,
+                dataclasses.replace(config, seed=run_seed),
+                run_dir,
+                resume=(run_dir / training.trainer.CONFIG).exists(),
+            )
+            return training.train(run, progress=not quiet)
+
+    rows, written = sweeping.sweep(source, set_ or [], parsed, out, trainer, zipped=zipped, seeds=seed_list)
+    render.sweep_table(rows, render.console())
+    for path in written:
+        print(f"wrote {path}")
