@@ -87,6 +87,8 @@ def _train_options(
     threads: int | None = None,
     amp: bool | None = None,
     amp_dtype: str | None = None,
+    sync_bn: bool | None = None,
+    cuda_graphs: bool | None = None,
 ):
     from mgspec.train import recipe
 
@@ -102,14 +104,19 @@ def _train_options(
         "channels_last": channels_last,
         "threads": threads,
         "amp": (amp_dtype or True) if amp or (amp is None and amp_dtype) else (False if amp is False else None),
+        "sync_bn": sync_bn,
+        "cuda_graphs": cuda_graphs,
     }
     config = recipe(dataset, data_dir, **given)
     return config, [k for k, v in given.items() if v is not None]
 
 
-def _warn_if_oversubscribed(threads: int) -> None:
+def _warn_if_oversubscribed(threads: int, device: str = "cpu") -> None:
+    """Warn when the CPU threads would share busy cores (not for CUDA runs: there the GPU does the work)."""
     from mgspec.train.recipe import available_cores, oversubscription
 
+    if device != "cpu":
+        return
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # no load average on this platform
@@ -161,13 +168,16 @@ BatchOpt = Annotated[int | None, typer.Option(help="Batch size over all processe
 LrOpt = Annotated[float | None, typer.Option(help="Initial learning rate (default: 0.05).")]
 WdOpt = Annotated[float | None, typer.Option(help="SGD weight decay (default: 1e-4).")]
 SeedOpt = Annotated[int | None, typer.Option(help="Random seed (model init, data order, augmentation) (default: 0).")]
-DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (default: cpu).")]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(help="auto, cpu, cuda or cuda:N; under torchrun cuda is each rank's LOCAL_RANK GPU (default: auto)."),
+]
 WorkersOpt = Annotated[int | None, typer.Option(help="Data loader worker processes (default: 0).", min=0)]
 CompileOpt = Annotated[
     bool | None,
     typer.Option(
         "--compile/--no-compile",
-        help="torch.compile the model (default: on for CUDA and for CPU runs of 5,000 steps or more).",
+        help="torch.compile the model (default: on for CPU runs of 5,000 steps or more; off on CUDA).",
         show_default=False,
     ),
 ]
@@ -203,5 +213,21 @@ AmpOpt = Annotated[
 AmpDtypeOpt = Annotated[
     str | None,
     typer.Option(help="bf16 or fp16 (fp16 needs CUDA); implies --amp.", show_default=False),
+]
+SyncBnOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--sync-bn/--no-sync-bn",
+        help="Under torchrun on CUDA, BatchNorm over the global batch (SyncBatchNorm) (default: off).",
+        show_default=False,
+    ),
+]
+CudaGraphsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--cuda-graphs/--no-cuda-graphs",
+        help="Capture the training step in a CUDA graph (default: on for single-process CUDA runs without --compile).",
+        show_default=False,
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]

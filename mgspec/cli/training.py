@@ -20,6 +20,7 @@ from mgspec.cli.common import (
     BatchOpt,
     ChannelsLastOpt,
     CompileOpt,
+    CudaGraphsOpt,
     DataDirOpt,
     DatasetOpt,
     DeviceOpt,
@@ -30,6 +31,7 @@ from mgspec.cli.common import (
     SeedOpt,
     SetOpt,
     SpecArg,
+    SyncBnOpt,
     ThreadsOpt,
     WdOpt,
     WorkersOpt,
@@ -78,6 +80,8 @@ def train(
     threads: ThreadsOpt = None,
     amp: AmpOpt = None,
     amp_dtype: AmpDtypeOpt = None,
+    sync_bn: SyncBnOpt = None,
+    cuda_graphs: CudaGraphsOpt = None,
     kernels: KernelsOpt = True,
     download: Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")] = False,
     out: Annotated[
@@ -142,6 +146,8 @@ def train(
         threads,
         amp,
         amp_dtype,
+        sync_bn,
+        cuda_graphs,
     )
     main_process = int(os.environ.get("RANK", "0")) == 0
     if download:
@@ -183,7 +189,7 @@ def train(
             if main_process and run.adapted:
                 print(f"fitted to {dataset}: --set " + " --set ".join(run.adapted))
             if main_process and i == 0:  # once the run is known to start: user errors come first
-                _warn_if_oversubscribed(config.threads)
+                _warn_if_oversubscribed(config.threads, config.device)
             summaries.append(training.train(run, progress=not quiet))
     except KeyboardInterrupt:
         training.trainer.finish_distributed(ok=False)
@@ -236,7 +242,7 @@ def evaluate(
     data_dir: DataDirOpt = None,
     set_: SetOpt = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.", min=1)] = 256,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto (CUDA where there is one), cpu, cuda or cuda:N.")] = "auto",
     threads: ThreadsOpt = None,
     split: Annotated[str, typer.Option(help="test or train.")] = "test",
     format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
@@ -262,7 +268,10 @@ def evaluate(
     if threads > available_cores():
         raise mgspec.SpecError(f"--threads {threads}: this process may use {available_cores()} cores")
     check_device(device)  # user errors before the warning
-    _warn_if_oversubscribed(threads)
+    from mgspec.train.distributed import resolve_device
+
+    device = resolve_device(device)
+    _warn_if_oversubscribed(threads, device)
     result = run_evaluation(
         source,
         overrides,
@@ -352,7 +361,7 @@ def sweep(
         )
         seed_list = list(range(config.seed, config.seed + seeds))
         training.data.check(dataset, data_dir)  # fail before anything is trained
-        _warn_if_oversubscribed(config.threads)
+        _warn_if_oversubscribed(config.threads, config.device)
 
         def trainer(spec_for_run, overrides: list[str], run_dir: Path, run_seed: int) -> dict:
             run = training.prepare(

@@ -15,24 +15,35 @@ from torch.utils.data import BatchSampler, DistributedSampler
 from mgspec.train.data import DatasetInfo, Split
 
 
-def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Per image: a random ``H x W`` crop of the zero-padded image, then a flip with p = 1/2."""
-    n, c, h, w = images.shape
-    padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+def crop_flip_params(n: int, padding: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """The random draws of :func:`random_crop_flip` for ``n`` images: row and column offsets, flips."""
     dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
     flip = torch.rand(n, generator=generator) < 0.5
-    rows = dy[:, None] + torch.arange(h)  # (n, h)
+    return dy, dx, flip
+
+
+def crop_flip(images: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor):
+    """Per image ``k``: the ``H x W`` crop at ``(dy[k], dx[k])`` of the zero-padded image, mirrored
+    where ``flip[k]``; batched gathers on the images' device."""
+    n, c, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+    rows = dy[:, None] + torch.arange(h, device=images.device)  # (n, h)
     cropped = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * padding))
-    cols = torch.arange(w).expand(n, w)
+    cols = torch.arange(w, device=images.device).expand(n, w)
     cols = dx[:, None] + torch.where(flip[:, None], w - 1 - cols, cols)  # crop, then mirror
     return cropped.gather(3, cols[:, None, None, :].expand(n, c, h, w))
 
 
+def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Per image: a random ``H x W`` crop of the zero-padded image, then a flip with p = 1/2."""
+    return crop_flip(images, padding, *crop_flip_params(len(images), padding, generator))
+
+
 class Normalize:
-    def __init__(self, info: DatasetInfo) -> None:
-        self.mean = torch.tensor(info.mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(info.std).view(1, -1, 1, 1)
+    def __init__(self, info: DatasetInfo, device: torch.device | str = "cpu") -> None:
+        self.mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float().div_(255) - self.mean) / self.std

@@ -47,8 +47,12 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads; None: default_threads()
     # Mixed precision: None (float32), "bfloat16" or "float16" (autocast; float16 with loss scaling).
     amp: str | None = None
+    # BatchNorm over the global batch under torchrun (SyncBatchNorm; CUDA only): part of the recipe.
+    sync_bn: bool = False
+    # Whole-step CUDA-graph capture: None (auto: on for single-process CUDA runs), True, False.
+    cuda_graphs: bool | None = None
 
-    RUNTIME = ("data_dir", "device", "workers", "compile", "channels_last", "epochs", "threads")
+    RUNTIME = ("data_dir", "device", "workers", "compile", "channels_last", "epochs", "threads", "cuda_graphs")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -63,11 +67,12 @@ class TrainConfig:
 
         On this project's 2-core CPU reference machine, compiling MGiaD for training takes about two
         minutes and saves about a fifth of every step (docs/performance.md); from
-        :data:`COMPILE_MIN_STEPS` steps on, the saving outweighs the compile time. On CUDA it is on.
+        :data:`COMPILE_MIN_STEPS` steps on, the saving outweighs the compile time. On CUDA it is
+        off: measured on an H200, it compiled MGiaD for 80-110 s and its step was slower than eager.
         """
         if self.compile is not None:
             return self.compile
-        return self.device.startswith("cuda") or steps >= COMPILE_MIN_STEPS
+        return not self.device.startswith("cuda") and steps >= COMPILE_MIN_STEPS
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of (0-based) ``epoch``."""
@@ -89,6 +94,11 @@ def recipe(dataset: str, data_dir: str | Path, **given) -> TrainConfig:
         defaults = {"schedule": "step", "epochs": 100}
     config = TrainConfig(dataset=dataset, data_dir=str(data_dir), **defaults)
     config = replace(config, **{k: v for k, v in given.items() if v is not None and k != "amp"})
+    check_device(config.device)
+    if config.device == "auto":  # recorded as the device it chose
+        from mgspec.train.distributed import resolve_device
+
+        config = replace(config, device=resolve_device("auto"))
     amp = given.get("amp")
     if amp is not None and amp is not False:
         config = replace(config, amp=amp_dtype(config.device, None if amp is True else amp))
@@ -188,9 +198,9 @@ def _check(config: TrainConfig) -> None:
 
 
 def check_device(name: str) -> None:
-    """``cpu``, ``cuda`` or ``cuda:N`` (whether CUDA is there is checked when the run starts)."""
-    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", name):
-        raise SpecError(f"unknown device {name!r}", hint="use cpu, cuda or cuda:N")
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (whether CUDA is there is checked when the run starts)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", name):
+        raise SpecError(f"unknown device {name!r}", hint="use auto, cpu, cuda or cuda:N")
 
 
 _DATASET_FIELDS = {"input.channels": "channels", "input.size": "size", "classes": "classes"}

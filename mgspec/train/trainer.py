@@ -11,7 +11,9 @@ A run directory holds everything needed to continue or audit a run:
 
 Checkpoints hold only tensors and plain containers and are read with ``weights_only=True``.
 Under torchrun (``WORLD_SIZE > 1``) every rank trains on its shard of each epoch (the
-sampler is distributed), metrics are summed over ranks, and only rank 0 writes.
+sampler is distributed, see :mod:`mgspec.train.distributed`), metrics are summed over ranks,
+and only rank 0 writes. On CUDA the data lives on the device (:mod:`mgspec.train.device_data`)
+and the step may be a CUDA graph (:mod:`mgspec.train.step`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 import mgspec
@@ -34,50 +35,17 @@ from mgspec.build import check_memory
 from mgspec.errors import Location, SpecError
 from mgspec.load import Source
 from mgspec.schema import Spec
+from mgspec.train import distributed
 from mgspec.train.batches import EpochBatches
 from mgspec.train.data import Split, dataset_info, load
+from mgspec.train.device_data import DeviceBatches, DeviceSplit, fits_on_device, host_batches
+from mgspec.train.distributed import Dist, init_distributed
+from mgspec.train.distributed import finish_distributed as finish_distributed  # the CLI leaves runs with it
 from mgspec.train.memory import tune_malloc
 from mgspec.train.recipe import TrainConfig, check_device, fit_spec, uses_loss_scaling
+from mgspec.train.step import Step, choose_cuda_graphs, configure_cuda, eval_batch, make_optimizer, make_step
 
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, values: list[float]) -> list[float]:
-        if self.world == 1:
-            return values
-        t = torch.tensor(values, dtype=torch.float64)
-        dist.all_reduce(t)
-        return t.tolist()
-
-
-def init_distributed(device: str) -> Dist:
-    """Join the torchrun process group when launched by it (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size())
-
-
-def finish_distributed(ok: bool = True) -> None:
-    """Leave the process group cleanly (gloo aborts the process if it is still alive at exit).
-
-    After a failure there is no barrier: the other ranks may never reach it.
-    """
-    if dist.is_available() and dist.is_initialized():
-        if ok:
-            dist.barrier()
-        dist.destroy_process_group()
 
 
 @dataclass
@@ -217,7 +185,7 @@ def prepare(
 
 def _device(name: str) -> torch.device:
     check_device(name)
-    device = torch.device(name)
+    device = torch.device(distributed.resolve_device(name))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SpecError(f"--device {name}: CUDA is not available here", hint="use --device cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
@@ -236,52 +204,85 @@ def _check_memory(
     check_memory(weights, Location(spec_path), bytes_per_weight, device)
 
 
-def _loader(batches: EpochBatches, workers: int) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers)
-
-
 def _epoch_pass(
     model: nn.Module,
-    batches: EpochBatches,
+    batches: EpochBatches | DeviceBatches,
     config: TrainConfig,
     device: torch.device,
     dist_: Dist,
     optimizer: torch.optim.Optimizer | None = None,
     advance: Callable[[], None] = lambda: None,
     scaler: torch.amp.GradScaler | None = None,
+    step: Step | None = None,
 ) -> tuple[float, float, int]:
-    """One pass; trains when given an optimizer. Returns loss, accuracy and images over all ranks.
+    """One pass; trains when given a ``step`` (or an optimizer, for an eager step). Returns loss,
+    accuracy and images over all ranks.
 
     With ``config.amp`` the forward pass and the loss run under autocast in that dtype; a
-    ``scaler`` (float16 on CUDA) scales the loss so that small gradients do not underflow.
+    ``scaler`` (float16 on CUDA) scales the loss so that small gradients do not underflow. Loss
+    and correct predictions are added up on the device and read once, at the end of the pass.
     """
-    training = optimizer is not None
+    amp_dtype = getattr(torch, config.amp) if config.amp else None
+    if step is None and optimizer is not None:
+        step = make_step(model, optimizer, amp_dtype=amp_dtype, scaler=scaler)
+    training = step is not None
     model.train(training)
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
-    amp_dtype = getattr(torch, config.amp) if config.amp else None
-    loss_sum = correct = seen = 0.0
+    source = batches if isinstance(batches, DeviceBatches) else host_batches(batches, config.workers, device, memory)
+    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    seen = 0
     with torch.set_grad_enabled(training):
-        for images, labels in _loader(batches, config.workers):
-            images = images.to(device, memory_format=memory, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(images)
-                loss = F.cross_entropy(logits, labels)
-            if training:
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-            loss_sum += loss.item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
+        for images, labels in source:
+            loss_sum, correct = step(images, labels) if training else eval_batch(model, images, labels, amp_dtype)
+            totals[0] += loss_sum
+            totals[1] += correct
             seen += len(labels)
             advance()
-    loss_sum, correct, seen = dist_.sum([loss_sum, correct, seen])
+    loss_sum, correct, seen = dist_.sum([*totals.tolist(), seen])
     return loss_sum / max(seen, 1), correct / max(seen, 1), int(seen)
+
+
+def _data_sources(config, info, train_split, test_split, device, dist_: Dist, per_rank: int):
+    """``(epoch -> training batches, test batches)``: resident on a CUDA device where the data fits
+    (:class:`DeviceBatches`), else made on the host (:class:`EpochBatches`)."""
+    where = dict(rank=dist_.rank, world=dist_.world)
+    if fits_on_device(train_split, device) and fits_on_device(test_split, device, share=0.1):
+        memory = torch.channels_last if config.channels_last else torch.contiguous_format
+        train_data, test_data = DeviceSplit(train_split, device), DeviceSplit(test_split, device)
+        test = DeviceBatches(test_data, info, per_rank, train=False, memory_format=memory, **where)
+
+        def on_device(epoch: int) -> DeviceBatches:
+            return DeviceBatches(
+                train_data, info, per_rank, train=True, seed=config.seed, epoch=epoch,
+                max_batches=config.max_batches, memory_format=memory, **where,
+            )  # fmt: skip
+
+        return on_device, test
+
+    def on_host(epoch: int) -> EpochBatches:
+        batches = EpochBatches(train_split, info, per_rank, train=True, seed=config.seed, epoch=epoch, **where)
+        if config.max_batches is not None:  # a smoke test: the first batches of the epoch's order only
+            del batches.batches[config.max_batches :]
+        return batches
+
+    return on_host, EpochBatches(test_split, info, per_rank, train=False, **where)
+
+
+def _train_step(model, optimizer, scaler, config: TrainConfig, device, per_rank: int, info, graphs: bool, log) -> Step:
+    """The step of a run: captured in a CUDA graph at the per-rank batch shape when ``graphs``,
+    else eager; a capture that fails falls back to eager steps, with one line saying why."""
+    amp_dtype = getattr(torch, config.amp) if config.amp else None
+    model.train(True)
+    if graphs:
+        memory = torch.channels_last if config.channels_last else torch.contiguous_format
+        images = torch.zeros(per_rank, info.channels, info.size, info.size, device=device)
+        example = (images.contiguous(memory_format=memory), torch.zeros(per_rank, dtype=torch.long, device=device))
+        try:
+            return make_step(model, optimizer, example_batch=example, cuda_graph=True, amp_dtype=amp_dtype)
+        except Exception as exc:  # noqa: BLE001 - any capture failure leaves the eager step, which is exact
+            log(f"warning: CUDA graph capture failed ({str(exc).splitlines()[0][:200]}); training eagerly")
+            optimizer.zero_grad(set_to_none=True)
+    return make_step(model, optimizer, amp_dtype=amp_dtype, scaler=scaler)
 
 
 def _batch_size(config: TrainConfig, dist_: Dist) -> int:
@@ -356,9 +357,9 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
         torch.set_num_threads(config.threads)
     tune_malloc()
     dist_ = init_distributed(config.device)
-    device = _device(
-        config.device if dist_.world == 1 or not config.device.startswith("cuda") else f"cuda:{dist_.rank}"
-    )
+    device = _device(distributed.rank_device(config.device, dist_.world))
+    if device.type == "cuda":
+        configure_cuda()
     info = dataset_info(config.dataset)
     train_split, test_split = (
         load(config.dataset, config.data_dir, "train"),
@@ -366,15 +367,29 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
     )
     _check_memory(run.record["spec"]["weights"], device, run.spec_path)
     model = _make_model(run, device)
+    if config.sync_bn:
+        distributed.convert_sync_batchnorm(model, device)
+    per_rank = _batch_size(config, dist_)
+    if run.checkpoint.exists():
+        distributed.check_world(read_run(run.directory), dist_, str(run.directory))
+    epoch_batches, test_batches = _data_sources(config, info, train_split, test_split, device, dist_, per_rank)
+    compiled = config.compile_enabled(steps=config.epochs * len(epoch_batches(0)))
+    scaler = make_scaler(device.type, config.amp)
+    graphs = choose_cuda_graphs(config.cuda_graphs, device, dist_.world, compiled, scaler is not None)
+    run.record["distributed"] = distributed.record(dist_, config.batch_size, config.sync_bn)
+    run.record["step"] = {
+        "cuda_graphs": graphs,
+        "partial_batches": "eager" if graphs else "as they come",
+        "compile": compiled,
+        "data_on_device": isinstance(epoch_batches(0), DeviceBatches),
+        "tf32": device.type == "cuda",
+    }
     if dist_.main:
         run.directory.mkdir(parents=True, exist_ok=True)
         text = json.dumps(run.record, indent=2, allow_nan=False) + "\n"
         _atomic_write(run.directory / CONFIG, lambda p: p.write_text(text))
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(model, config.lr, config.momentum, config.weight_decay, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: config.lr_at(e) / config.lr)
-    scaler = make_scaler(device.type, config.amp)
     start, best, elapsed = 0, None, 0.0
     if run.checkpoint.exists():
         state = torch.load(run.checkpoint, map_location=device, weights_only=True)
@@ -384,6 +399,7 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"].cpu())
+        distributed.restore_cuda_rng(state.get("cuda_rng"), dist_)
         start, elapsed = int(state["epoch"]), float(state["elapsed"])
         best = state.get("best")
         for group in optimizer.param_groups:  # the schedule is a function of the epoch (and --epochs)
@@ -394,18 +410,8 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
             log(f"resuming {run.directory} at epoch {start + 1} of {config.epochs}")
     if dist_.main:
         _trim_metrics(run.directory / METRICS, start)
-    per_rank = _batch_size(config, dist_)
-
-    def epoch_batches(epoch: int) -> EpochBatches:
-        batches = EpochBatches(
-            train_split, info, per_rank, train=True, seed=config.seed, epoch=epoch, rank=dist_.rank, world=dist_.world
-        )
-        if config.max_batches is not None:  # a smoke test: the first batches of the epoch's order only
-            del batches.batches[config.max_batches :]
-        return batches
-
     local = model
-    if config.compile_enabled(steps=config.epochs * len(epoch_batches(0))):
+    if compiled:
         local = torch.compile(model)
     trained = local
     if dist_.world > 1:
@@ -415,14 +421,16 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
             trained, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused
         )
 
-    test_batches = EpochBatches(test_split, info, per_rank, train=False, rank=dist_.rank, world=dist_.world)
+    step = None
     record = None
     with _Progress(progress and dist_.main, config.epochs, len(epoch_batches(0)), start) as bar:
         for epoch in range(start, config.epochs):
             lr = optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
+            if step is None:
+                step = _train_step(trained, optimizer, scaler, config, device, per_rank, info, graphs, log)
             train_loss, train_acc, images = _epoch_pass(
-                trained, epoch_batches(epoch), config, device, dist_, optimizer, bar.advance, scaler
+                trained, epoch_batches(epoch), config, device, dist_, advance=bar.advance, step=step
             )
             train_time = time.perf_counter() - t0
             scheduler.step()
@@ -451,8 +459,9 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
                 "images_per_s": images / train_time,
                 "elapsed_s": elapsed,
             }
+            cuda_rng = distributed.gather_cuda_rng(dist_)  # a collective: every rank takes part
             if dist_.main:
-                _save(run, model, optimizer, scheduler, epoch + 1, elapsed, best, record, scaler)
+                _save(run, model, optimizer, scheduler, epoch + 1, elapsed, best, record, scaler, cuda_rng)
             bar.epoch_done(record)
     if record is None:  # nothing left to train: report the stored run
         record = json.loads((run.directory / METRICS).read_text().splitlines()[-1])
@@ -465,7 +474,16 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
 
 
 def _save(
-    run: Run, model, optimizer, scheduler, epoch: int, elapsed: float, best: dict, record: dict, scaler=None
+    run: Run,
+    model,
+    optimizer,
+    scheduler,
+    epoch: int,
+    elapsed: float,
+    best: dict,
+    record: dict,
+    scaler=None,
+    cuda_rng: list[torch.Tensor] | None = None,
 ) -> None:
     # Metrics first: a crash in between leaves a metrics line for an epoch the checkpoint lacks,
     # which train() drops when it starts again (see _trim_metrics), never the reverse.
@@ -482,6 +500,8 @@ def _save(
     }
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
+    if cuda_rng is not None:  # every rank's CUDA generator, in rank order
+        state["cuda_rng"] = cuda_rng
     _atomic_write(run.checkpoint, lambda p: torch.save(state, p))
 
 
@@ -512,6 +532,7 @@ def _summary(run: Run, last: dict, best: dict | None) -> dict:
         "final_test_loss": last["test_loss"],
         "wall_time_s": last["elapsed_s"],
         "images_per_s": last["images_per_s"],
+        **{k: v for k, v in stored.get("distributed", {}).items() if k in ("world_size", "per_rank_batch")},
         **({"experiment": stored["experiment"]} if "experiment" in stored else {}),
     }
 
