@@ -130,18 +130,23 @@ def check_world(stored: dict | None, dist_: Dist, where: str) -> None:
     )
 
 
-def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> int:
-    """Turn every ``BatchNorm2d`` of ``model`` into a ``SyncBatchNorm`` in place; returns how many.
-
-    The modules keep their identity (the runtime model's program holds them), their parameters,
-    buffers and state_dict keys. Out of a process group a SyncBatchNorm computes what BatchNorm
-    does; inside one it normalises with the statistics of all ranks' batches.
-    """
+def check_sync_bn(device: torch.device) -> None:
+    """``--sync-bn`` runs on CUDA only: torch's SyncBatchNorm has no CPU implementation."""
     if device.type != "cuda":
         raise SpecError(
             "--sync-bn needs CUDA: torch's SyncBatchNorm has no CPU implementation",
             hint="leave out --sync-bn on CPU (each rank then normalises with its own batch)",
         )
+
+
+def convert_sync_batchnorm(model: nn.Module) -> int:
+    """Turn every ``BatchNorm2d`` of ``model`` into a ``SyncBatchNorm`` in place; returns how many.
+
+    The modules keep their identity (the runtime model's program holds them, so torch's
+    ``convert_sync_batchnorm``, which builds new modules, would not reach the forward pass),
+    their parameters, buffers and state_dict keys. Out of a process group a SyncBatchNorm
+    computes what BatchNorm does; inside one it normalises with the statistics of all ranks.
+    """
     converted = 0
     for module in model.modules():
         if type(module) is nn.BatchNorm2d:

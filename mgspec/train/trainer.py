@@ -360,6 +360,8 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
     device = _device(distributed.rank_device(config.device, dist_.world))
     if device.type == "cuda":
         configure_cuda()
+    if config.sync_bn:
+        distributed.check_sync_bn(device)
     info = dataset_info(config.dataset)
     train_split, test_split = (
         load(config.dataset, config.data_dir, "train"),
@@ -368,7 +370,7 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
     _check_memory(run.record["spec"]["weights"], device, run.spec_path)
     model = _make_model(run, device)
     if config.sync_bn:
-        distributed.convert_sync_batchnorm(model, device)
+        distributed.convert_sync_batchnorm(model)
     per_rank = _batch_size(config, dist_)
     if run.checkpoint.exists():
         distributed.check_world(read_run(run.directory), dist_, str(run.directory))
