@@ -35,10 +35,13 @@ WARMUP_STEPS = 3
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def configure_cuda() -> None:
-    """TF32 for float32 matmuls and convolutions, and cuDNN's autotuner (a no-op without CUDA)."""
+def configure_cuda(device: torch.device | None = None) -> None:
+    """TF32 for float32 matmuls and convolutions, and cuDNN's autotuner (a no-op without CUDA);
+    with a CUDA ``device``, it becomes the current device (graph capture and streams use that)."""
     if not torch.cuda.is_available():
         return
+    if device is not None and device.type == "cuda":
+        torch.cuda.set_device(device)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True

@@ -359,7 +359,7 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
     dist_ = init_distributed(config.device)
     device = _device(distributed.rank_device(config.device, dist_.world))
     if device.type == "cuda":
-        configure_cuda()
+        configure_cuda(device)
     if config.sync_bn:
         distributed.check_sync_bn(device)
     info = dataset_info(config.dataset)
