@@ -105,7 +105,7 @@ def cost_csv(cost: dict | None) -> str:
 def cost_table(cost: dict, console: Console) -> None:
     """The training step's cost per pass, and its floor on the reference GPU."""
     table = Table(
-        title=f"cost of a training step: batch {cost['batch']}, {cost['dtype']} (docs/performance.md, 'The cost model')",
+        title=f"cost of a training step: batch {cost['batch']}, {cost['dtype']} (docs/performance.md: The cost model)",
         title_justify="left",
     )
     for column in ("pass", "GFLOP", "MB unfused", "MB fused", "kernels (eager)", "kernels (fused)"):
