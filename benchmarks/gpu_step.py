@@ -94,18 +94,6 @@ def timed(fn, dev: torch.device, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-def make_step_fn(model, dtype, dev, mode: str):
-    """The training step: mgspec.train.step.make_step where it exists, else the same here."""
-    try:
-        from mgspec.train.step import make_step  # noqa: PLC0415
-
-        return make_step(model, dtype=dtype, device=dev, cuda_graph=mode == "graph")
-    except ImportError:
-        return local_step(model, dtype, dev, mode)
-    except TypeError:  # another signature: use the local step rather than guess
-        return local_step(model, dtype, dev, mode)
-
-
 def local_step(model, dtype, dev, mode: str):
     """SGD momentum + cross-entropy, autocast; ``graph``: whole step captured after side-stream warm-up."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
@@ -150,55 +138,76 @@ def kernels_per_step(fn, dev) -> int | None:
 
 
 def stage_steps(a, dev, env, results: list) -> None:
+    """Per model and batch: build every configuration, time them in interleaved rounds, free them."""
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     models = DRY_MODELS if a.dry else MODELS
     batches = [4] if a.dry else [128, 512]
+    groups = [(m, bs) for m in models for bs in batches]
+    end = T0 + 0.75 * a.budget  # the rest is for the convolutions
+    for g, ((name, spec, ov), bs) in enumerate(groups):
+        deadline = time.time() + (end - time.time()) / (len(groups) - g)
+        if time.time() > end - 5:
+            log("steps: budget spent")
+            return
+        rows = time_group(a, dev, name, spec, ov, bs, deadline)
+        results.extend(rows)
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def time_group(a, dev, name, spec, ov, bs, deadline) -> list[dict]:
+    graph = mgspec.compile_graph(ROOT / spec, ov)
     dtypes = [("bf16", torch.bfloat16), ("fp32", None)]
     modes = ["eager"] + (["graph"] if dev.type == "cuda" else []) + (["compiled"] if a.compile else [])
-    kernel_flags = [False, True]
-    configs = [
-        (m, b, d, mode, k) for m in models for b in batches for d in dtypes for mode in modes for k in kernel_flags
-    ]
-    built = {}
-    for name, spec, ov in models:
-        graph = mgspec.compile_graph(ROOT / spec, ov)
-        built[name] = (spec, ov, graph)
-    runners = {}
-    for (name, _, _), bs, (dname, dtype), mode, kern in configs:
-        if left(a.budget) < 30:
-            log("steps: budget spent")
-            break
-        spec, ov, graph = built[name]
+    rows, runners = [], {}
+    for (dname, dtype), mode, kern in [(d, m, k) for d in dtypes for m in modes for k in (False, True)]:
         row = {"model": name, "batch": bs, "dtype": dname, "mode": mode, "kernels_flag": kern}
+        rows.append(row)
+        if time.time() > deadline:
+            row["error"] = "not run: out of time"
+            continue
         try:
             torch.manual_seed(0)
             model = mgspec.create_model(ROOT / spec, ov, kernels=kern).to(dev).to(memory_format=torch.channels_last)
             x = torch.randn(bs, 3, 32, 32, device=dev).to(memory_format=torch.channels_last)
             y = torch.randint(0, 10, (bs,), device=dev)
-            fn = make_step_fn(model, dtype, dev, mode)
-            run = fn(x, y) if mode == "graph" else (lambda fn=fn, x=x, y=y: fn(x, y))
-            runners[len(results)] = (run, bs)
+            row["step"], run = runner(model, dtype, dev, mode, x, y)
             c = cost(graph, bs, dname)
             row.update(floor_ms=1e3 * c.floor_s(False), floor_fused_ms=1e3 * c.floor_s(True),
                        model_kernels=c.step.kernels, flops=c.step.flops)  # fmt: skip
-            row["kernels"] = kernels_per_step(run, dev) if mode != "compiled" or not a.dry else None
+            row["kernels"] = kernels_per_step(run, dev)
+            runners[len(rows) - 1] = run
         except Exception as exc:  # noqa: BLE001 -- a failing configuration is a row, not the end of the run
             row["error"] = repr(exc)[:300]
-        results.append(row)
-    rounds = 1 if a.dry else 5
-    for _ in range(rounds):  # interleaved: every configuration once per round
-        for i, (run, _bs) in runners.items():
-            if left(a.budget) < 20:
-                break
-            results[i].setdefault("ms_rounds", []).append(1e3 * timed(run, dev, 2 if a.dry else 10))
-    for i, row in enumerate(results):
+    for _ in range(1 if a.dry else 5):  # interleaved: every configuration once per round
+        for i, run in runners.items():
+            if time.time() > deadline and rows[i].get("ms_rounds"):
+                continue
+            rows[i].setdefault("ms_rounds", []).append(1e3 * timed(run, dev, 2 if a.dry else 10))
+    for row in rows:
         if row.get("ms_rounds"):
             row["ms"] = statistics.median(row["ms_rounds"])
             row["floor_pct"] = 100 * row["floor_ms"] / row["ms"]
             row["img_s"] = row["batch"] / row["ms"] * 1e3
-        log("step", {k: v for k, v in row.items() if k != "ms_rounds"}) if i < len(results) else None
+        log("step", {k: v for k, v in row.items() if k != "ms_rounds"})
+    return rows
+
+
+def runner(model, dtype, dev, mode, x, y):
+    """(which step, a no-argument callable running one step): mgspec.train.step's where it fits."""
+    try:
+        from mgspec.train.step import make_step
+
+        fn = make_step(model, dtype=dtype, device=dev, cuda_graph=mode == "graph")
+        run = fn(x, y) if mode == "graph" else (lambda: fn(x, y))
+        if callable(run):
+            return "mgspec.train.step", run
+    except (ImportError, TypeError):  # absent, or another signature: the local step, not a guess
+        pass
+    fn = local_step(model, dtype, dev, mode)
+    return "local", fn(x, y) if mode == "graph" else (lambda: fn(x, y))
 
 
 def distinct_convs(graph) -> list[dict]:
