@@ -16,7 +16,8 @@ dispatches on CPU.
   (the *sources*: outputs of other ops, and values read by several ops). Every other value is
   written once and read once by each reader.
 - **Kernels (eager)**: the aten ops that compute (views and allocations excluded) for each op, per
-  pass, as torch dispatches them; a GPU may run more than one device kernel for one aten op.
+  pass, as torch dispatches them; a GPU may run more than one device kernel for one aten op. bf16
+  autocast adds a cast per weight tensor each way, the image's cast and the logits' (and back).
 - **Activation memory**: the distinct tensors autograd keeps from the forward pass for the backward.
 
 The floor is ``max(FLOPs / peak rate, bytes / bandwidth)`` for the measured H200 ceilings.
@@ -185,7 +186,7 @@ def cost(
     update = g.update()
     if dtype == "bf16":
         casts = g.casts()
-        forward, backward = forward + casts, backward + casts
+        forward, backward = forward + casts + g.io_casts(backward=False), backward + casts + g.io_casts(backward=True)
     rate = peak_flops if peak_flops is not None else (H200_BF16_FLOPS if dtype == "bf16" else H200_TF32_FLOPS)
     return Cost(
         graph.graph["spec"].name,
@@ -364,6 +365,14 @@ class _Graph:
             c.bytes_unfused += 6 * table[slot].weights
         c.bytes_fused = c.bytes_unfused
         return c
+
+    def io_casts(self, backward: bool) -> PassCost:
+        """bf16 autocast: the float32 image is cast to bf16 (forward only: it has no gradient), and the
+        logits to float32 for the loss (and their gradient back)."""
+        inp = next(i for i, n in self.nodes.items() if n.op == "input")
+        loss = self._loss_elems()
+        image = 0 if backward else 6 * self.elems[inp] * self.batch
+        return PassCost(0, image + 6 * loss, image + 6 * loss, 1 if backward else 2, 0)
 
     def activations(self, fused: bool) -> int:
         """Bytes of the distinct tensors the forward pass keeps for the backward pass."""

@@ -104,6 +104,21 @@ def test_kernels_and_flops_match_torch(spec, overrides):
     assert c.forward.flops == 2 * 2 * mgspec.count_spec(spec, overrides).macs
 
 
+@pytest.mark.parametrize("spec", ["specs/mgiad_small_cifar10.yaml", "specs/resnet20_cifar10.yaml"])
+def test_bf16_autocast_kernels_match_torch(spec):
+    """Autocast's casts: each weight tensor to bf16 and its gradient back, the image, the logits."""
+    torch.manual_seed(0)
+    graph = mgspec.compile_graph(spec)
+    model = mgspec.build_model(graph)
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 10, (2,))
+    with Record() as fwd, torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = F.cross_entropy(model(x), y)
+    with Record() as bwd:
+        loss.backward()
+    c = cost(graph, batch=2, dtype="bf16")
+    assert (c.forward.kernels, c.backward.kernels) == (len(fwd.ops), len(bwd.ops))
+
+
 def test_literal_graph_matches_torch():
     graph, fwd, bwd, upd, flops_fwd, _, flops_step = _measure("specs/mgiad_small_cifar10.yaml", [], optimized=False)
     c = cost(graph, batch=2, dtype="fp32")
