@@ -225,6 +225,14 @@ class _Graph:
     def act(self, i: str) -> int:
         return self.elems[i] * self.batch * self.e
 
+    def read(self, i: str, a: str) -> int:
+        """Bytes node ``i`` reads of value ``a`` in the forward pass: all of it, except that the
+        option-A shortcut reads only the pixels it keeps (every other row and column)."""
+        if self.nodes[i].op == "shortcut_a":
+            _, h, w = self.shapes[i]
+            return self.shapes[a][0] * h * w * self.batch * self.e
+        return self.act(a)
+
     def wbytes(self, n: Node, itemsize: int | None = None) -> int:
         return slots(self.graph)[n.slot].weights * (itemsize or self.e) if n.slot else 0
 
@@ -253,15 +261,15 @@ class _Graph:
             n = self.nodes[i]
             c.flops += 2 * self.macs(i)
             c.kernels += forward_kernels(n, self.graph)
-            c.bytes_unfused += sum(self.act(a) for a in n.args) + self.wbytes(n) + self.act(i)
+            c.bytes_unfused += sum(self.read(i, a) for a in n.args) + self.wbytes(n) + self.act(i)
             if self.kept[i]:
                 c.kernels_fused += 1
-                reads = [s for a in n.args for s in self.sources(a)]
-                c.bytes_fused += sum(self.act(s) for s in reads) + self._cone_weights(i) + self.act(i)
+                reads = [(a, s) for a in n.args for s in self.sources(a)]
+                c.bytes_fused += sum(self.read(i, s) for _, s in reads) + self._cone_weights(i) + self.act(i)
         loss = self._loss_elems()
         c.kernels += 2  # log_softmax, nll_loss
         c.kernels_fused += 1
-        c.bytes_unfused += 2 * loss * self.e + 8 * self.batch
+        c.bytes_unfused += 3 * loss * self.e + 8 * self.batch  # log_softmax; nll reads it and the labels
         c.bytes_fused += loss * self.e
         return c
 

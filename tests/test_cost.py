@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 import mgspec
@@ -117,6 +118,37 @@ def test_bf16_autocast_kernels_match_torch(spec):
         loss.backward()
     c = cost(graph, batch=2, dtype="bf16")
     assert (c.forward.kernels, c.backward.kernels) == (len(fwd.ops), len(bwd.ops))
+
+
+class ActivationBytes(TorchDispatchMode):
+    """Bytes of the batch-shaped tensors each computing op reads and writes."""
+
+    def __init__(self, batch: int) -> None:
+        super().__init__()
+        self.batch, self.total = batch, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket.__name__ not in NO_KERNEL:
+            for t in tree_leaves((args, kwargs, out)):
+                if isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[0] == self.batch:
+                    self.total += t.numel() * t.element_size()
+        return out
+
+
+@pytest.mark.parametrize("spec", ["specs/mgiad_small_cifar10.yaml", "specs/resnet20_cifar10.yaml"])
+def test_unfused_forward_bytes_match_the_tensors_torch_touches(spec):
+    """Every op reads its operands and writes its output once: the activation bytes of the forward
+    pass (the part that grows with the batch) equal those of the tensors the dispatched ops take
+    and return."""
+    n = 5  # no channel count of these specs is 5, so batch-shaped tensors are the activations
+    graph = mgspec.compile_graph(spec)
+    model = mgspec.build_model(graph)
+    x, y = torch.randn(n, 3, 32, 32), torch.randint(0, 10, (n,))
+    with ActivationBytes(n) as seen:
+        F.cross_entropy(model(x), y)
+    per_n = cost(graph, 2 * n, "fp32").forward.bytes_unfused - cost(graph, n, "fp32").forward.bytes_unfused
+    assert per_n == seen.total
 
 
 def test_literal_graph_matches_torch():
