@@ -100,7 +100,8 @@ def local_step(model, dtype, dev, mode: str):
     net = torch.compile(model) if mode == "compiled" else model
 
     def step(x, y):
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+        # autocast's weight cache does not survive graph capture: cast at every use there
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None, cache_enabled=mode != "graph"):
             loss = F.cross_entropy(net(x), y)
         loss.backward()
         opt.step()
