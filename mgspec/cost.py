@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from mgspec.errors import SpecError
 from mgspec.ir import Node, node, slots
 from mgspec.verify import spatial_sizes
 
@@ -179,7 +180,7 @@ def cost(
 ) -> Cost:
     """The cost of a forward pass and a training step of ``graph`` for ``batch`` images."""
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+        raise SpecError(f"unknown dtype {dtype!r}", hint=f"use one of {', '.join(DTYPES)}")
     size = input_size if input_size is not None else graph.graph["spec"].input.shape
     g = _Graph(graph, size, batch, DTYPES[dtype])
     forward, backward = g.forward(), g.backward()

@@ -151,6 +151,11 @@ def test_unfused_forward_bytes_match_the_tensors_torch_touches(spec):
     assert per_n == seen.total
 
 
+def test_unknown_dtype_is_a_spec_error():
+    with pytest.raises(mgspec.SpecError, match="fp16"):
+        cost(mgspec.compile_graph("specs/mgnet_small_cifar10.yaml"), dtype="fp16")
+
+
 def test_literal_graph_matches_torch():
     graph, fwd, bwd, upd, flops_fwd, _, flops_step = _measure("specs/mgiad_small_cifar10.yaml", [], optimized=False)
     c = cost(graph, batch=2, dtype="fp32")
