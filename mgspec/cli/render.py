@@ -21,8 +21,11 @@ def console() -> Console:
     return out if out.is_terminal else Console(width=PIPE_WIDTH)
 
 
-def counts_json(counts: Counts) -> str:
-    return json.dumps(counts.as_dict(), indent=2)
+def counts_json(counts: Counts, cost: dict | None = None) -> str:
+    data = counts.as_dict()
+    if cost is not None:
+        data["cost"] = cost
+    return json.dumps(data, indent=2)
 
 
 def counts_csv(counts: Counts) -> str:
@@ -80,6 +83,50 @@ def counts_table(counts: Counts, console: Console) -> None:
     console.print(passes_line(counts))
     console.print(
         "MACs count conv and linear multiply-accumulates (FLOPs = 2 x MACs); BN, ReLU and additions are not included."
+    )
+
+
+def cost_csv(cost: dict | None) -> str:
+    """Rows ``cost,<pass>,<quantity>,<value>`` after the counts (nothing without --cost)."""
+    if cost is None:
+        return ""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for part in ("forward", "backward", "update", "step"):
+        for key, value in cost[part].items():
+            writer.writerow(["cost", part, key, value])
+    for key, value in cost["floor_ms"].items():
+        writer.writerow(["cost", "floor_ms", key, value])
+    writer.writerow(["cost", "step", "activation_bytes", cost["activation_bytes"]])
+    writer.writerow(["cost", "step", "activation_bytes_fused", cost["activation_bytes_fused"]])
+    return out.getvalue()
+
+
+def cost_table(cost: dict, console: Console) -> None:
+    """The training step's cost per pass, and its floor on the reference GPU."""
+    table = Table(
+        title=f"cost of a training step: batch {cost['batch']}, {cost['dtype']} (docs/performance.md: The cost model)",
+        title_justify="left",
+    )
+    for column in ("pass", "GFLOP", "MB unfused", "MB fused", "kernels (eager)", "kernels (fused)"):
+        table.add_column(column, justify="left" if column == "pass" else "right")
+    for part in ("forward", "backward", "update", "step"):
+        c = cost[part]
+        table.add_row(
+            part,
+            f"{c['flops'] / 1e9:,.2f}",
+            f"{c['bytes_unfused'] / 1e6:,.1f}",
+            f"{c['bytes_fused'] / 1e6:,.1f}",
+            f"{c['kernels']:,}",
+            f"{c['kernels_fused']:,}",
+            style="bold" if part == "step" else None,
+        )
+    console.print(table)
+    floor = cost["floor_ms"]
+    console.print(
+        f"activation memory {cost['activation_bytes'] / 1e6:,.1f} MB ({cost['activation_bytes_fused'] / 1e6:,.1f} MB "
+        f"fused); floor {floor['unfused']:.3f} ms unfused, {floor['fused']:.3f} ms fused, at "
+        f"{cost['bandwidth_Bps'] / 1e12:.2f} TB/s and {cost['peak_flops'] / 1e12:.0f} TFLOP/s (one H200, measured)"
     )
 
 

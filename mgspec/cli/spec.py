@@ -49,17 +49,32 @@ def count(
     ] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
     optimize: OptimizeOpt = True,
+    cost: Annotated[
+        bool, typer.Option("--cost", help="Also the cost of a training step: FLOPs, bytes, kernels, floor.")
+    ] = False,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size for --cost.", min=1)] = 128,
+    dtype: Annotated[str, typer.Option("--dtype", help="bf16 or fp32, for --cost.")] = "bf16",
 ) -> None:
     """Exact weights and MACs per level and operator, from the graph alone, and what the passes removed."""
     if format not in ("table", "json", "csv"):
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use table, json or csv")
+    if dtype not in ("bf16", "fp32"):
+        raise mgspec.SpecError(f"unknown dtype {dtype!r}", hint="use bf16 or fp32")
     counts = mgspec.count_spec(spec_input(spec), set_, input_size, optimized=optimize)
+    step = None
+    if cost:
+        from mgspec.cost import cost as cost_of
+
+        graph = mgspec.compile_graph(spec_input(spec), set_, optimize)
+        step = cost_of(graph, batch, dtype, input_size).as_dict()
     if format == "json":
-        print(render.counts_json(counts))
+        print(render.counts_json(counts, step))
     elif format == "csv":
-        print(render.counts_csv(counts), end="")
+        print(render.counts_csv(counts) + render.cost_csv(step), end="")
     else:
         render.counts_table(counts, render.console())
+        if step:
+            render.cost_table(step, render.console())
 
 
 @app.command("compile")
