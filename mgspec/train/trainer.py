@@ -30,16 +30,19 @@ import torch.nn.functional as F
 from torch import nn
 
 import mgspec
+from mgspec import runs
 from mgspec.build import check_memory
-from mgspec.errors import Location, SpecError
+from mgspec.errors import Location, RunError, SpecError
 from mgspec.load import Source
 from mgspec.schema import Spec
 from mgspec.train.batches import EpochBatches
 from mgspec.train.data import Split, dataset_info, load
+from mgspec.train.guards import out_of_memory, refuse_single_images
 from mgspec.train.memory import tune_malloc
 from mgspec.train.recipe import TrainConfig, check_device, fit_spec, uses_loss_scaling
 
-CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
+CONFIG, METRICS, CHECKPOINT, SUMMARY = runs.CONFIG, runs.METRICS, runs.CHECKPOINT, runs.SUMMARY
+aggregate = runs.aggregate
 
 
 @dataclass
@@ -97,10 +100,7 @@ class Run:
         return self.directory / CHECKPOINT
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+_atomic_write = runs.atomic_write
 
 
 def _spec_record(spec_path: str | Path | Source, overrides: list[str], spec: Spec) -> dict:
@@ -119,18 +119,8 @@ def _spec_record(spec_path: str | Path | Source, overrides: list[str], spec: Spe
 
 
 def read_run(directory: str | Path) -> dict | None:
-    """The ``config.json`` of a run directory (or of the first ``seed-*`` run in it), else None."""
-    directory = Path(directory)
-    if directory.is_file():  # a checkpoint inside a run directory
-        directory = directory.parent
-    candidates = [directory / CONFIG, *sorted(directory.glob(f"seed-*/{CONFIG}"))]
-    for path in candidates:
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise SpecError("config.json is not valid JSON", Location(str(path))) from None
-    return None
+    """The validated ``config.json`` of a run directory (or of its first ``seed-*`` run), else None."""
+    return runs.find_config(directory)
 
 
 def stored_spec(run: dict) -> Source:
@@ -141,9 +131,7 @@ def stored_spec(run: dict) -> Source:
 def finished_epochs(directory: str | Path) -> int:
     """Epochs a run directory's checkpoint holds (0 when there is none yet)."""
     path = Path(directory) / CHECKPOINT
-    if not path.exists():
-        return 0
-    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    return runs.read_checkpoint(path)["epoch"] if path.exists() else 0
 
 
 def prepare(
@@ -170,10 +158,8 @@ def prepare(
     spec, full, adapted = fit_spec(spec_path, list(overrides), info)
     record = _spec_record(spec_path, full, spec)
     if resume:
-        stored_path = directory / CONFIG
-        if not stored_path.is_file():
-            raise SpecError("not a run directory (no config.json)", Location(str(directory)), hint="check --resume")
-        stored = json.loads(stored_path.read_text())
+        state = runs.read(directory)  # the whole directory is checked before anything is touched
+        stored = state.config
         if stored["spec"]["resolved"] != record["resolved"]:
             raise SpecError(
                 f"the run was trained from a different spec ({stored['spec']['path']} "
@@ -191,7 +177,7 @@ def prepare(
                 )
         runtime = {k: getattr(config, k) for k in TrainConfig.RUNTIME if k in explicit or k in ("data_dir", "threads")}
         config = TrainConfig.from_dict({**old.as_dict(), **runtime})
-        done = finished_epochs(directory)
+        done = state.epochs_done
         if require_epochs_left and done >= config.epochs:
             raise SpecError(
                 f"the run has trained {done} epochs already; --epochs {config.epochs} leaves nothing to do",
@@ -200,12 +186,7 @@ def prepare(
             )
         experiment = experiment or stored.get("experiment")
     else:
-        if (directory / CHECKPOINT).exists() or (directory / METRICS).exists():
-            raise SpecError(
-                "run directory already holds a run",
-                Location(str(directory)),
-                hint=f"continue it with --resume {directory}, or choose another --out",
-            )
+        runs.check_fresh(directory)
     # A device that is not there, or a model that cannot fit it, is refused here, before any run starts.
     _check_memory(record["weights"], _device(config.device), str(spec_path))
     payload = {"mgspec": mgspec.__version__, "config": config.as_dict(), "spec": record}
@@ -314,26 +295,36 @@ def make_scaler(device_type: str, amp: str | None) -> torch.amp.GradScaler | Non
 def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Train to ``run.config.epochs`` (continuing from the checkpoint when there is one).
 
-    A run that fails before its first checkpoint (a bad device, a model too large, divergence
-    in the first epoch, an interrupt) leaves nothing behind: what it created is removed.
+    The run directory is locked while training (a second process is refused). A run that fails
+    before its first checkpoint (a bad device, a model too large, divergence in the first
+    epoch, an interrupt) leaves nothing behind: the files and folders it created are removed,
+    and nothing else.
     """
+    main = int(os.environ.get("RANK", "0")) == 0
     created = run.directory
     while not created.parent.exists() and created.parent != created:
         created = created.parent
     created = created if not created.exists() else None
+    existed = {name for name in runs.RUN_FILES if (run.directory / name).exists()}
     fresh = not run.checkpoint.exists()
     try:
-        return _train(run, progress, log)
+        if not main:
+            with out_of_memory(str(run.directory)):
+                return _train(run, progress, log)
+        run.directory.mkdir(parents=True, exist_ok=True)
+        with runs.locked(run.directory), out_of_memory(str(run.directory)):
+            return _train(run, progress, log)
     except BaseException:
-        if fresh and not run.checkpoint.exists() and int(os.environ.get("RANK", "0")) == 0:
-            _remove_start(run.directory, created)
+        if fresh and not run.checkpoint.exists() and main:
+            _remove_start(run.directory, created, existed)
         raise
 
 
-def _remove_start(directory: Path, created: Path | None) -> None:
-    """Remove the files of a run that never saved a checkpoint, and the directories it created."""
-    for name in (CONFIG, METRICS, SUMMARY, f".{CONFIG}.tmp", f".{METRICS}.tmp", f".{CHECKPOINT}.tmp"):
-        (directory / name).unlink(missing_ok=True)
+def _remove_start(directory: Path, created: Path | None, existed: set[str] = frozenset()) -> None:
+    """Remove the files a run created before it saved a checkpoint, and the directories it created."""
+    for name in runs.RUN_FILES:
+        if name not in existed:
+            (directory / name).unlink(missing_ok=True)
     if created is None:
         return
     for folder in (directory, *directory.parents):
@@ -343,6 +334,24 @@ def _remove_start(directory: Path, created: Path | None) -> None:
             return
         if folder == created:
             return
+
+
+def _restore(path: Path, state: dict, model, optimizer, scheduler, scaler) -> None:
+    """Load a checkpoint's states; one that does not fit this model or recipe is a RunError."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"].cpu())
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise RunError(
+            f"checkpoint does not fit the run: {reason}",
+            Location(str(path)),
+            hint="the checkpoint is from another spec or recipe, or damaged",
+        ) from None
 
 
 def _diverged(loss: float, classes: int) -> bool:
@@ -366,10 +375,9 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
     )
     _check_memory(run.record["spec"]["weights"], device, run.spec_path)
     model = _make_model(run, device)
-    if dist_.main:
-        run.directory.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(run.record, indent=2, allow_nan=False) + "\n"
-        _atomic_write(run.directory / CONFIG, lambda p: p.write_text(text))
+    per_rank = _batch_size(config, dist_)
+    shape = (info.channels, info.size, info.size)
+    drop_single = refuse_single_images(model, shape, device, per_rank, str(run.directory))
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
@@ -377,13 +385,8 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
     scaler = make_scaler(device.type, config.amp)
     start, best, elapsed = 0, None, 0.0
     if run.checkpoint.exists():
-        state = torch.load(run.checkpoint, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"].cpu())
+        state = runs.read_checkpoint(run.checkpoint, device)
+        _restore(run.checkpoint, state, model, optimizer, scheduler, scaler)
         start, elapsed = int(state["epoch"]), float(state["elapsed"])
         best = state.get("best")
         for group in optimizer.param_groups:  # the schedule is a function of the epoch (and --epochs)
@@ -392,9 +395,9 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
             log(f"{run.directory} has trained {start} of {config.epochs} epochs already; nothing to do")
         elif dist_.main:
             log(f"resuming {run.directory} at epoch {start + 1} of {config.epochs}")
-    if dist_.main:
+    if dist_.main:  # written only once the model, and a resumed run's checkpoint, are known to fit
+        runs.write_json(run.directory / CONFIG, run.record)
         _trim_metrics(run.directory / METRICS, start)
-    per_rank = _batch_size(config, dist_)
 
     def epoch_batches(epoch: int) -> EpochBatches:
         batches = EpochBatches(
@@ -402,7 +405,12 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
         )
         if config.max_batches is not None:  # a smoke test: the first batches of the epoch's order only
             del batches.batches[config.max_batches :]
+        if drop_single and len(batches.batches) > 1 and len(batches.batches[-1]) == 1:
+            del batches.batches[-1]  # BatchNorm cannot train on one 1x1 map per channel
         return batches
+
+    if drop_single and dist_.main and len(train_split) // dist_.world % per_rank == 1:
+        log("each epoch's last batch holds 1 image, which BatchNorm at 1x1 cannot train on: it is skipped")
 
     local = model
     if config.compile_enabled(steps=config.epochs * len(epoch_batches(0))):
@@ -433,11 +441,15 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
             elapsed += time.perf_counter() - t0
             if _diverged(train_loss, info.classes) or _diverged(test_loss, info.classes):
                 # The losses are summed over ranks, so every rank stops here together.
-                saved = f"epoch {epoch} is saved in {run.checkpoint}" if epoch > 0 else "no epoch was saved"
-                raise SpecError(
+                saved = (
+                    f"epoch {epoch} is saved in {run.checkpoint} (--resume {run.directory} continues it); "
+                    if epoch > 0
+                    else "no epoch was saved; "
+                )
+                raise RunError(
                     f"training diverged in epoch {epoch + 1}: train loss {train_loss:.3g}, test loss {test_loss:.3g}",
                     Location(str(run.directory)),
-                    hint=f"{saved} (--resume {run.directory} continues it); a smaller --lr trains stably",
+                    hint=f"{saved}a smaller --lr trains stably",
                 )
             if best is None or test_acc > best["test_acc"]:
                 best = {"epoch": epoch + 1, "test_acc": test_acc}
@@ -455,12 +467,13 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
                 _save(run, model, optimizer, scheduler, epoch + 1, elapsed, best, record, scaler)
             bar.epoch_done(record)
     if record is None:  # nothing left to train: report the stored run
-        record = json.loads((run.directory / METRICS).read_text().splitlines()[-1])
+        metrics = runs.read_metrics(run.directory / METRICS)
+        if not metrics:
+            raise RunError("the run has no metrics to report", Location(str(run.directory / METRICS)))
+        record = metrics[-1]
     summary = _summary(run, record, best)
     if dist_.main:
-        _atomic_write(
-            run.directory / SUMMARY, lambda p: p.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-        )
+        runs.write_json(run.directory / SUMMARY, summary)
     return summary
 
 
@@ -605,17 +618,6 @@ def evaluate(
 def _mismatch(model: nn.Module, weights: dict) -> tuple[list[str], list[str]]:
     expected = set(model.state_dict())
     return sorted(expected - set(weights)), sorted(set(weights) - expected)
-
-
-def aggregate(summaries: list[dict]) -> dict:
-    """Mean and standard deviation over seeds, as the paper's tables report them."""
-    keys = ("best_test_acc", "final_test_acc", "final_train_acc", "wall_time_s")
-    out = {k: summaries[0][k] for k in ("spec", "family", "dataset", "weights", "macs", "epochs")}
-    out["seeds"] = [s["seed"] for s in summaries]
-    for key in keys:
-        values = torch.tensor([s[key] for s in summaries], dtype=torch.float64)
-        out[key] = {"mean": values.mean().item(), "std": values.std(unbiased=True).item() if len(values) > 1 else 0.0}
-    return out
 
 
 def load_weights(model: nn.Module, checkpoint: str | Path, map_location, hint: str) -> Path:
