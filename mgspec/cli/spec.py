@@ -3,7 +3,6 @@
 (No ``from __future__ import annotations`` here: typer evaluates the annotations.)
 """
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -128,6 +127,11 @@ def list_(
     paths = sorted({*directory.glob("*.yaml"), *directory.glob("*.yml")})
     invalid: list[mgspec.SpecError] = []
     for path in paths:
+        if not path.is_file():  # a FIFO or device named *.yaml is never opened (it could block forever)
+            exc = mgspec.SpecError("not a regular file", mgspec.Location(str(path)))
+            invalid.append(exc)
+            table.add_row(str(path), "", "invalid", "", f"[red]{escape(str(exc))}[/red]")
+            continue
         try:  # one bad file is a row of the table (and an error below); the others are still listed
             spec, _ = mgspec.load_spec(path)
             counts = mgspec.count_spec(spec)
@@ -223,24 +227,27 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset to write.", min=7)] = 18,
 ) -> None:
     """Export for inference (eval mode, BatchNorm folded) as ONNX, checked against PyTorch first."""
-    from mgspec import deploy
+    from mgspec import deploy, runs
+    from mgspec.train.guards import out_of_memory
 
     overrides = list(set_ or [])
-    if run is not None and not set_ and (run / "config.json").is_file():
-        overrides = json.loads((run / "config.json").read_text())["spec"]["overrides"]
-    graph = mgspec.compile_graph(spec, overrides)
-    model = mgspec.build_model(graph)
+    if run is not None and not set_ and (stored := runs.find_config(run)) is not None:
+        overrides = stored["spec"]["overrides"]
+    graph = mgspec.compile_graph(spec_input(spec), overrides)
+    with out_of_memory(str(spec), hint="reduce width, channels or --batch-size"):
+        model = mgspec.build_model(graph)
     if run is not None:
         deploy.load_run_weights(model, run)
     s = graph.graph["spec"]
-    report = deploy.export_onnx(
-        model,
-        onnx,
-        input_shape=(s.input.channels, s.input.size, s.input.size),
-        opset=opset,
-        dynamic_batch=dynamic_batch,
-        batch=batch_size,
-    )
+    with out_of_memory(str(onnx), hint="reduce --batch-size, width or channels"):
+        report = deploy.export_onnx(
+            model,
+            onnx,
+            input_shape=(s.input.channels, s.input.size, s.input.size),
+            opset=opset,
+            dynamic_batch=dynamic_batch,
+            batch=batch_size,
+        )
     checked = (
         f"matches PyTorch on random inputs in ONNX Runtime (max abs error {report.max_error:.2g})"
         if report.max_error is not None

@@ -346,9 +346,10 @@ def _restore(path: Path, state: dict, model, optimizer, scheduler, scaler) -> No
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"].cpu())
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        reason = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
         raise RunError(
-            f"checkpoint does not fit the run: {reason}",
+            f"checkpoint does not fit the run: {reason[:200]}",
             Location(str(path)),
             hint="the checkpoint is from another spec or recipe, or damaged",
         ) from None
