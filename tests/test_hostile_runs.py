@@ -233,3 +233,27 @@ def test_piped_count_title_is_one_line():
     result = runner.invoke(app, ["count", spec], env={"COLUMNS": "40"})
     first = result.stdout.splitlines()[0]
     assert first.startswith("mgiad_cifar10 (mgiad): 393,034 weights, ") and first.rstrip().endswith("32x32 image")
+
+
+def test_compile_writes_every_file_or_none(tmp_path):
+    specs = os.path.join(os.path.dirname(__file__), "..", "specs")
+    first, second = (os.path.join(specs, name) for name in ("mgnet_small_cifar10.yaml", "mgiad_cifar10.yaml"))
+    out = tmp_path / "gen"
+    (out / "mgiad_cifar10.py").mkdir(parents=True)  # the second target cannot be written
+    refused(["compile", first, second, "-o", out], "mgiad_cifar10.py: Is a directory")
+    assert sorted(p.name for p in out.iterdir()) == ["mgiad_cifar10.py"]  # nothing else, no temporary file
+    (out / "mgiad_cifar10.py").rmdir()
+    result = runner.invoke(app, ["compile", first, second, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["mgiad_cifar10.py", "mgnet_small_cifar10.py"]
+
+
+def test_generated_header_quotes_an_odd_spec_path(tmp_path):
+    odd = tmp_path / "$(touch pwned).yaml"
+    shutil.copy(os.path.join(os.path.dirname(__file__), "..", "specs", "mgnet_small_cifar10.yaml"), odd)
+    result = runner.invoke(app, ["compile", str(odd), "-o", str(tmp_path / "gen")])
+    assert result.exit_code == 0, result.output
+    text = next((tmp_path / "gen").iterdir()).read_text()
+    command = next(line for line in text.splitlines() if line.startswith("# Do not edit"))
+    assert "compile '" in command and "$(touch pwned).yaml' -o" in command, command
+    assert not (tmp_path / "pwned").exists()

@@ -98,8 +98,36 @@ def compile_(
             raise typer.Exit(1)
         print(f"{len(rendered)} file(s) up to date in {out}")
         return
-    for path, text in rendered.items():
-        print(f"{'wrote' if codegen.write(path, text) else 'unchanged'} {path}")
+    for path, changed in _write_all(rendered).items():
+        print(f"{'wrote' if changed else 'unchanged'} {path}")
+
+
+def _write_all(rendered: dict[Path, str]) -> dict[Path, bool]:
+    """Write every file or none: all are staged as temporary files first, then renamed into place."""
+    import os
+    import tempfile
+
+    from mgspec import codegen
+
+    changed = {path: not codegen.is_current(path, text) for path, text in rendered.items()}
+    staged: dict[Path, str] = {}
+    try:
+        for path, text in rendered.items():
+            if not changed[path]:
+                continue
+            if path.exists() and not path.is_file():
+                raise mgspec.SpecError("exists and is not a regular file", mgspec.Location(str(path)))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged[path] = tmp
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        for path, tmp in staged.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in staged.values():
+            Path(tmp).unlink(missing_ok=True)
+    return changed
 
 
 @app.command()
