@@ -257,3 +257,29 @@ def test_generated_header_quotes_an_odd_spec_path(tmp_path):
     command = next(line for line in text.splitlines() if line.startswith("# Do not edit"))
     assert "compile '" in command and "$(touch pwned).yaml' -o" in command, command
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_before_the_first_checkpoint_cleans_up_like_ctrl_c(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    write_cifar(tmp_path / "data", train_per_batch=2000, test=24)  # an epoch long enough to be interrupted
+    out = tmp_path / "runs" / "run"
+    data = str(tmp_path / "data")
+    command = [sys.executable, "-m", "mgspec", "train", str(spec), "-d", "cifar10", "--data-dir", data]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([*command, "--epochs", "2", "-q", "-o", str(out)], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (out / runs.CONFIG).exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert (out / runs.CONFIG).exists() and not (out / runs.CHECKPOINT).exists()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr.decode()
+    assert b"Traceback" not in stderr
+    assert not (tmp_path / "runs").exists()  # what the run created is gone, as after Ctrl-C
