@@ -283,3 +283,27 @@ def test_sigterm_before_the_first_checkpoint_cleans_up_like_ctrl_c(tmp_path):
     assert process.returncode == 143, stderr.decode()
     assert b"Traceback" not in stderr
     assert not (tmp_path / "runs").exists()  # what the run created is gone, as after Ctrl-C
+
+
+@settings(deadline=None, max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.one_of(
+        st.tuples(st.just("--seed"), st.one_of(st.integers(max_value=-1), st.integers(min_value=2**32)).map(str)),
+        st.tuples(st.just("--batch-size"), st.integers(min_value=50_001).map(str)),
+        st.tuples(
+            st.just("--lr"),
+            st.one_of(st.floats(max_value=0), st.sampled_from([float("nan"), float("inf")])).map(repr),
+        ),
+        st.tuples(
+            st.just("--epochs"),
+            st.one_of(st.integers(max_value=0).map(str), st.sampled_from(["abc", "1.5", "", "1e3", "-"])),
+        ),
+    )
+)
+def test_fuzzed_options_are_refused_before_anything_is_written(trained, tmp_path, option):
+    out = tmp_path / "fuzzed"
+    args = ["train", trained / "tiny.yaml", "-d", "cifar10", "--data-dir", trained / "data", "-q", "-o", out]
+    result = runner.invoke(app, [str(a) for a in [*args, *option]])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output and not out.exists()
