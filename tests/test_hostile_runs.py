@@ -176,6 +176,21 @@ def test_out_of_range_options(trained, tmp_path, option, fragment):
     assert not (tmp_path / "out").exists()
 
 
+def _coarse_spec(tmp_path):
+    spec = tmp_path / "coarse.yaml"
+    levels = "".join("    - {channels: 8, steps: 1}\n" for _ in range(6))  # 32 -> 1 pixel at the last level
+    grid = "channel_grid: {group_size: 2, coarsest: 4}\n"
+    spec.write_text(TINY_SPEC.split("  levels:\n")[0] + "  levels:\n" + levels + grid)
+    return spec
+
+
+def test_a_last_batch_of_one_at_a_1x1_batchnorm_is_skipped_and_said(trained, tmp_path):
+    args = ["train", _coarse_spec(tmp_path), "-d", "cifar10", "--data-dir", trained / "data", "--epochs", 1, "-q"]
+    result = runner.invoke(app, [str(a) for a in [*args, "-o", tmp_path / "out", "--batch-size", 79]])  # 80 images
+    assert result.exit_code == 0, result.output
+    assert "each epoch's last batch holds 1 image" in result.stdout
+
+
 def test_batch_of_one_at_a_1x1_batchnorm_is_refused(trained, tmp_path):
     spec = tmp_path / "coarse.yaml"
     levels = "".join("    - {channels: 8, steps: 1}\n" for _ in range(6))  # 32 -> 1 pixel at the last level

@@ -378,7 +378,9 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
     model = _make_model(run, device)
     per_rank = _batch_size(config, dist_)
     shape = (info.channels, info.size, info.size)
-    drop_single = refuse_single_images(model, shape, device, per_rank, str(run.directory))
+    shard = math.ceil(len(train_split) / dist_.world)  # images per process and epoch (the sampler pads)
+    single = per_rank == 1 or shard % per_rank == 1  # only then can a batch hold one image
+    drop_single = single and refuse_single_images(model, shape, device, per_rank, str(run.directory))
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
@@ -410,7 +412,7 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
             del batches.batches[-1]  # BatchNorm cannot train on one 1x1 map per channel
         return batches
 
-    if drop_single and dist_.main and len(train_split) // dist_.world % per_rank == 1:
+    if drop_single and dist_.main and per_rank > 1:
         log("each epoch's last batch holds 1 image, which BatchNorm at 1x1 cannot train on: it is skipped")
 
     local = model
