@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from mgspec.count import Counts, count
-from mgspec.errors import Location, SpecError
+from mgspec.errors import Location, RunError, SpecError
 from mgspec.load import Source, load_source, parse_text
 from mgspec.lower import lower
 from mgspec.passes import optimize
@@ -54,6 +54,7 @@ __all__ = [
     "Location",
     "Source",
     "Spec",
+    "RunError",
     "SpecError",
     "__version__",
     "build_model",

@@ -1,9 +1,11 @@
-"""The one user-facing error type.
+"""The user-facing error types: SpecError, and RunError for failures of a run.
 
 Every problem a user can cause (bad YAML, unknown fields, wrong types, impossible channel
 arithmetic) is raised as a :class:`SpecError` carrying a :class:`Location`: the file, line and
 column of the offending value, or the ``--set`` override it came from, and the dotted field
 path. The CLI is the only place that prints these and exits; the library only raises.
+:class:`RunError` (a subclass, shown the same way) is a failure of a run rather than of its
+spec: a tampered run directory, a locked one, divergence, memory exhausted while training.
 Plain ``assert`` is reserved for internal invariants that no spec can break.
 """
 
@@ -55,3 +57,7 @@ class SpecError(Exception):
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+
+class RunError(SpecError):
+    """A failure of a run (its directory, its data, its training), located like a spec error."""

@@ -610,7 +610,9 @@ def load_sweep(path: str | Path) -> list[dict]:
     except FileNotFoundError:
         raise SpecError("no sweep results here", mgspec.Location(str(path)), hint="run mgspec sweep --train") from None
     except json.JSONDecodeError as exc:
-        raise SpecError(f"not a sweep.json: {exc.msg}", mgspec.Location(str(path))) from None
+        raise SpecError(f"not a sweep.json: {exc.msg}", mgspec.Location(str(path), exc.lineno, exc.colno)) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SpecError(f"not a sweep.json: {str(exc)[:200]}", mgspec.Location(str(path))) from None
     if not isinstance(rows_, list) or not rows_ or not all(isinstance(r, dict) for r in rows_):
         raise SpecError("not a sweep.json (expected a list of rows)", mgspec.Location(str(path)))
     if not all("weights" in r and "best_test_acc" in r for r in rows_):
@@ -619,6 +621,16 @@ def load_sweep(path: str | Path) -> list[dict]:
             mgspec.Location(str(path)),
             hint="run mgspec sweep --train",
         )
+    for i, row in enumerate(rows_):
+        weights, accuracy = row["weights"], row["best_test_acc"]
+        if isinstance(weights, bool) or not isinstance(weights, int) or weights < 1:
+            raise SpecError(
+                f"row {i}: weights must be a positive whole number, not {weights!r:.40}", mgspec.Location(str(path))
+            )
+        if isinstance(accuracy, bool) or not isinstance(accuracy, int | float) or not 0 <= accuracy <= 1:
+            raise SpecError(
+                f"row {i}: best_test_acc must be a number from 0 to 1, not {accuracy!r:.40}", mgspec.Location(str(path))
+            )
     return rows_
 
 

@@ -11,7 +11,11 @@ from mgspec.cli import paper  # noqa: F401  paper, reproduce
 
 # isort: on
 from mgspec.cli.common import app
+from mgspec.cli.errors import closed_pipe
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # outside a command (help text): quiet, as inside one
+        raise SystemExit(closed_pipe().exit_code) from None

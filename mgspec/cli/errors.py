@@ -1,8 +1,13 @@
-"""Turning user errors into one message and an exit code, never a traceback."""
+"""Turning user errors into one message and an exit code, never a traceback.
+
+A closed pipe (``mgspec ... | head -1``) is not an error: the command stops quietly with
+status 141 (128 + SIGPIPE), as Unix tools killed by SIGPIPE report.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 
@@ -12,6 +17,18 @@ from mgspec.errors import SpecError
 
 #: Exit code for user errors in specs and arguments (typer uses 2 for usage errors too).
 USER_ERROR = 2
+#: Exit code when the reader of stdout went away: 128 + SIGPIPE.
+CLOSED_PIPE = 141
+
+
+def closed_pipe() -> typer.Exit:
+    """Point stdout at /dev/null (so the final flush cannot fail again) and exit 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (tests capture it)
+        pass
+    return typer.Exit(CLOSED_PIPE)
 
 
 def report(message: str) -> None:
@@ -24,7 +41,11 @@ def user_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
+            sys.stdout.flush()  # a reader that went away shows here, not at exit
+            return result
+        except BrokenPipeError:
+            raise closed_pipe() from None
         except SpecError as exc:
             report(str(exc))
             raise typer.Exit(USER_ERROR) from None

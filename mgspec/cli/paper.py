@@ -3,8 +3,7 @@
 (No ``from __future__ import annotations`` here: typer evaluates the annotations.)
 """
 
-import dataclasses
-import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -125,6 +124,7 @@ def reproduce(
 
     row = registry.find(row_id)  # an unknown row stops here, before anything is written
     from mgspec import train as training
+    from mgspec.train import launch
     from mgspec.train.download import download as fetch
 
     given = {
@@ -153,28 +153,34 @@ def reproduce(
     }
     print(f"{row.id}: {row.model} on {row.dataset}, {registry.count(row):,} weights (paper: {row.printed_k:,}k)")
     print(f"  = mgspec train {record['spec']} -d {row.dataset}" + "".join(f" --set {o}" for o in row.overrides))
-    summaries = []
-    for s in range(config.seed, config.seed + seeds):
-        run_dir = directory if seeds == 1 else directory / f"seed-{s}"
-        run = training.prepare(
-            row.spec_path,
-            list(row.overrides),
-            dataclasses.replace(config, seed=s),
-            run_dir,
-            explicit=explicit,
-            experiment=experiment,
-        )
+
+    def started(run) -> None:
         if run.adapted:
             print(f"fitted to {row.dataset}: --set " + " --set ".join(run.adapted))
-        summaries.append(training.train(run, progress=not quiet))
+
+    try:
+        outcome = launch.train_seeds(
+            row.spec_path,
+            list(row.overrides),
+            config,
+            directory,
+            seeds=seeds,
+            explicit=explicit,
+            experiment=experiment,
+            progress=not quiet,
+            started=started,
+        )
+    except launch.Interrupted as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        raise typer.Exit(exc.status) from None
     console = render.console()
-    if seeds == 1:
-        render.train_summary(summaries[0], directory, console)
-        ours = f"{100 * summaries[0]['best_test_acc']:.2f}% test, {100 * summaries[0]['final_train_acc']:.2f}% train"
+    if outcome.aggregate is None:
+        summary = outcome.summaries[0]
+        render.train_summary(summary, directory, console)
+        ours = f"{100 * summary['best_test_acc']:.2f}% test, {100 * summary['final_train_acc']:.2f}% train"
     else:
-        result = training.aggregate(summaries)
-        payload = {"runs": summaries, "aggregate": result, "experiment": experiment}
-        (directory / "summary.json").write_text(json.dumps(payload, indent=2) + "\n")
+        result = outcome.aggregate
         render.seeds_summary(result, directory, console)
         best, train_acc = result["best_test_acc"], result["final_train_acc"]
         ours = f"{100 * best['mean']:.2f} ({100 * best['std']:.2f})% test, {100 * train_acc['mean']:.2f}% train"

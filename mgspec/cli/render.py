@@ -17,8 +17,26 @@ PIPE_WIDTH = 1000
 
 def console() -> Console:
     """A rich console for stdout; piped or redirected, it does not wrap at 80 columns (or $COLUMNS)."""
-    out = Console()
-    return out if out.is_terminal else Console(width=PIPE_WIDTH)
+    out = _Console()
+    return out if out.is_terminal else _Unwrapped(width=PIPE_WIDTH)
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """A closed pipe ends the command quietly with 141, like every other write (not rich's 1)."""
+        raise BrokenPipeError()
+
+
+class _Unwrapped(_Console):
+    """The console of piped output: a table's title is a line of its own, never wrapped to the table."""
+
+    def print(self, *objects, **kwargs) -> None:
+        for item in objects:
+            if isinstance(item, Table) and item.title:
+                super().print(item.title, soft_wrap=True, highlight=False, markup=False)
+                item.title = None
+        kwargs.setdefault("soft_wrap", not any(isinstance(item, Table) for item in objects))
+        super().print(*objects, **kwargs)
 
 
 def counts_json(counts: Counts, cost: dict | None = None) -> str:

@@ -3,7 +3,6 @@
 (No ``from __future__ import annotations`` here: typer evaluates the annotations.)
 """
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -114,8 +113,36 @@ def compile_(
             raise typer.Exit(1)
         print(f"{len(rendered)} file(s) up to date in {out}")
         return
-    for path, text in rendered.items():
-        print(f"{'wrote' if codegen.write(path, text) else 'unchanged'} {path}")
+    for path, changed in _write_all(rendered).items():
+        print(f"{'wrote' if changed else 'unchanged'} {path}")
+
+
+def _write_all(rendered: dict[Path, str]) -> dict[Path, bool]:
+    """Write every file or none: all are staged as temporary files first, then renamed into place."""
+    import os
+    import tempfile
+
+    from mgspec import codegen
+
+    changed = {path: not codegen.is_current(path, text) for path, text in rendered.items()}
+    staged: dict[Path, str] = {}
+    try:
+        for path, text in rendered.items():
+            if not changed[path]:
+                continue
+            if path.exists() and not path.is_file():
+                raise mgspec.SpecError("exists and is not a regular file", mgspec.Location(str(path)))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged[path] = tmp
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        for path, tmp in staged.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in staged.values():
+            Path(tmp).unlink(missing_ok=True)
+    return changed
 
 
 @app.command()
@@ -143,6 +170,11 @@ def list_(
     paths = sorted({*directory.glob("*.yaml"), *directory.glob("*.yml")})
     invalid: list[mgspec.SpecError] = []
     for path in paths:
+        if not path.is_file():  # a FIFO or device named *.yaml is never opened (it could block forever)
+            exc = mgspec.SpecError("not a regular file", mgspec.Location(str(path)))
+            invalid.append(exc)
+            table.add_row(str(path), "", "invalid", "", f"[red]{escape(str(exc))}[/red]")
+            continue
         try:  # one bad file is a row of the table (and an error below); the others are still listed
             spec, _ = mgspec.load_spec(path)
             counts = mgspec.count_spec(spec)
@@ -238,24 +270,27 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset to write.", min=7)] = 18,
 ) -> None:
     """Export for inference (eval mode, BatchNorm folded) as ONNX, checked against PyTorch first."""
-    from mgspec import deploy
+    from mgspec import deploy, runs
+    from mgspec.train.guards import out_of_memory
 
     overrides = list(set_ or [])
-    if run is not None and not set_ and (run / "config.json").is_file():
-        overrides = json.loads((run / "config.json").read_text())["spec"]["overrides"]
-    graph = mgspec.compile_graph(spec, overrides)
-    model = mgspec.build_model(graph)
+    if run is not None and not set_ and (stored := runs.find_config(run)) is not None:
+        overrides = stored["spec"]["overrides"]
+    graph = mgspec.compile_graph(spec_input(spec), overrides)
+    with out_of_memory(str(spec), hint="reduce width, channels or --batch-size"):
+        model = mgspec.build_model(graph)
     if run is not None:
         deploy.load_run_weights(model, run)
     s = graph.graph["spec"]
-    report = deploy.export_onnx(
-        model,
-        onnx,
-        input_shape=(s.input.channels, s.input.size, s.input.size),
-        opset=opset,
-        dynamic_batch=dynamic_batch,
-        batch=batch_size,
-    )
+    with out_of_memory(str(onnx), hint="reduce --batch-size, width or channels"):
+        report = deploy.export_onnx(
+            model,
+            onnx,
+            input_shape=(s.input.channels, s.input.size, s.input.size),
+            opset=opset,
+            dynamic_batch=dynamic_batch,
+            batch=batch_size,
+        )
     checked = (
         f"matches PyTorch on random inputs in ONNX Runtime (max abs error {report.max_error:.2g})"
         if report.max_error is not None

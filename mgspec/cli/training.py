@@ -97,12 +97,12 @@ def train(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a spec with the paper's recipe; metrics, checkpoints and a summary go to the run directory."""
-    import re
-
     import torch.distributed as torch_dist
 
     from mgspec import kernels as cpu_kernels
+    from mgspec import runs
     from mgspec import train as training
+    from mgspec.train import launch
 
     cpu_kernels.set_enabled(kernels and cpu_kernels.enabled())  # same function either way; only the speed differs
     from mgspec.train.download import download as fetch
@@ -112,7 +112,7 @@ def train(
     if resume is not None:
         if out is not None and resume != out:
             raise mgspec.SpecError("--out and --resume name different runs", hint="--resume RUN alone continues RUN")
-        stored = trainer.read_run(resume)
+        stored = runs.read(resume).config if (resume / runs.CONFIG).exists() else trainer.read_run(resume)
         if stored is None:
             raise mgspec.SpecError(
                 "not a run directory (no config.json)", mgspec.Location(str(resume)), hint="check --resume"
@@ -149,7 +149,7 @@ def train(
         sync_bn,
         cuda_graphs,
     )
-    main_process = int(os.environ.get("RANK", "0")) == 0
+    main_process = launch.main_process()
     if download:
         if main_process:
             fetch(dataset, data_dir)
@@ -160,62 +160,48 @@ def train(
     spec_name = mgspec.load_spec(source, overrides)[0].name
     directory = resume or out or Path("runs") / f"{spec_name}-{dataset}"
     if resume is not None:
-        started = sorted(int(m.group(1)) for d in resume.glob("seed-*") if (m := re.fullmatch(r"seed-(\d+)", d.name)))
-        if seeds is None and seed is None and started and not (resume / trainer.CONFIG).exists():
+        started = runs.started_seeds(resume)
+        if seeds is None and seed is None and started and not (resume / runs.CONFIG).exists():
             seed, seeds = started[0], len(started)
         if seed is None:
             seed = stored["config"]["seed"]
     seeds = seeds or 1
     seed = config.seed if seed is None else seed
-    run_dirs = {s: directory if seeds == 1 else directory / f"seed-{s}" for s in range(seed, seed + seeds)}
+    run_dirs = runs.seed_dirs(directory, seed, seeds)
     # Resuming a run that has every epoch already is an error (checked in prepare, after the spec and recipe).
     nothing_left = resume is not None and all(
         trainer.finished_epochs(d) >= (epochs or stored["config"]["epochs"]) for d in run_dirs.values()
     )
-    summaries = []
-    current = None
-    try:
-        for i, (s, run_dir) in enumerate(run_dirs.items()):
-            current = run_dir
-            run = training.prepare(
-                source,
-                overrides,
-                dataclasses.replace(config, seed=s),
-                run_dir,
-                resume=resume is not None and (run_dir / trainer.CONFIG).exists(),
-                explicit=explicit,
-                require_epochs_left=nothing_left,
-            )
-            if main_process and run.adapted:
-                print(f"fitted to {dataset}: --set " + " --set ".join(run.adapted))
-            if main_process and i == 0:  # once the run is known to start: user errors come first
-                _warn_if_oversubscribed(config.threads, config.device)
-            summaries.append(training.train(run, progress=not quiet))
-    except KeyboardInterrupt:
-        training.trainer.finish_distributed(ok=False)
-        if main_process and current is not None and (current / trainer.CONFIG).exists():
-            import shlex
 
-            total = json.loads((current / trainer.CONFIG).read_text())["config"]["epochs"]
-            where = f"{current} stopped after epoch {trainer.finished_epochs(current)} of {total}"
-            command = f"mgspec train --resume {shlex.quote(str(directory))} --epochs {total}"
-            if seeds > 1:
-                command += f" --seed {seed} --seeds {seeds}"
-            print(f"\ninterrupted: {where} (the checkpoint holds every finished epoch)", file=sys.stderr)
-            print(f"resume with: {command}", file=sys.stderr)
-        raise typer.Exit(130) from None
-    except BaseException:
-        training.trainer.finish_distributed(ok=False)
-        raise
-    training.trainer.finish_distributed()
+    def started_run(run) -> None:  # once the run is known to start: user errors come first
+        if main_process and run.adapted:
+            print(f"fitted to {dataset}: --set " + " --set ".join(run.adapted))
+        if main_process:
+            _warn_if_oversubscribed(config.threads, config.device)
+
+    try:
+        outcome = launch.train_seeds(
+            source,
+            overrides,
+            dataclasses.replace(config, seed=seed),
+            directory,
+            seeds=seeds,
+            resume=resume is not None,
+            explicit=explicit,
+            require_epochs_left=nothing_left,
+            progress=not quiet,
+            started=started_run,
+        )
+    except launch.Interrupted as exc:
+        for line in exc.lines:
+            print(("\n" if line.startswith("interrupted") else "") + line, file=sys.stderr)
+        raise typer.Exit(exc.status) from None
     if not main_process:
         return
-    if seeds == 1:
-        render.train_summary(summaries[0], directory, render.console())
-        return
-    result = training.aggregate(summaries)
-    (directory / "summary.json").write_text(json.dumps({"runs": summaries, "aggregate": result}, indent=2) + "\n")
-    render.seeds_summary(result, directory, render.console())
+    if outcome.aggregate is None:
+        render.train_summary(outcome.summaries[0], directory, render.console())
+    else:
+        render.seeds_summary(outcome.aggregate, directory, render.console())
 
 
 @app.command()

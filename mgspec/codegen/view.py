@@ -9,6 +9,7 @@ docstring) and no character a source file cannot hold (control characters, lone 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import networkx as nx
@@ -58,7 +59,7 @@ def view_model(graph: nx.DiGraph, module: Module, regenerate: str | None = None)
         "version": __version__,
         "source_name": source,
         "sha256": graph.graph["sha256"],
-        "regenerate": regenerate or f"mgspec compile {source} -o <dir>",
+        "regenerate": regenerate or f"mgspec compile {shlex.quote(source)} -o <dir>",
         "title": f"{spec.name}: the {spec.family} network compiled by mgspec.",
         "description": docstring_text(spec.description or "(no description)"),
         "total": f"{counts.total:,}",

@@ -13,19 +13,16 @@ path and what is missing, never as a traceback.
 
 from __future__ import annotations
 
-import gzip
-import pickle
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from mgspec.errors import Location, SpecError
+from mgspec.errors import Location
+from mgspec.train.files import DataError, load_pickle, read_idx
 
-
-class DataError(SpecError):
-    """A wrong, incomplete or corrupt dataset directory."""
+__all__ = ["DATASETS", "DataError", "DatasetInfo", "Split", "check", "dataset_info", "load", "locate"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +40,15 @@ class DatasetInfo:
     test_files: tuple[str, ...]
     label_key: str = "labels"
     augment: bool = False  # random crop (4-pixel padding) + horizontal flip
+    #: Images in the official splits: a file may hold a subset, never more.
+    train_images: int = 50_000
+    test_images: int = 10_000
+
+    def max_images(self, split: str) -> int:
+        """The most images one file of ``split`` may hold."""
+        total = self.train_images if split == "train" else self.test_images
+        files = self.train_files if split == "train" else self.test_files
+        return total if self.format == "idx" else total // len(files)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -87,6 +93,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ("fashion-mnist", "FashionMNIST/raw", "fashionmnist"),
         ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
         ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        train_images=60_000,
     ),
     "mnist": DatasetInfo(
         "mnist",
@@ -100,6 +107,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ("mnist", "MNIST/raw"),
         ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
         ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        train_images=60_000,
     ),
 }
 
@@ -170,70 +178,54 @@ def load(name: str, data_dir: str | Path, split: str) -> Split:
     folder = locate(info, Path(data_dir), split)
     files = info.train_files if split == "train" else info.test_files
     if info.format == "cifar":
-        parts = [_read_cifar(folder / f, info) for f in files]
+        parts = [_read_cifar(folder / f, info, split) for f in files]
         return Split(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
     images_path, labels_path = (_file_in(folder, f, info) for f in files)
-    images = _read_idx(images_path, expected_dims=3)
-    labels = _read_idx(labels_path, expected_dims=1)
+    limit = info.max_images(split)
+    images = read_idx(images_path, (None, info.size, info.size), limit)
+    labels = read_idx(labels_path, (None,), limit)
     if len(images) != len(labels):
         raise DataError(f"{len(images)} images but {len(labels)} labels", Location(str(labels_path)))
-    _check_labels(labels.long(), info, labels_path)
-    return Split(images.unsqueeze(1).contiguous(), labels.long())
+    labels = torch.from_numpy(labels.astype(np.int64))
+    _check_labels(labels, info, labels_path)
+    return Split(torch.from_numpy(images.copy()).unsqueeze(1).contiguous(), labels)
 
 
-def _read_cifar(path: Path, info: DatasetInfo) -> Split:
-    try:
-        with path.open("rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-        raise DataError(f"not a CIFAR python batch: {exc}", Location(str(path))) from None
-    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+def _read_cifar(path: Path, info: DatasetInfo, split: str) -> Split:
+    batch = load_pickle(path)
+    where = Location(str(path))
+    if not isinstance(batch, dict):
+        raise DataError(f"not a {info.title} batch: a pickled {type(batch).__name__}, not a dict", where)
+    batch = {k.decode("latin-1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or info.label_key not in batch:
-        raise DataError(
-            f"not a {info.title} batch: keys {sorted(batch)} lack 'data' or {info.label_key!r}",
-            Location(str(path)),
-        )
-    data = torch.as_tensor(batch["data"])
-    labels = torch.as_tensor(list(batch[info.label_key]), dtype=torch.long)
-    side = info.size
-    if data.dtype != torch.uint8 or data.ndim != 2 or data.shape[1] != info.channels * side * side:
-        raise DataError(
-            f"expected uint8 data of shape (N, {info.channels * side * side}), got {tuple(data.shape)} {data.dtype}",
-            Location(str(path)),
-        )
+        keys = sorted(map(str, batch))
+        raise DataError(f"not a {info.title} batch: keys {keys} lack 'data' or {info.label_key!r}", where)
+    data, raw_labels, side = batch["data"], batch[info.label_key], info.size
+    width = info.channels * side * side
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != width:
+        got = f"{data.shape} {data.dtype}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"expected uint8 data of shape (N, {width}), got {got}", where)
+    if not 1 <= len(data) <= info.max_images(split):
+        raise DataError(f"{len(data):,} images; a {info.title} batch holds 1 to {info.max_images(split):,}", where)
+    labels = _integer_labels(raw_labels, where, info)
     if len(data) != len(labels):
-        raise DataError(f"{len(data)} images but {len(labels)} labels", Location(str(path)))
+        raise DataError(f"{len(data)} images but {len(labels)} labels", where)
     _check_labels(labels, info, path)
-    return Split(data.view(-1, info.channels, side, side).clone(), labels)
+    return Split(torch.from_numpy(data.copy()).view(-1, info.channels, side, side), labels)
 
 
-_IDX_TYPES = {0x08: torch.uint8}
-
-
-def _read_idx(path: Path, expected_dims: int) -> torch.Tensor:
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            raw = handle.read()
-    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"cannot read IDX file: {exc}", Location(str(path))) from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError("not an IDX file (bad magic number)", Location(str(path)))
-    dtype, dims = raw[2], raw[3]
-    if dtype not in _IDX_TYPES or dims != expected_dims:
-        raise DataError(
-            f"expected an unsigned-byte IDX file with {expected_dims} dimension(s), got type 0x{dtype:02x}, "
-            f"{dims} dimension(s)",
-            Location(str(path)),
-        )
-    shape = struct.unpack(f">{dims}I", raw[4 : 4 + 4 * dims])
-    body = raw[4 + 4 * dims :]
-    expected = 1
-    for n in shape:
-        expected *= n
-    if len(body) != expected:
-        raise DataError(f"truncated IDX file: {len(body)} of {expected} bytes", Location(str(path)))
-    return torch.frombuffer(bytearray(body), dtype=torch.uint8).view(*shape)
+def _integer_labels(raw, where: Location, info: DatasetInfo) -> torch.Tensor:
+    """Labels as int64: a list of ints or a 1-D integer array, nothing else (no bools, floats, strings)."""
+    if isinstance(raw, np.ndarray):
+        if raw.ndim != 1 or raw.dtype.kind not in "iu":
+            raise DataError(f"{info.label_key} must be a list of integers, got an array of {raw.dtype}", where)
+        return torch.from_numpy(raw.astype(np.int64))
+    if not isinstance(raw, list) or any(type(v) is not int for v in raw):
+        bad = next((v for v in raw if type(v) is not int), raw) if isinstance(raw, list) else raw
+        raise DataError(f"{info.label_key} must be a list of integers, not {type(bad).__name__} {bad!r:.40}", where)
+    if any(not -(2**63) <= v < 2**63 for v in raw):
+        raise DataError(f"{info.label_key} holds integers out of range", where, hint=f"is this really {info.title}?")
+    return torch.tensor(raw, dtype=torch.long)
 
 
 def _check_labels(labels: torch.Tensor, info: DatasetInfo, path: Path) -> None:

@@ -21,6 +21,8 @@ from mgspec.errors import SpecError
 from mgspec.schema import Spec
 from mgspec.train.data import DatasetInfo, dataset_info
 
+#: The largest seed (torch, numpy and the data order all take it).
+MAX_SEED = 2**32 - 1
 #: Training steps from which ``--compile`` is on by default on CPU (the paper's recipe has 156,400).
 COMPILE_MIN_STEPS = 5_000
 
@@ -176,6 +178,14 @@ def _check(config: TrainConfig) -> None:
     for name in ("epochs", "batch_size"):
         if getattr(config, name) < 1:
             raise SpecError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(config, name)}")
+    if not 0 <= config.seed <= MAX_SEED:
+        raise SpecError(f"--seed {config.seed}: seeds are 0 to {MAX_SEED:,}")
+    images = dataset_info(config.dataset).train_images
+    if config.batch_size > images:
+        raise SpecError(
+            f"--batch-size {config.batch_size:,} is larger than the {images:,} images of the training set",
+            hint=f"use at most {images:,}",
+        )
     if config.max_batches is not None and config.max_batches < 1:
         raise SpecError(f"--max-batches must be at least 1, not {config.max_batches}")
     # NaN passes every comparison, so finiteness is checked first.

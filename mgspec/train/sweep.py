@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
+import math
 import re
 import statistics
 from collections.abc import Callable, Sequence
@@ -25,6 +25,7 @@ from pathlib import Path
 import mgspec
 from mgspec.errors import Location, SpecError
 from mgspec.load import Source, load_source
+from mgspec.runs import json_text
 
 #: The sweep path that sets the number of resolution levels (the spec's first N levels).
 LEVELS = "levels"
@@ -105,11 +106,13 @@ def _overrides(overrides: Sequence[str], combo: dict[str, str]) -> list[str]:
 
 
 def _number(text: str) -> int | float | str:
+    """A swept value as a number where it is one (``nan`` and ``inf`` stay text: JSON has no such number)."""
     for kind in (int, float):
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
-            pass
+            continue
+        return value if math.isfinite(value) else text
     return text
 
 
@@ -140,7 +143,7 @@ def write_outputs(rows: list[dict], paths: list[str], out: Path, trained: bool) 
     writer.writerows(rows)
     written = [out / "sweep.csv", out / "sweep.json", out / "sweep.png"]
     written[0].write_text(buffer.getvalue())
-    written[1].write_text(json.dumps(rows, indent=2) + "\n")
+    written[1].write_text(json_text(rows))  # a non-finite metric is null, never a bare NaN
     plot(rows, paths, written[2], trained)
     return written
 

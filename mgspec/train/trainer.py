@@ -31,8 +31,9 @@ import torch.distributed as dist
 from torch import nn
 
 import mgspec
+from mgspec import runs
 from mgspec.build import check_memory
-from mgspec.errors import Location, SpecError
+from mgspec.errors import Location, RunError, SpecError
 from mgspec.load import Source
 from mgspec.schema import Spec
 from mgspec.train import distributed
@@ -41,11 +42,13 @@ from mgspec.train.data import Split, dataset_info, load
 from mgspec.train.device_data import DeviceBatches, DeviceSplit, fits_on_device, host_batches
 from mgspec.train.distributed import Dist, init_distributed
 from mgspec.train.distributed import finish_distributed as finish_distributed  # the CLI leaves runs with it
+from mgspec.train.guards import out_of_memory, refuse_single_images
 from mgspec.train.memory import tune_malloc
 from mgspec.train.recipe import TrainConfig, check_device, fit_spec, uses_loss_scaling
 from mgspec.train.step import Step, choose_cuda_graphs, configure_cuda, eval_batch, make_optimizer, make_step
 
-CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
+CONFIG, METRICS, CHECKPOINT, SUMMARY = runs.CONFIG, runs.METRICS, runs.CHECKPOINT, runs.SUMMARY
+aggregate = runs.aggregate
 
 
 @dataclass
@@ -65,10 +68,7 @@ class Run:
         return self.directory / CHECKPOINT
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+_atomic_write = runs.atomic_write
 
 
 def _spec_record(spec_path: str | Path | Source, overrides: list[str], spec: Spec) -> dict:
@@ -87,18 +87,8 @@ def _spec_record(spec_path: str | Path | Source, overrides: list[str], spec: Spe
 
 
 def read_run(directory: str | Path) -> dict | None:
-    """The ``config.json`` of a run directory (or of the first ``seed-*`` run in it), else None."""
-    directory = Path(directory)
-    if directory.is_file():  # a checkpoint inside a run directory
-        directory = directory.parent
-    candidates = [directory / CONFIG, *sorted(directory.glob(f"seed-*/{CONFIG}"))]
-    for path in candidates:
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise SpecError("config.json is not valid JSON", Location(str(path))) from None
-    return None
+    """The validated ``config.json`` of a run directory (or of its first ``seed-*`` run), else None."""
+    return runs.find_config(directory)
 
 
 def stored_spec(run: dict) -> Source:
@@ -109,9 +99,7 @@ def stored_spec(run: dict) -> Source:
 def finished_epochs(directory: str | Path) -> int:
     """Epochs a run directory's checkpoint holds (0 when there is none yet)."""
     path = Path(directory) / CHECKPOINT
-    if not path.exists():
-        return 0
-    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    return runs.read_checkpoint(path)["epoch"] if path.exists() else 0
 
 
 def prepare(
@@ -138,10 +126,8 @@ def prepare(
     spec, full, adapted = fit_spec(spec_path, list(overrides), info)
     record = _spec_record(spec_path, full, spec)
     if resume:
-        stored_path = directory / CONFIG
-        if not stored_path.is_file():
-            raise SpecError("not a run directory (no config.json)", Location(str(directory)), hint="check --resume")
-        stored = json.loads(stored_path.read_text())
+        state = runs.read(directory)  # the whole directory is checked before anything is touched
+        stored = state.config
         if stored["spec"]["resolved"] != record["resolved"]:
             raise SpecError(
                 f"the run was trained from a different spec ({stored['spec']['path']} "
@@ -159,7 +145,7 @@ def prepare(
                 )
         runtime = {k: getattr(config, k) for k in TrainConfig.RUNTIME if k in explicit or k in ("data_dir", "threads")}
         config = TrainConfig.from_dict({**old.as_dict(), **runtime})
-        done = finished_epochs(directory)
+        done = state.epochs_done
         if require_epochs_left and done >= config.epochs:
             raise SpecError(
                 f"the run has trained {done} epochs already; --epochs {config.epochs} leaves nothing to do",
@@ -168,12 +154,7 @@ def prepare(
             )
         experiment = experiment or stored.get("experiment")
     else:
-        if (directory / CHECKPOINT).exists() or (directory / METRICS).exists():
-            raise SpecError(
-                "run directory already holds a run",
-                Location(str(directory)),
-                hint=f"continue it with --resume {directory}, or choose another --out",
-            )
+        runs.check_fresh(directory)
     # A device that is not there, or a model that cannot fit it, is refused here, before any run starts.
     _check_memory(record["weights"], _device(config.device), str(spec_path))
     payload = {"mgspec": mgspec.__version__, "config": config.as_dict(), "spec": record}
@@ -242,11 +223,12 @@ def _epoch_pass(
     return loss_sum / max(seen, 1), correct / max(seen, 1), int(seen)
 
 
-def _data_sources(config, info, train_split, test_split, device, dist_: Dist, per_rank: int):
+def _data_sources(config, info, train_split, test_split, device, dist_: Dist, per_rank: int, drop_single=False):
     """``(epoch -> training batches, test batches)``: resident on a CUDA device where the data fits
-    (:class:`DeviceBatches`), else made on the host (:class:`EpochBatches`)."""
+    (:class:`DeviceBatches`), else made on the host (:class:`EpochBatches`). ``drop_single`` drops an
+    epoch's last batch when it holds one image (made on the host then)."""
     where = dict(rank=dist_.rank, world=dist_.world)
-    if fits_on_device(train_split, device) and fits_on_device(test_split, device, share=0.1):
+    if not drop_single and fits_on_device(train_split, device) and fits_on_device(test_split, device, share=0.1):
         memory = torch.channels_last if config.channels_last else torch.contiguous_format
         train_data, test_data = DeviceSplit(train_split, device), DeviceSplit(test_split, device)
         test = DeviceBatches(test_data, info, per_rank, train=False, memory_format=memory, **where)
@@ -263,6 +245,8 @@ def _data_sources(config, info, train_split, test_split, device, dist_: Dist, pe
         batches = EpochBatches(train_split, info, per_rank, train=True, seed=config.seed, epoch=epoch, **where)
         if config.max_batches is not None:  # a smoke test: the first batches of the epoch's order only
             del batches.batches[config.max_batches :]
+        if drop_single and len(batches.batches) > 1 and len(batches.batches[-1]) == 1:
+            del batches.batches[-1]  # BatchNorm cannot train on one 1x1 map per channel
         return batches
 
     return on_host, EpochBatches(test_split, info, per_rank, train=False, **where)
@@ -315,26 +299,36 @@ def make_scaler(device_type: str, amp: str | None) -> torch.amp.GradScaler | Non
 def train(run: Run, *, progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Train to ``run.config.epochs`` (continuing from the checkpoint when there is one).
 
-    A run that fails before its first checkpoint (a bad device, a model too large, divergence
-    in the first epoch, an interrupt) leaves nothing behind: what it created is removed.
+    The run directory is locked while training (a second process is refused). A run that fails
+    before its first checkpoint (a bad device, a model too large, divergence in the first
+    epoch, an interrupt) leaves nothing behind: the files and folders it created are removed,
+    and nothing else.
     """
+    main = int(os.environ.get("RANK", "0")) == 0
     created = run.directory
     while not created.parent.exists() and created.parent != created:
         created = created.parent
     created = created if not created.exists() else None
+    existed = {name for name in runs.RUN_FILES if (run.directory / name).exists()}
     fresh = not run.checkpoint.exists()
     try:
-        return _train(run, progress, log)
+        if not main:
+            with out_of_memory(str(run.directory)):
+                return _train(run, progress, log)
+        run.directory.mkdir(parents=True, exist_ok=True)
+        with runs.locked(run.directory), out_of_memory(str(run.directory)):
+            return _train(run, progress, log)
     except BaseException:
-        if fresh and not run.checkpoint.exists() and int(os.environ.get("RANK", "0")) == 0:
-            _remove_start(run.directory, created)
+        if fresh and not run.checkpoint.exists() and main:
+            _remove_start(run.directory, created, existed)
         raise
 
 
-def _remove_start(directory: Path, created: Path | None) -> None:
-    """Remove the files of a run that never saved a checkpoint, and the directories it created."""
-    for name in (CONFIG, METRICS, SUMMARY, f".{CONFIG}.tmp", f".{METRICS}.tmp", f".{CHECKPOINT}.tmp"):
-        (directory / name).unlink(missing_ok=True)
+def _remove_start(directory: Path, created: Path | None, existed: set[str] = frozenset()) -> None:
+    """Remove the files a run created before it saved a checkpoint, and the directories it created."""
+    for name in runs.RUN_FILES:
+        if name not in existed:
+            (directory / name).unlink(missing_ok=True)
     if created is None:
         return
     for folder in (directory, *directory.parents):
@@ -344,6 +338,25 @@ def _remove_start(directory: Path, created: Path | None) -> None:
             return
         if folder == created:
             return
+
+
+def _restore(path: Path, state: dict, model, optimizer, scheduler, scaler) -> None:
+    """Load a checkpoint's states; one that does not fit this model or recipe is a RunError."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"].cpu())
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        reason = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
+        raise RunError(
+            f"checkpoint does not fit the run: {reason[:200]}",
+            Location(str(path)),
+            hint="the checkpoint is from another spec or recipe, or damaged",
+        ) from None
 
 
 def _diverged(loss: float, classes: int) -> bool:
@@ -372,9 +385,15 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
     if config.sync_bn:
         distributed.convert_sync_batchnorm(model)
     per_rank = _batch_size(config, dist_)
+    shape = (info.channels, info.size, info.size)
+    shard = math.ceil(len(train_split) / dist_.world)  # images per process and epoch (the sampler pads)
+    single = per_rank == 1 or shard % per_rank == 1  # only then can a batch hold one image
+    drop_single = single and refuse_single_images(model, shape, device, per_rank, str(run.directory))
     if run.checkpoint.exists():
         distributed.check_world(read_run(run.directory), dist_, str(run.directory))
-    epoch_batches, test_batches = _data_sources(config, info, train_split, test_split, device, dist_, per_rank)
+    epoch_batches, test_batches = _data_sources(
+        config, info, train_split, test_split, device, dist_, per_rank, drop_single
+    )
     compiled = config.compile_enabled(steps=config.epochs * len(epoch_batches(0)))
     scaler = make_scaler(device.type, config.amp)
     graphs = choose_cuda_graphs(config.cuda_graphs, device, dist_.world, compiled, scaler is not None)
@@ -386,21 +405,12 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
         "data_on_device": isinstance(epoch_batches(0), DeviceBatches),
         "tf32": device.type == "cuda",
     }
-    if dist_.main:
-        run.directory.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(run.record, indent=2, allow_nan=False) + "\n"
-        _atomic_write(run.directory / CONFIG, lambda p: p.write_text(text))
     optimizer = make_optimizer(model, config.lr, config.momentum, config.weight_decay, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: config.lr_at(e) / config.lr)
     start, best, elapsed = 0, None, 0.0
     if run.checkpoint.exists():
-        state = torch.load(run.checkpoint, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"].cpu())
+        state = runs.read_checkpoint(run.checkpoint, device)
+        _restore(run.checkpoint, state, model, optimizer, scheduler, scaler)
         distributed.restore_cuda_rng(state.get("cuda_rng"), dist_)
         start, elapsed = int(state["epoch"]), float(state["elapsed"])
         best = state.get("best")
@@ -410,8 +420,11 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
             log(f"{run.directory} has trained {start} of {config.epochs} epochs already; nothing to do")
         elif dist_.main:
             log(f"resuming {run.directory} at epoch {start + 1} of {config.epochs}")
-    if dist_.main:
+    if dist_.main:  # written only once the model, and a resumed run's checkpoint, are known to fit
+        runs.write_json(run.directory / CONFIG, run.record)
         _trim_metrics(run.directory / METRICS, start)
+    if drop_single and dist_.main and per_rank > 1:
+        log("each epoch's last batch holds 1 image, which BatchNorm at 1x1 cannot train on: it is skipped")
     local = model
     if compiled:
         local = torch.compile(model)
@@ -443,11 +456,15 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
             elapsed += time.perf_counter() - t0
             if _diverged(train_loss, info.classes) or _diverged(test_loss, info.classes):
                 # The losses are summed over ranks, so every rank stops here together.
-                saved = f"epoch {epoch} is saved in {run.checkpoint}" if epoch > 0 else "no epoch was saved"
-                raise SpecError(
+                saved = (
+                    f"epoch {epoch} is saved in {run.checkpoint} (--resume {run.directory} continues it); "
+                    if epoch > 0
+                    else "no epoch was saved; "
+                )
+                raise RunError(
                     f"training diverged in epoch {epoch + 1}: train loss {train_loss:.3g}, test loss {test_loss:.3g}",
                     Location(str(run.directory)),
-                    hint=f"{saved} (--resume {run.directory} continues it); a smaller --lr trains stably",
+                    hint=f"{saved}a smaller --lr trains stably",
                 )
             if best is None or test_acc > best["test_acc"]:
                 best = {"epoch": epoch + 1, "test_acc": test_acc}
@@ -466,12 +483,13 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
                 _save(run, model, optimizer, scheduler, epoch + 1, elapsed, best, record, scaler, cuda_rng)
             bar.epoch_done(record)
     if record is None:  # nothing left to train: report the stored run
-        record = json.loads((run.directory / METRICS).read_text().splitlines()[-1])
+        metrics = runs.read_metrics(run.directory / METRICS)
+        if not metrics:
+            raise RunError("the run has no metrics to report", Location(str(run.directory / METRICS)))
+        record = metrics[-1]
     summary = _summary(run, record, best)
     if dist_.main:
-        _atomic_write(
-            run.directory / SUMMARY, lambda p: p.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-        )
+        runs.write_json(run.directory / SUMMARY, summary)
     return summary
 
 
@@ -628,17 +646,6 @@ def evaluate(
 def _mismatch(model: nn.Module, weights: dict) -> tuple[list[str], list[str]]:
     expected = set(model.state_dict())
     return sorted(expected - set(weights)), sorted(set(weights) - expected)
-
-
-def aggregate(summaries: list[dict]) -> dict:
-    """Mean and standard deviation over seeds, as the paper's tables report them."""
-    keys = ("best_test_acc", "final_test_acc", "final_train_acc", "wall_time_s")
-    out = {k: summaries[0][k] for k in ("spec", "family", "dataset", "weights", "macs", "epochs")}
-    out["seeds"] = [s["seed"] for s in summaries]
-    for key in keys:
-        values = torch.tensor([s[key] for s in summaries], dtype=torch.float64)
-        out[key] = {"mean": values.mean().item(), "std": values.std(unbiased=True).item() if len(values) > 1 else 0.0}
-    return out
 
 
 def load_weights(model: nn.Module, checkpoint: str | Path, map_location, hint: str) -> Path:
