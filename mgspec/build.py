@@ -19,7 +19,7 @@ from torch import nn
 
 from mgspec.errors import Location, SpecError
 from mgspec.ir import OPS, Slot, copy, node, schedule, slots
-from mgspec.passes.kernels import IMPL, select_kernels
+from mgspec.passes.kernels import IMPL, TRANSFER, select_kernels
 from mgspec.verify import verify
 
 
@@ -28,6 +28,8 @@ def make_module(s: Slot) -> nn.Module:
         conv = nn.Conv2d
         if s.impl == IMPL:  # the grouped 3x3 kernel where the kernel-selection pass chose it
             from mgspec.kernels import KernelConv2d as conv
+        elif s.impl == TRANSFER:  # a channel transfer: weighted sums of 1-2 channels
+            from mgspec.kernels.transfer import TransferConv2d as conv
         return conv(s.cin, s.cout, s.kernel, s.stride, s.kernel // 2, groups=s.groups, bias=False)
     if s.kind == "bn":
         return nn.BatchNorm2d(s.cout)
