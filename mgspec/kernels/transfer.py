@@ -65,7 +65,8 @@ def _backward_weight_torch(x: torch.Tensor, grad: torch.Tensor, groups: int, k: 
     cout = grad.shape[1]
     xs = _split(x, groups, k)  # (N, G, 1, K, H, W)
     gs = grad.unflatten(1, (groups, cout // groups, 1))  # (N, G, O, 1, H, W)
-    gw = (gs * xs).sum((0, 4, 5), dtype=torch.float32)  # a reduction, accumulated in float32
+    acc = torch.promote_types(x.dtype, torch.float32)  # bf16/fp16 accumulate in float32
+    gw = (gs * xs).sum((0, 4, 5), dtype=acc)  # a reduction, never a grouped 1x1 weight gradient
     return gw.reshape(cout, k, 1, 1).to(x.dtype)
 
 
