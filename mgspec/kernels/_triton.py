@@ -28,7 +28,7 @@ def importable() -> bool:
 
 def interpreting() -> bool:
     """Whether Triton runs in its CPU interpreter in this process (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "") == "1"
+    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "on", "yes")
 
 
 def runs_on(t: torch.Tensor) -> bool:
