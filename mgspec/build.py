@@ -19,7 +19,7 @@ from torch import nn
 
 from mgspec.errors import Location, SpecError
 from mgspec.ir import OPS, Slot, copy, node, schedule, slots
-from mgspec.passes.kernels import IMPL, select_kernels
+from mgspec.passes.kernels import IMPL, TRANSFER, select_kernels
 from mgspec.verify import verify
 
 
@@ -28,6 +28,8 @@ def make_module(s: Slot) -> nn.Module:
         conv = nn.Conv2d
         if s.impl == IMPL:  # the grouped 3x3 kernel where the kernel-selection pass chose it
             from mgspec.kernels import KernelConv2d as conv
+        elif s.impl == TRANSFER:  # a channel transfer: weighted sums of 1-2 channels
+            from mgspec.kernels.transfer import TransferConv2d as conv
         return conv(s.cin, s.cout, s.kernel, s.stride, s.kernel // 2, groups=s.groups, bias=False)
     if s.kind == "bn":
         return nn.BatchNorm2d(s.cout)
@@ -164,19 +166,27 @@ class GraphModel(nn.Module):
 
 
 def build(graph: nx.DiGraph, kernels: bool = False) -> GraphModel:
-    """The runtime model of ``graph``; with ``kernels``, grouped 3x3 convolutions where mgspec's CPU
-    kernel wins run on it (chosen by :func:`mgspec.passes.kernels.select_kernels`), for
-    float32 channels_last inputs on CPU. Without a C++ compiler, or with ``MGSPEC_KERNELS=0``,
-    those convolutions run ``F.conv2d`` as before: the same function either way."""
+    """The runtime model of ``graph``; with ``kernels``, mgspec's own kernels where they apply
+    (chosen by :func:`mgspec.passes.kernels.select_kernels`): grouped 3x3 convolutions where
+    the CPU kernel wins (float32 channels_last inputs on CPU), channel transfers as weighted
+    sums (every device), and BatchNorm -> activation (-> add) chains as one step that runs
+    fused Triton kernels on CUDA in training mode (:mod:`mgspec.kernels.fuse`). Each module
+    chooses per call, from the input's device and dtype. Without a C++ compiler or triton, or
+    with ``MGSPEC_KERNELS=0``, the same modules run PyTorch's ops: the same function either way."""
     if kernels:
         graph = select_kernels(copy(graph))
         verify(graph)
     where = Location(graph.graph.get("source", "<spec>"))
     check_memory(sum(s.weights for s in slots(graph).values()), where)  # before a single tensor is allocated
     try:
-        return GraphModel(graph)
+        model = GraphModel(graph)
     except (MemoryError, torch.OutOfMemoryError) as exc:
         raise SpecError(f"the model does not fit in memory: {exc}".rstrip(": "), where) from None
+    if kernels:  # BatchNorm -> activation (-> add) as one step: fused Triton kernels where they run
+        from mgspec.kernels.fuse import fuse_batchnorm
+
+        fuse_batchnorm(model)
+    return model
 
 
 def check_memory(weights: int, where: Location, bytes_per_weight: int = 4, device: torch.device | None = None) -> None:

@@ -277,3 +277,95 @@ def test_the_runtime_backend_runs_the_chosen_convolutions_on_the_kernel():
     fast.eval(), plain.eval()
     with torch.no_grad():
         torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- channel transfers
+
+TRANSFERS = [  # (in channels, out channels, groups): R/Pi, P, depthwise 1x1, dense from 1-2 channels
+    (16, 8, 8),
+    (8, 16, 8),
+    (6, 6, 6),
+    (2, 5, 1),
+    (1, 3, 1),
+]
+
+
+@pytest.mark.parametrize(("cin", "cout", "groups"), TRANSFERS)
+@pytest.mark.parametrize("layout", [CL, torch.contiguous_format], ids=["channels_last", "contiguous"])
+def test_channel_transfer_matches_conv2d_forward_and_both_gradients(cin, cout, groups, layout):
+    from mgspec.kernels.transfer import channel_transfer
+
+    torch.manual_seed(cin * 100 + cout)
+    x = torch.randn(3, cin, 5, 7).to(memory_format=layout)
+    w = torch.randn(cout, cin // groups, 1, 1)
+    dy = torch.randn(3, cout, 5, 7).to(memory_format=layout)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    ref = F.conv2d(xr, wr, groups=groups)
+    ref.backward(dy)
+    xk, wk = x.clone().requires_grad_(), w.clone().requires_grad_()
+    out = channel_transfer(xk, wk, groups)
+    out.backward(dy)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(xk.grad, xr.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(wk.grad, wr.grad, rtol=1e-5, atol=1e-5)
+    assert out.is_contiguous(memory_format=layout) and xk.grad.is_contiguous(memory_format=layout)
+
+
+@pytest.mark.parametrize(("cin", "cout", "groups"), TRANSFERS[:3])
+def test_channel_transfer_gradcheck_float64(cin, cout, groups):
+    from mgspec.kernels.transfer import channel_transfer
+
+    x = torch.randn(2, cin, 3, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(cout, cin // groups, 1, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: channel_transfer(a, b, groups), (x, w))
+
+
+def test_channel_transfer_compiles_and_exports():
+    from mgspec.kernels.transfer import TransferConv2d
+
+    conv = nn.Conv2d(8, 4, 1, groups=4, bias=False)
+    conv.__class__ = TransferConv2d
+    x = torch.randn(2, 8, 4, 4).to(memory_format=CL)
+    compiled = torch.compile(conv, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), F.conv2d(x, conv.weight, groups=4))
+    program = torch.export.export(conv, (x,))
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert "mgspec.channel_transfer.default" in targets
+
+
+def test_the_runtime_backend_runs_channel_transfers_on_the_op():
+    """create_model's default: R, Pi and P slots become TransferConv2d; same outputs and gradients."""
+    from mgspec.kernels.transfer import TransferConv2d, eligible
+    from mgspec.passes.kernels import TRANSFER
+
+    spec = ROOT / "specs" / "mgiad_small_cifar10.yaml"
+    overrides = ["input.size=8"]
+    fast = mgspec.create_model(spec, overrides).double()
+    plain = mgspec.create_model(spec, overrides, kernels=False).double()
+    plain.load_state_dict(fast.state_dict())
+    marked = {n for n, s in fast.graph.graph["slots"].items() if s.impl == TRANSFER}
+    assert marked == {n for n, m in fast.named_modules() if isinstance(m, TransferConv2d)}
+    assert {n.rsplit(".", 1)[1] for n in marked} == {"R", "Pi", "P"}
+    assert marked == {n for n, m in plain.named_modules() if eligible(m)}
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64).to(memory_format=CL)
+    for model in (fast, plain):
+        model(x).square().sum().backward()
+    for p, q in zip(fast.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad)
+    module = next(m for m in fast.modules() if isinstance(m, TransferConv2d))
+    x = torch.randn(1, module.in_channels, 2, 2, dtype=torch.float64)
+    assert ops_run(module, x) == {torch.ops.mgspec.channel_transfer}
+    kernels.set_enabled(False)  # MGSPEC_KERNELS=0 / --no-kernels: nn.Conv2d's own path
+    try:
+        assert ops_run(module, x) == {torch.ops.aten.convolution}
+    finally:
+        kernels.set_enabled(True)
+
+
+def ops_run(module, x):
+    """The counted ops a module's forward dispatches (by torch's flop counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        module(x)
+    return set(counter.get_flop_counts()["Global"])

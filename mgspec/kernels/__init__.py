@@ -241,3 +241,6 @@ def restore(model: nn.Module) -> int:
             module.__class__ = nn.Conv2d
             restored += 1
     return restored
+
+
+from mgspec.kernels import flops as _flops  # noqa: E402,F401 (the custom ops' flop formulas)

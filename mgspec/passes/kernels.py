@@ -1,11 +1,17 @@
-"""Kernel selection: mark the convolutions mgspec's grouped 3x3 kernel should run.
+"""Kernel selection: mark the convolutions mgspec's own kernels should run.
 
 A backend pass, not an optimisation of the math: it changes no node and no count, only the
 ``impl`` of conv slots, which the runtime backend reads (``build(graph, kernels=True)``,
-what ``mgspec train`` does on CPU). A slot is marked when the kernel computes it (3x3,
-stride 1, no bias, groups > 1, as many output as input channels, a group size the vector code
-covers) and wins over oneDNN at every application's spatial size, by the measured table below.
-The generated standalone source never uses the kernel: it stays torch-only.
+what ``create_model`` and ``mgspec train`` do). Two marks:
+
+- :data:`IMPL` (``grouped3x3``): the CPU grouped 3x3 kernel computes the slot (3x3, stride 1,
+  no bias, groups > 1, as many output as input channels, a group size the vector code covers)
+  and wins over oneDNN at every application's spatial size, by the measured table below;
+- :data:`TRANSFER` (``transfer``): a channel transfer, a 1x1 stride-1 convolution without
+  bias with one or two input channels per group (MGiaD's R, Pi and P), which
+  :mod:`mgspec.kernels.transfer` computes as weighted sums on every device.
+
+The generated standalone source never uses the kernels: it stays torch-only.
 
 The table needs no torch, so deciding costs nothing; :mod:`mgspec.kernels` holds the kernel.
 """
@@ -18,6 +24,7 @@ from mgspec.ir import node, slots
 from mgspec.verify import spatial_sizes
 
 IMPL = "grouped3x3"
+TRANSFER = "transfer"
 
 #: Group sizes the kernel's vector code covers (others would run its scalar loops and lose).
 GROUP_SIZES = (2, 4, 8, 16)
@@ -49,6 +56,19 @@ def computes(kind: str, cin: int, cout: int, kernel: int, stride: int, groups: i
     )
 
 
+def is_transfer(kind: str, cin: int, cout: int, kernel: int, stride: int, groups: int, bias: bool) -> bool:
+    """Whether a convolution is a channel transfer: 1x1, stride 1, no bias, 1-2 input channels per group."""
+    return (
+        kind == "conv"
+        and kernel == 1
+        and stride == 1
+        and not bias
+        and cin % groups == 0
+        and cout % groups == 0
+        and cin // groups in (1, 2)
+    )
+
+
 def select_kernels(graph: nx.DiGraph) -> nx.DiGraph:
     shapes = spatial_sizes(graph, graph.graph["spec"].input.shape)
     sizes: dict[str, list[tuple[int, int]]] = {}
@@ -64,5 +84,7 @@ def select_kernels(graph: nx.DiGraph) -> nx.DiGraph:
             and all(wins(s.cin, s.cin // s.groups, h, w) for h, w in sizes[name])
         ):
             table[name] = s.__class__(**{**s.__dict__, "impl": IMPL})
+        elif is_transfer(s.kind, s.cin, s.cout, s.kernel, s.stride, s.groups, s.bias):
+            table[name] = s.__class__(**{**s.__dict__, "impl": TRANSFER})
     graph.graph["slots"] = table
     return graph
