@@ -3,6 +3,7 @@
 (No ``from __future__ import annotations`` here: typer evaluates the annotations.)
 """
 
+import fnmatch
 import json
 import sys
 from pathlib import Path
@@ -113,34 +114,54 @@ def schema() -> None:
 @app.command("list")
 @user_errors
 def list_(
-    directory: Annotated[Path, typer.Option("--dir", help="Directory of specs (*.yaml and *.yml).")] = Path("specs"),
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="Directory of specs (*.yaml and *.yml) (default: the built-in models).", show_default=False
+        ),
+    ] = None,
+    pattern: Annotated[
+        str | None, typer.Argument(help="Only names matching this glob, e.g. '*mgiad*'.", show_default=False)
+    ] = None,
 ) -> None:
-    """The specs in a directory, with name, family and weights; invalid specs are listed with their error."""
+    """Built-in models (or a directory's specs) with name, family and weights; invalid specs show their error."""
     from rich.table import Table
 
-    if not directory.is_dir():
-        raise mgspec.SpecError(
-            "no such directory" if not directory.exists() else "not a directory",
-            mgspec.Location(str(directory)),
-            hint="list --dir DIR names a folder of specs",
-        )
-    table = Table("spec", "name", "family", "weights", "description")
-    paths = sorted({*directory.glob("*.yaml"), *directory.glob("*.yml")})
+    from mgspec import registry
+
+    if directory is None:
+        paths = [registry.spec_path(name) for name in mgspec.list_models(pattern)]
+        shown = [path.stem for path in paths]
+    else:
+        if not directory.is_dir():
+            raise mgspec.SpecError(
+                "no such directory" if not directory.exists() else "not a directory",
+                mgspec.Location(str(directory)),
+                hint="list --dir DIR names a folder of specs",
+            )
+        paths = sorted({*directory.glob("*.yaml"), *directory.glob("*.yml")})
+        if pattern is not None:
+            paths = [p for p in paths if fnmatch.fnmatchcase(p.stem, pattern)]
+        shown = [str(path) for path in paths]
+    columns = ("spec", "name") if directory is not None else ("name",)  # a built-in model's name is its spec's
+    table = Table(*columns, "family", "weights", "description")
     invalid: list[mgspec.SpecError] = []
-    for path in paths:
+    for path, label in zip(paths, shown, strict=True):
         try:  # one bad file is a row of the table (and an error below); the others are still listed
             spec, _ = mgspec.load_spec(path)
             counts = mgspec.count_spec(spec)
         except mgspec.SpecError as exc:
             invalid.append(exc)
-            table.add_row(str(path), "", "invalid", "", f"[red]{escape(str(exc))}[/red]")
+            table.add_row(label, *[""] * (len(columns) - 1), "invalid", "", f"[red]{escape(str(exc))}[/red]")
             continue
-        table.add_row(str(path), counts.name, counts.family, f"{counts.total:,}", escape(spec.description))
+        named = (label, counts.name) if directory is not None else (label,)
+        table.add_row(*named, counts.family, f"{counts.total:,}", escape(spec.description))
     render.console().print(table)
     for exc in invalid:
         report(str(exc))
     if not paths:
-        print(f"no specs (*.yaml, *.yml) in {directory}", file=sys.stderr)
+        where = directory if directory is not None else "the built-in models"
+        print(f"no specs (*.yaml, *.yml){f' matching {pattern!r}' if pattern else ''} in {where}", file=sys.stderr)
     elif invalid:
         print(f"{len(invalid)} of {len(paths)} specs are invalid", file=sys.stderr)
         raise typer.Exit(USER_ERROR)

@@ -166,6 +166,7 @@ def prepare(
     summary.json; a resumed run keeps its own.
     """
     directory = Path(directory)
+    spec_path = mgspec.registry.resolve(spec_path)  # a built-in model's name -> its file
     info = dataset_info(config.dataset)
     spec, full, adapted = fit_spec(spec_path, list(overrides), info)
     record = _spec_record(spec_path, full, spec)
