@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from mgspec.errors import Location, SpecError
+from mgspec.train import class_names
 
 
 class DataError(SpecError):
@@ -43,6 +44,7 @@ class DatasetInfo:
     test_files: tuple[str, ...]
     label_key: str = "labels"
     augment: bool = False  # random crop (4-pixel padding) + horizontal flip
+    class_names: tuple[str, ...] = ()  # in label order
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -59,6 +61,7 @@ DATASETS: dict[str, DatasetInfo] = {
         tuple(f"data_batch_{i}" for i in range(1, 6)),
         ("test_batch",),
         augment=True,
+        class_names=class_names.CIFAR10,
     ),
     "cifar100": DatasetInfo(
         "cifar100",
@@ -74,6 +77,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ("test",),
         label_key="fine_labels",
         augment=True,
+        class_names=class_names.CIFAR100,
     ),
     "fashionmnist": DatasetInfo(
         "fashionmnist",
@@ -87,6 +91,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ("fashion-mnist", "FashionMNIST/raw", "fashionmnist"),
         ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
         ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        class_names=class_names.FASHIONMNIST,
     ),
     "mnist": DatasetInfo(
         "mnist",
@@ -100,6 +105,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ("mnist", "MNIST/raw"),
         ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
         ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        class_names=class_names.MNIST,
     ),
 }
 
