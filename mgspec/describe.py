@@ -75,3 +75,31 @@ def preprocessing(spec: Spec, dataset: str | None = None) -> Preprocessing:
     if len(names) != spec.classes:
         names = tuple(str(i) for i in range(spec.classes))
     return Preprocessing(dataset, names, tuple(mean), tuple(std), (channels, height, width))
+
+
+def onnx_metadata(graph, dataset: str | None = None, raw_pixels: bool = False) -> dict[str, str]:
+    """The ``metadata_props`` of an exported ONNX model of ``graph`` (values are strings; lists as JSON).
+
+    ``input`` says what the graph takes: ``normalized`` (pixels scaled to [0, 1], minus ``mean``,
+    divided by ``std``) or ``raw_0_255`` (float RGB in [0, 255], NCHW; the graph normalises).
+    """
+    from mgspec import __version__
+    from mgspec.count import count
+
+    spec = graph.graph["spec"]
+    facts = preprocessing(spec, dataset)
+    counts = count(graph)
+    values = {
+        "names": list(facts.class_names),
+        "mean": list(facts.mean),
+        "std": list(facts.std),
+        "input_size": list(facts.input_size),
+        "spec": spec.name,
+        "spec_sha256": spec_sha256(spec),
+        "mgspec_version": __version__,
+        "weights": counts.total,
+        "macs": counts.macs,
+        "dataset": facts.dataset or "",
+        "input": "raw_0_255" if raw_pixels else "normalized",
+    }
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}

@@ -4,7 +4,6 @@
 """
 
 import fnmatch
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +12,7 @@ import typer
 from rich.markup import escape
 
 import mgspec
-from mgspec.cli import render
+from mgspec.cli import exporting, render
 from mgspec.cli.common import OptimizeOpt, SetOpt, SpecArg, SpecsArg, _set_options, app, spec_input
 from mgspec.cli.errors import USER_ERROR, report, user_errors
 
@@ -237,30 +236,50 @@ def export(
     set_: SetOpt = None,
     run: Annotated[
         Path | None,
-        typer.Option(help="Take the weights from this run directory (or checkpoint file); default: random init."),
+        typer.Option(
+            help="Take the weights from this run directory, checkpoint or model.safetensors; default: random init."
+        ),
     ] = None,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Any batch size (default: fixed).")] = False,
     batch_size: Annotated[int, typer.Option(help="The fixed batch size, and the checks' batch.", min=1)] = 1,
     opset: Annotated[int, typer.Option(help="ONNX opset to write.", min=7)] = 18,
+    embed_normalization: Annotated[
+        bool,
+        typer.Option(
+            "--embed-normalization",
+            help="Normalise inside the graph: it takes raw RGB in [0, 255] (float, NCHW); metadata input=raw_0_255.",
+        ),
+    ] = False,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help="Dataset for the metadata's class names, mean and std (default: the run's, else the spec's fit).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Export for inference (eval mode, BatchNorm folded) as ONNX, checked against PyTorch first."""
-    from mgspec import deploy
+    """Export for inference (eval mode, BatchNorm folded) as ONNX with metadata, checked against PyTorch first."""
+    from mgspec import deploy, describe
 
-    overrides = list(set_ or [])
-    if run is not None and not set_ and (run / "config.json").is_file():
-        overrides = json.loads((run / "config.json").read_text())["spec"]["overrides"]
+    overrides, trained_on = exporting.run_overrides(run, set_)
     graph = mgspec.compile_graph(spec, overrides)
     model = mgspec.build_model(graph)
     if run is not None:
         deploy.load_run_weights(model, run)
     s = graph.graph["spec"]
+    metadata = describe.onnx_metadata(graph, dataset or trained_on, raw_pixels=embed_normalization)
+    facts = describe.preprocessing(s, dataset or trained_on)
     report = deploy.export_onnx(
         model,
         onnx,
-        input_shape=(s.input.channels, s.input.size, s.input.size),
+        input_shape=(s.input.channels, *s.input.shape),
         opset=opset,
         dynamic_batch=dynamic_batch,
         batch=batch_size,
+        metadata=metadata,
+        normalization=(facts.mean, facts.std) if embed_normalization else None,
     )
     checked = (
         f"matches PyTorch on random inputs in ONNX Runtime (max abs error {report.max_error:.2g})"
