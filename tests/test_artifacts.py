@@ -19,6 +19,7 @@ from mgspec.train import artifacts
 from tests.synthetic import TINY_SPEC, write_cifar
 
 runner = CliRunner()
+pytestmark = pytest.mark.slow  # trains a run (seconds each)
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
