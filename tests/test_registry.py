@@ -88,3 +88,14 @@ def test_cli_takes_names_from_any_directory(tmp_path):
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert "error: mgiad_cifr10: no such spec file or built-in model" in unknown.stderr
     assert "did you mean mgiad_cifar10" in unknown.stderr
+
+
+def test_generated_files_follow_the_umask(tmp_path):
+    from mgspec import codegen
+
+    old = os.umask(0o027)
+    try:
+        codegen.write(tmp_path / "a.py", "x = 1\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.py").stat().st_mode & 0o777 == 0o640
