@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from mgspec import registry
 from mgspec.count import Counts, count
 from mgspec.errors import Location, RunError, SpecError
 from mgspec.load import Source, load_source, parse_text
 from mgspec.lower import lower
 from mgspec.passes import optimize
+from mgspec.registry import list_models
 from mgspec.schema import Spec, validate
 from mgspec.verify import verify
 
@@ -42,7 +44,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'mgspec' has no attribute {name!r}")
 
 
-#: A spec as the API takes it: a file path, YAML text, a mapping of spec data, a parsed
+#: A spec as the API takes it: a file path, a built-in model's name, YAML text, a mapping of spec data, a parsed
 #: :class:`Source` or a validated :class:`Spec`.
 SpecLike = str | Path | Mapping[str, Any] | Source | Spec
 #: Overrides as the API takes them: ``["width=2", ...]`` (``--set`` syntax) or ``{"width": 2, ...}``.
@@ -62,6 +64,7 @@ __all__ = [
     "count",
     "count_spec",
     "json_schema",
+    "list_models",
     "create_model",
     "generate_source",
     "load_source",
@@ -106,11 +109,13 @@ def _source(spec: str | Path | Mapping[str, Any] | Source) -> str | Path | Sourc
         return parse_text(yaml.safe_dump(dict(spec), sort_keys=False), "<dict>")
     if isinstance(spec, str) and "\n" in spec:
         return parse_text(spec, "<string>")
-    return spec
+    return registry.resolve(spec)  # a built-in model's name -> its file (a path that exists wins)
 
 
 def load_spec(spec: str | Path | Mapping[str, Any] | Source, overrides: Overrides = None) -> tuple[Spec, Source]:
-    """Read and validate a spec (a path, YAML text, a mapping or a Source), applying overrides.
+    """Read and validate a spec (a path, a built-in model's name, YAML text, a mapping or a Source),
+    applying overrides. A path that exists wins over a name; an unknown name is a SpecError that
+    suggests close names (:func:`list_models` lists them).
 
     ``overrides`` is a list of ``--set``-style ``"PATH=VALUE"`` strings or a mapping
     ``{"PATH": value}``; a single string is refused (it would be read one character at a time).
@@ -146,7 +151,10 @@ def create_model(
     faster run on it for float32 channels_last inputs on CPU (compiled on first use; plain
     ``F.conv2d`` without a compiler, with ``kernels=False`` or ``MGSPEC_KERNELS=0``).
 
-    >>> model = create_model("specs/mgiad_cifar10.yaml", {"width": 2})  # doctest: +SKIP
+    ``spec`` is a path, a built-in model's name (:func:`list_models`), YAML text, a mapping, a
+    Source or a Spec.
+
+    >>> model = create_model("mgiad_cifar10", {"width": 2})  # doctest: +SKIP
     """
     from mgspec.build import build
 

@@ -151,13 +151,19 @@ def export_onnx(
     batch: int = 2,
     trials: int = 3,
     seed: int = 0,
+    metadata: dict[str, str] | None = None,
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
 ) -> ExportReport:
     """Export ``model`` (BatchNorm folded) to ONNX at ``out``, checked before it is written.
 
     ``input_shape`` is (channels, height, width); the file's batch size is ``batch`` unless
-    ``dynamic_batch``. Raises :class:`SpecError` (nothing written) when a check fails.
+    ``dynamic_batch``. ``metadata`` is written as the model's ``metadata_props``; with
+    ``normalization`` (mean, std of pixels in [0, 1]) the graph takes raw pixels in [0, 255] and
+    normalises them itself. Raises :class:`SpecError` (nothing written) when a check fails.
     """
     out = Path(out)
+    if normalization is not None:
+        model = Normalized(model, *normalization)
     if out.parent and not out.parent.is_dir():
         raise SpecError("no such directory", Location(str(out.parent)))
     if not _installed("onnxscript") or not _installed("onnx"):
@@ -191,6 +197,8 @@ def export_onnx(
     tmp = Path(tmp_name)
     try:
         onnx_program.save(str(tmp))
+        if metadata:
+            _write_metadata(onnx, tmp, metadata)
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o666 & ~umask)
@@ -207,6 +215,30 @@ def export_onnx(
     finally:
         tmp.unlink(missing_ok=True)
     return report
+
+
+class Normalized(nn.Module):
+    """``model`` on raw pixels: ``(x / 255 - mean) / std`` first (x float, NCHW, in [0, 255])."""
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)))
+        self.register_buffer(
+            "shift", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / torch.tensor(std).view(1, -1, 1, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x * self.scale - self.shift)
+
+
+def _write_metadata(onnx, path: Path, metadata: dict[str, str]) -> None:
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
 
 
 def _compare_onnxruntime(path, model, input_shape, batch, dynamic_batch, trials) -> float:

@@ -21,9 +21,10 @@ from functools import cache
 from pathlib import Path
 
 import mgspec
+from mgspec import registry
 from mgspec.errors import SpecError
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = registry.SPECS  # the built-in specs, inside the package (works from a wheel in any directory)
 
 TABLES = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX")
 
@@ -82,7 +83,7 @@ class Row:
     table: str
     label: str  # the row's id within its table
     model: str  # the model as the paper names it
-    spec: str  # a shipped spec, specs/<spec>.yaml
+    spec: str  # a built-in spec's name (mgspec/specs/<spec>.yaml)
     overrides: tuple[str, ...]
     dataset: str  # cifar10, cifar100 or fashionmnist
     printed_k: int  # the paper's weight count, in thousands
@@ -96,7 +97,7 @@ class Row:
 
     @property
     def spec_path(self) -> Path:
-        return SPECS / f"{self.spec}.yaml"
+        return registry.spec_path(self.spec)
 
     def command(self) -> str:
         return f"mgspec reproduce {self.id} --data-dir DATA --seeds 3"
@@ -521,7 +522,7 @@ def count(row: Row) -> int:
 
 
 def stated_count(stated: Stated) -> int:
-    return mgspec.count_spec(SPECS / f"{stated.spec}.yaml", list(stated.overrides)).total
+    return mgspec.count_spec(registry.spec_path(stated.spec), list(stated.overrides)).total
 
 
 def matches(row: Row) -> bool:

@@ -128,7 +128,8 @@ def test_piped_rich_output_does_not_wrap_at_80_columns():
     )
     assert note in lines and max(map(len, lines)) > 80
     listed = mgspec_cli("list")
-    assert all(len(line) > 80 for line in listed.stdout.splitlines() if "mgiad_cifar10.yaml" in line)
+    rows = [line for line in listed.stdout.splitlines() if line.startswith("│ mgiad_cifar10 ")]
+    assert rows and all(len(line) > 80 for line in rows)
     assert "MGiaD, multigrid in all dimensions (cK = 64, gs = 4)" in listed.stdout
 
 

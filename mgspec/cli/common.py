@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 import mgspec
+from mgspec import registry
 
 app = typer.Typer(
     name="mgspec",
@@ -20,8 +21,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-SpecArg = Annotated[Path, typer.Argument(help="Spec file (YAML); - reads it from stdin.", show_default=False)]
-SpecsArg = Annotated[list[Path], typer.Argument(help="Spec files (YAML); - reads one from stdin.", show_default=False)]
+SpecArg = Annotated[
+    Path,
+    typer.Argument(help="Spec file (YAML) or built-in model name; - reads it from stdin.", show_default=False),
+]
+SpecsArg = Annotated[
+    list[Path],
+    typer.Argument(help="Spec files (YAML) or built-in model names; - reads one from stdin.", show_default=False),
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a field: PATH=VALUE (dotted path, list indices allowed). Repeatable."),
@@ -39,9 +46,10 @@ _stdin: list[tuple[object, mgspec.Source]] = []  # (the stdin read, its spec)
 
 
 def spec_input(path: Path) -> Path | mgspec.Source:
-    """A spec path as the library takes it: ``-`` is the spec text on stdin (read once per stdin)."""
+    """A spec path as the library takes it: ``-`` is the spec text on stdin (read once per stdin);
+    a built-in model's name is its file (a path that exists wins)."""
     if str(path) != "-":
-        return path
+        return registry.resolve(path)
     if not _stdin or _stdin[0][0] is not sys.stdin:
         _stdin[:] = [(sys.stdin, mgspec.parse_text(sys.stdin.read(), "<stdin>"))]
     return _stdin[0][1]

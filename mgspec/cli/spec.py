@@ -3,6 +3,7 @@
 (No ``from __future__ import annotations`` here: typer evaluates the annotations.)
 """
 
+import fnmatch
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,7 @@ import typer
 from rich.markup import escape
 
 import mgspec
-from mgspec.cli import render
+from mgspec.cli import exporting, render
 from mgspec.cli.common import OptimizeOpt, SetOpt, SpecArg, SpecsArg, _set_options, app, spec_input
 from mgspec.cli.errors import USER_ERROR, report, user_errors
 
@@ -155,21 +156,39 @@ def schema() -> None:
 @app.command("list")
 @user_errors
 def list_(
-    directory: Annotated[Path, typer.Option("--dir", help="Directory of specs (*.yaml and *.yml).")] = Path("specs"),
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="Directory of specs (*.yaml and *.yml) (default: the built-in models).", show_default=False
+        ),
+    ] = None,
+    pattern: Annotated[
+        str | None, typer.Argument(help="Only names matching this glob, e.g. '*mgiad*'.", show_default=False)
+    ] = None,
 ) -> None:
-    """The specs in a directory, with name, family and weights; invalid specs are listed with their error."""
+    """Built-in models (or a directory's specs) with name, family and weights; invalid specs show their error."""
     from rich.table import Table
 
-    if not directory.is_dir():
-        raise mgspec.SpecError(
-            "no such directory" if not directory.exists() else "not a directory",
-            mgspec.Location(str(directory)),
-            hint="list --dir DIR names a folder of specs",
-        )
-    table = Table("spec", "name", "family", "weights", "description")
-    paths = sorted({*directory.glob("*.yaml"), *directory.glob("*.yml")})
+    from mgspec import registry
+
+    if directory is None:
+        paths = [registry.spec_path(name) for name in mgspec.list_models(pattern)]
+        shown = [path.stem for path in paths]
+    else:
+        if not directory.is_dir():
+            raise mgspec.SpecError(
+                "no such directory" if not directory.exists() else "not a directory",
+                mgspec.Location(str(directory)),
+                hint="list --dir DIR names a folder of specs",
+            )
+        paths = sorted({*directory.glob("*.yaml"), *directory.glob("*.yml")})
+        if pattern is not None:
+            paths = [p for p in paths if fnmatch.fnmatchcase(p.stem, pattern)]
+        shown = [str(path) for path in paths]
+    columns = ("spec", "name") if directory is not None else ("name",)  # a built-in model's name is its spec's
+    table = Table(*columns, "family", "weights", "description")
     invalid: list[mgspec.SpecError] = []
-    for path in paths:
+    for path, label in zip(paths, shown, strict=True):
         if not path.is_file():  # a FIFO or device named *.yaml is never opened (it could block forever)
             exc = mgspec.SpecError("not a regular file", mgspec.Location(str(path)))
             invalid.append(exc)
@@ -180,14 +199,16 @@ def list_(
             counts = mgspec.count_spec(spec)
         except mgspec.SpecError as exc:
             invalid.append(exc)
-            table.add_row(str(path), "", "invalid", "", f"[red]{escape(str(exc))}[/red]")
+            table.add_row(label, *[""] * (len(columns) - 1), "invalid", "", f"[red]{escape(str(exc))}[/red]")
             continue
-        table.add_row(str(path), counts.name, counts.family, f"{counts.total:,}", escape(spec.description))
+        named = (label, counts.name) if directory is not None else (label,)
+        table.add_row(*named, counts.family, f"{counts.total:,}", escape(spec.description))
     render.console().print(table)
     for exc in invalid:
         report(str(exc))
     if not paths:
-        print(f"no specs (*.yaml, *.yml) in {directory}", file=sys.stderr)
+        where = directory if directory is not None else "the built-in models"
+        print(f"no specs (*.yaml, *.yml){f' matching {pattern!r}' if pattern else ''} in {where}", file=sys.stderr)
     elif invalid:
         print(f"{len(invalid)} of {len(paths)} specs are invalid", file=sys.stderr)
         raise typer.Exit(USER_ERROR)
@@ -263,33 +284,53 @@ def export(
     set_: SetOpt = None,
     run: Annotated[
         Path | None,
-        typer.Option(help="Take the weights from this run directory (or checkpoint file); default: random init."),
+        typer.Option(
+            help="Take the weights from this run directory, checkpoint or model.safetensors; default: random init."
+        ),
     ] = None,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Any batch size (default: fixed).")] = False,
     batch_size: Annotated[int, typer.Option(help="The fixed batch size, and the checks' batch.", min=1)] = 1,
     opset: Annotated[int, typer.Option(help="ONNX opset to write.", min=7)] = 18,
+    embed_normalization: Annotated[
+        bool,
+        typer.Option(
+            "--embed-normalization",
+            help="Normalise inside the graph: it takes raw RGB in [0, 255] (float, NCHW); metadata input=raw_0_255.",
+        ),
+    ] = False,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help="Dataset for the metadata's class names, mean and std (default: the run's, else the spec's fit).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Export for inference (eval mode, BatchNorm folded) as ONNX, checked against PyTorch first."""
-    from mgspec import deploy, runs
+    """Export for inference (eval mode, BatchNorm folded) as ONNX with metadata, checked against PyTorch first."""
+    from mgspec import deploy, describe
     from mgspec.train.guards import out_of_memory
 
-    overrides = list(set_ or [])
-    if run is not None and not set_ and (stored := runs.find_config(run)) is not None:
-        overrides = stored["spec"]["overrides"]
+    overrides, trained_on = exporting.run_overrides(run, set_)
     graph = mgspec.compile_graph(spec_input(spec), overrides)
     with out_of_memory(str(spec), hint="reduce width, channels or --batch-size"):
         model = mgspec.build_model(graph)
     if run is not None:
         deploy.load_run_weights(model, run)
     s = graph.graph["spec"]
+    metadata = describe.onnx_metadata(graph, dataset or trained_on, raw_pixels=embed_normalization)
+    facts = describe.preprocessing(s, dataset or trained_on)
     with out_of_memory(str(onnx), hint="reduce --batch-size, width or channels"):
         report = deploy.export_onnx(
             model,
             onnx,
-            input_shape=(s.input.channels, s.input.size, s.input.size),
+            input_shape=(s.input.channels, *s.input.shape),
             opset=opset,
             dynamic_batch=dynamic_batch,
             batch=batch_size,
+            metadata=metadata,
+            normalization=(facts.mean, facts.std) if embed_normalization else None,
         )
     checked = (
         f"matches PyTorch on random inputs in ONNX Runtime (max abs error {report.max_error:.2g})"

@@ -211,8 +211,8 @@ def evaluate(
         Path,
         typer.Argument(
             metavar="RUN_OR_SPEC",
-            help="A run directory (its config.json names the spec, --set options and dataset), or a spec "
-            "followed by CHECKPOINT.",
+            help="A run directory (its config.json names the spec, --set options and dataset), a "
+            "model.safetensors file (its metadata does), or a spec followed by CHECKPOINT.",
             show_default=False,
         ),
     ],
@@ -220,7 +220,7 @@ def evaluate(
         Path | None,
         typer.Argument(
             metavar="[CHECKPOINT]",
-            help="After a spec: a checkpoint.pt, run directory or state_dict file.",
+            help="After a spec: a checkpoint.pt, model.safetensors, run directory or state_dict file.",
             show_default=False,
         ),
     ] = None,
@@ -234,8 +234,8 @@ def evaluate(
     format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
     """Test loss and accuracy of a trained run or checkpoint."""
+    from mgspec.train import artifacts, trainer
     from mgspec.train import evaluate as run_evaluation
-    from mgspec.train import trainer
     from mgspec.train.recipe import available_cores, check_device, default_threads
 
     if split not in ("test", "train"):
@@ -244,7 +244,13 @@ def evaluate(
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use text or json")
     spec, target = (None, spec_or_run) if checkpoint is None else (spec_or_run, checkpoint)
     stored = trainer.read_run(target)
-    source, overrides = _from_run(stored, spec, set_, target)
+    if stored is None and spec is None and target.suffix == artifacts.SUFFIX:  # a weights file says its spec
+        (source, overrides), dataset = (
+            artifacts.stored_spec(target),
+            dataset or artifacts.describe_file(target)["dataset"],
+        )
+    else:
+        source, overrides = _from_run(stored, spec, set_, target)
     if stored is not None:
         _check_same_spec(stored, source, overrides, target, "checkpoint does not fit the spec")
         dataset = dataset or stored["config"]["dataset"]

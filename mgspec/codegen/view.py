@@ -8,7 +8,9 @@ docstring) and no character a source file cannot hold (control characters, lone 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -17,15 +19,20 @@ import networkx as nx
 from mgspec import __version__
 from mgspec.codegen.classes import Module
 from mgspec.count import count
+from mgspec.registry import builtin_name
 
 
 def display_path(source: str) -> str:
-    """The spec path as the header shows it: relative to the working directory, else its name."""
+    """The spec path as the header shows it: a built-in model's name, else the path relative to the
+    working directory (as given, through symbolic links), else the file's name."""
     path = Path(source)
-    try:
-        shown = path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except (ValueError, OSError):
-        shown = path.name
+    shown = builtin_name(path)
+    for absolute in (Path(os.path.abspath(path)), path.resolve()):
+        if shown is not None:
+            break
+        with contextlib.suppress(ValueError, OSError):
+            shown = absolute.relative_to(Path.cwd().resolve()).as_posix()
+    shown = shown or path.name
     return shown if shown.isprintable() and shown.isascii() else json.dumps(shown)
 
 

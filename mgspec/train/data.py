@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mgspec.errors import Location
+from mgspec.train import class_names
 from mgspec.train.files import DataError, load_pickle, read_idx
 
 __all__ = ["DATASETS", "DataError", "DatasetInfo", "Split", "check", "dataset_info", "load", "locate"]
@@ -50,6 +51,8 @@ class DatasetInfo:
         files = self.train_files if split == "train" else self.test_files
         return total if self.format == "idx" else total // len(files)
 
+    class_names: tuple[str, ...] = ()  # in label order
+
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(
@@ -65,6 +68,7 @@ DATASETS: dict[str, DatasetInfo] = {
         tuple(f"data_batch_{i}" for i in range(1, 6)),
         ("test_batch",),
         augment=True,
+        class_names=class_names.CIFAR10,
     ),
     "cifar100": DatasetInfo(
         "cifar100",
@@ -80,6 +84,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ("test",),
         label_key="fine_labels",
         augment=True,
+        class_names=class_names.CIFAR100,
     ),
     "fashionmnist": DatasetInfo(
         "fashionmnist",
@@ -94,6 +99,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
         ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
         train_images=60_000,
+        class_names=class_names.FASHIONMNIST,
     ),
     "mnist": DatasetInfo(
         "mnist",
@@ -108,6 +114,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
         ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
         train_images=60_000,
+        class_names=class_names.MNIST,
     ),
 }
 

@@ -7,6 +7,8 @@ A run directory holds everything needed to continue or audit a run:
 - ``metrics.jsonl`` one JSON object per epoch (train/test loss and accuracy, lr, time)
 - ``checkpoint.pt`` model, optimizer, scheduler, RNG state and epoch, written atomically
   after every epoch (a killed run loses at most the epoch in progress)
+- ``model.safetensors`` the weights alone, with metadata that says what they are
+  (:mod:`mgspec.train.artifacts`), written after every epoch too
 - ``summary.json``  weights, MACs, best/final accuracy, wall time, once the run ends
 
 Checkpoints hold only tensors and plain containers and are read with ``weights_only=True``.
@@ -36,7 +38,7 @@ from mgspec.build import check_memory
 from mgspec.errors import Location, RunError, SpecError
 from mgspec.load import Source
 from mgspec.schema import Spec
-from mgspec.train import distributed
+from mgspec.train import artifacts, distributed
 from mgspec.train.batches import EpochBatches
 from mgspec.train.data import Split, dataset_info, load
 from mgspec.train.device_data import DeviceBatches, DeviceSplit, fits_on_device, host_batches
@@ -122,6 +124,7 @@ def prepare(
     summary.json; a resumed run keeps its own.
     """
     directory = Path(directory)
+    spec_path = mgspec.registry.resolve(spec_path)  # a built-in model's name -> its file
     info = dataset_info(config.dataset)
     spec, full, adapted = fit_spec(spec_path, list(overrides), info)
     record = _spec_record(spec_path, full, spec)
@@ -523,6 +526,7 @@ def _save(
     if cuda_rng is not None:  # every rank's CUDA generator, in rank order
         state["cuda_rng"] = cuda_rng
     _atomic_write(run.checkpoint, lambda p: torch.save(state, p))
+    artifacts.save_run_weights(run, model, epoch, record)  # model.safetensors: the weights, self-describing
 
 
 def _trim_metrics(path: Path, epochs: int) -> None:
@@ -654,6 +658,9 @@ def load_weights(model: nn.Module, checkpoint: str | Path, map_location, hint: s
     path = Path(checkpoint)
     if path.is_dir():
         path = path / CHECKPOINT
+    if path.suffix == artifacts.SUFFIX:  # safetensors, checked against the model's spec first
+        artifacts.check_spec(path, model.graph.graph["spec"])
+        return artifacts.load(model, path, map_location)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
