@@ -92,7 +92,6 @@ CONTAINER_ATTRIBUTES = frozenset(
 )  # fmt: skip
 
 
-
 class _Located(ValueError):
     """A cross-field problem raised by a model validator, located at ``path`` below the model."""
 
