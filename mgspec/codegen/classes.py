@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from mgspec.codegen.helpers import helper_names
 from mgspec.codegen.namespace import Namespace, camel_case
 from mgspec.codegen.pretty import INDENT, LINE, Call, Expr, Num, Seq, flat, lines, literal, signature
 from mgspec.ir import Block, Node, blocks, node, schedule, slots, within
@@ -418,7 +419,7 @@ class _Compiler:
         return Module(classes, next(c.name for c in classes if c.instances[0].block is self.root))
 
     def name_classes(self, groups: list[list[Instance]]) -> list[ClassDef]:
-        names = Namespace(MODULE_NAMES)
+        names = Namespace(MODULE_NAMES | helper_names())
         by_kind: dict[str, list[list[Instance]]] = {}
         for group in groups:
             by_kind.setdefault(group[0].block.kind, []).append(group)
