@@ -67,6 +67,10 @@ def _group_single(s, h: int, w: int) -> str | None:
     return f"{s.groups} groups of {s.cout} channels on a {h}x{w} map"
 
 
+def _layer_single(s, h: int, w: int) -> str | None:
+    return None if s.cout >= 2 else f"{s.cout} channel at each pixel"
+
+
 #: ``layers.norm`` -> the normalisation (None: no normalisation).
 NORMS: dict[str, Norm | None] = {
     "batch": Norm(
@@ -76,6 +80,10 @@ NORMS: dict[str, Norm | None] = {
     "group": Norm(
         "gn", "gn", "GroupNorm", "GN", lambda s: Call("nn.GroupNorm", ((None, s.groups), (None, _channels(s)))),
         lambda c: 2 * c, grouped=True, pure=True, single=_group_single,
+    ),
+    "layer": Norm(
+        "ln", "ln", "LayerNorm", "LN", lambda s: Call("LayerNorm2d", ((None, _channels(s)),)),
+        lambda c: 2 * c, grouped=False, pure=True, single=_layer_single,
     ),
     "none": None,
 }  # fmt: skip

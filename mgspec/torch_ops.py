@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def shortcut_a(x: torch.Tensor, cout: int) -> torch.Tensor:
@@ -25,3 +26,10 @@ def avgpool2(x: torch.Tensor, cout: int) -> torch.Tensor:
 
 def identity(x: torch.Tensor) -> torch.Tensor:
     return x
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of each pixel of an N x C x H x W tensor (channels last), affine."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

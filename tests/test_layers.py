@@ -10,6 +10,7 @@ count) holds in torch. The generated docstrings and comments name the spec's lay
 from __future__ import annotations
 
 import ast
+import importlib.util
 import io
 import re
 import tokenize
@@ -123,3 +124,33 @@ def test_a_norm_entry_states_its_module_weight_count(norm):
     assert sum(p.numel() for p in module.parameters()) == entry.weights(12) == slot.weights
     x = torch.randn(2, 12, 3, 5)
     assert module(x).shape == x.shape
+
+
+#: The layer choices added as table entries alone, each checked end to end below.
+ADDED = [("layer", "relu")]
+has_onnx = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_onnx, reason="onnx, onnxscript and onnxruntime are needed")
+@pytest.mark.parametrize(("norm", "act"), ADDED)
+def test_added_layers_export_to_onnx_and_run_in_onnxruntime(norm, act, tmp_path):
+    from mgspec import deploy
+
+    model = mgspec.create_model(_spec(MGIAD, norm, act), kernels=False)
+    report = deploy.export_onnx(model, tmp_path / "m.onnx", input_shape=(3, 8, 8))
+    assert "onnxruntime" in report.checks and (tmp_path / "m.onnx").is_file()
+
+
+@pytest.mark.parametrize(("norm", "act"), ADDED)
+def test_added_layers_are_drawn_and_counted_by_operator(norm, act):
+    graph = mgspec.compile_graph(_spec(MGIAD, norm, act))
+    model = mgspec.build_model(graph)
+    counts = mgspec.count(graph)
+    entry, activation = NORMS[norm], ACTIVATIONS[act]
+    if entry is not None:
+        torch_weights = sum(p.numel() for name, p in model.named_parameters() if f".{entry.op}" in name)
+        assert counts.by_operator[entry.operator] == torch_weights > 0
+        assert f"[{entry.op} {entry.operator}]" in to_text(graph)
+        assert f"{entry.symbol}(conv(x))" in prose(codegen.render(graph))
+    assert f"= {activation.op}(" in to_text(graph)
