@@ -93,6 +93,9 @@ ACTIVATIONS: dict[str, Activation] = {
     "relu": Activation("relu", "relu", "torch.nn.functional.relu", "F.relu({0})", keeps_zero=True),
     "gelu": Activation("gelu", "gelu", "torch.nn.functional.gelu", "F.gelu({0})", keeps_zero=True),
     "silu": Activation("silu", "silu", "torch.nn.functional.silu", "F.silu({0})", keeps_zero=True),
+    "hardswish": Activation(
+        "hardswish", "hardswish", "torch.nn.functional.hardswish", "F.hardswish({0})", keeps_zero=True
+    ),
 }
 
 

@@ -127,7 +127,7 @@ def test_a_norm_entry_states_its_module_weight_count(norm):
 
 
 #: The layer choices added as table entries alone, each checked end to end below.
-ADDED = [("layer", "relu")]
+ADDED = [("layer", "relu"), ("batch", "hardswish")]
 has_onnx = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
 
 
