@@ -2,13 +2,16 @@
 
 One torch module per weight slot, installed at the slot's path (``levels.l2.cycle.A`` becomes
 nested ``ModuleDict``\\ s), so state_dict keys are the slot names and sharing is the same
-module object applied by every node that names the slot. ``forward`` runs the nodes in
-schedule order, one small function per op (:data:`_KERNELS`), freeing each intermediate after
-its last use. A missing op is a ``KeyError`` at build time, never a silent skip.
+module object applied by every node that names the slot. Each module is built by evaluating
+its slot kind's constructor description (:data:`mgspec.ops.SLOTS`), the one codegen prints.
+``forward`` runs the nodes in schedule order, calling each op's torch callable (named in
+:data:`mgspec.ops.OPS`) or its slot's module, freeing each intermediate after its last use.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 from collections.abc import Callable
 
@@ -17,105 +20,61 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mgspec import torch_ops
 from mgspec.errors import Location, SpecError
-from mgspec.ir import OPS, Slot, copy, node, schedule, slots
+from mgspec.expr import Call, Expr, Num, Seq
+from mgspec.ir import Slot, copy, node, schedule, slots
+from mgspec.ops import OPS, SLOTS, Op
 from mgspec.passes.kernels import IMPL, TRANSFER, select_kernels
 from mgspec.verify import verify
 
+_SHORT = {"nn": nn, "F": F}  # the aliases generated source imports
+
+
+def resolve_name(qualified: str):
+    """The object a qualified name names (``torch.nn.functional.relu``, ``nn.Conv2d``); a bare
+    name is a helper of :mod:`mgspec.torch_ops` (which a generated file includes)."""
+    parts = qualified.split(".")
+    if len(parts) == 1:
+        return getattr(torch_ops, qualified)
+    if parts[0] in _SHORT:
+        obj, rest = _SHORT[parts[0]], parts[1:]
+    else:
+        i = len(parts) - 1
+        while i > 1 and importlib.util.find_spec(".".join(parts[:i])) is None:
+            i -= 1
+        obj, rest = importlib.import_module(".".join(parts[:i])), parts[i:]
+    for attr in rest:
+        obj = getattr(obj, attr)
+    return obj
+
+
+def construct(e: Expr):
+    """Evaluate a constructor description (:class:`mgspec.expr.Call`): the module codegen prints."""
+    if isinstance(e, Num):
+        return e.value
+    if isinstance(e, Call):
+        args = [construct(v) for k, v in e.args if k is None]
+        return resolve_name(e.func)(*args, **{k: construct(v) for k, v in e.args if k is not None})
+    if isinstance(e, Seq | str):
+        raise TypeError(f"a slot constructor takes numbers, not {e!r}")
+    return e
+
 
 def make_module(s: Slot) -> nn.Module:
-    if s.kind == "conv":
-        conv = nn.Conv2d
-        if s.impl == IMPL:  # the grouped 3x3 kernel where the kernel-selection pass chose it
-            from mgspec.kernels import KernelConv2d as conv
-        elif s.impl == TRANSFER:  # a channel transfer: weighted sums of 1-2 channels
-            from mgspec.kernels.transfer import TransferConv2d as conv
-        return conv(s.cin, s.cout, s.kernel, s.stride, s.kernel // 2, groups=s.groups, bias=False)
-    if s.kind == "bn":
-        return nn.BatchNorm2d(s.cout)
-    if s.kind == "gn":
-        return nn.GroupNorm(s.groups, s.cout)
-    if s.kind == "linear":
-        return nn.Linear(s.cin, s.cout, bias=s.bias)
-    raise KeyError(f"no module for slot kind {s.kind!r}")
+    call = SLOTS[s.kind].ctor(s)
+    if s.impl == IMPL:  # the grouped 3x3 kernel where the kernel-selection pass chose it
+        call = Call("mgspec.kernels.KernelConv2d", call.args)
+    elif s.impl == TRANSFER:  # a channel transfer: weighted sums of 1-2 channels, never a grouped 1x1 conv
+        call = Call("mgspec.kernels.transfer.TransferConv2d", call.args)
+    return construct(call)
 
 
-def shortcut_a(x: torch.Tensor, cout: int) -> torch.Tensor:
-    """ResNet option A: subsample by 2 and zero-pad the new channels evenly on both sides."""
-    extra = cout - x.shape[1]
-    return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, extra // 2, extra - extra // 2))
-
-
-# One function per op: kernel(module, cout, *operands). Module-level functions, not lambdas,
-# so a built model pickles (torch.save(model)).
-def _module(m: nn.Module, c: int, x: torch.Tensor) -> torch.Tensor:
-    return m(x)
-
-
-def _zero(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(x)
-
-
-def _relu(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
-    return F.relu(x)
-
-
-def _gelu(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x)
-
-
-def _silu(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
-    return F.silu(x)
-
-
-def _add(m: None, c: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return a + b
-
-
-def _sub(m: None, c: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return a - b
-
-
-def _shortcut_a(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
-    return shortcut_a(x, c)
-
-
-def _maxpool(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
-    return F.max_pool2d(x, 3, 2, 1)
-
-
-def _avgpool2(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
-    """Restriction by 2x2 averaging; channels repeated (each input channel feeds c / cin outputs)."""
-    y = F.avg_pool2d(x, 2, ceil_mode=True)
-    return y if c == x.shape[1] else y.repeat_interleave(c // x.shape[1], 1)
-
-
-def _avgpool(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
-    return x.mean((2, 3))
-
-
-def _identity(m: None, c: int, x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
-_KERNELS: dict[str, Callable[..., torch.Tensor]] = {
-    "zero": _zero,
-    "conv": _module,
-    "bn": _module,
-    "gn": _module,
-    "linear": _module,
-    "relu": _relu,
-    "gelu": _gelu,
-    "silu": _silu,
-    "add": _add,
-    "sub": _sub,
-    "shortcut_a": _shortcut_a,
-    "maxpool": _maxpool,
-    "avgpool2": _avgpool2,
-    "avgpool": _avgpool,
-    "output": _identity,
-}
-assert set(_KERNELS) == set(OPS) - {"input"}, "every op needs a kernel"
+def _step(op: Op, module: nn.Module | None, cout: int) -> tuple[Callable[..., torch.Tensor], tuple]:
+    """What the runtime calls for an application of ``op``, and the arguments after the operands."""
+    if op.slot:
+        return module, ()
+    return resolve_name(op.function), op.extra + ((cout,) if op.with_cout else ())
 
 
 class GraphModel(nn.Module):
@@ -141,8 +100,8 @@ class GraphModel(nn.Module):
                 self._input = i
                 continue
             frees = tuple(j for j, last in last_use.items() if last == i)
-            module = modules[n.slot] if n.slot else None
-            self._program.append((i, _KERNELS[n.op], module, n.cout, tuple(index[a] for a in n.args), frees))
+            function, extra = _step(OPS[n.op], modules[n.slot] if n.slot else None, n.cout)
+            self._program.append((i, function, extra, tuple(index[a] for a in n.args), frees))
         self._size = len(order)
 
     def _install(self, path: str, module: nn.Module) -> None:
@@ -158,8 +117,8 @@ class GraphModel(nn.Module):
         env: list = [None] * self._size
         env[self._input] = x
         out = x
-        for i, kernel, module, cout, args, frees in self._program:
-            out = env[i] = kernel(module, cout, *[env[a] for a in args])
+        for i, function, extra, args, frees in self._program:
+            out = env[i] = function(*[env[a] for a in args], *extra)
             for j in frees:
                 env[j] = None
         return out

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import networkx as nx
 
 from mgspec.ir import node, slots, used_slots
-from mgspec.verify import spatial_sizes
+from mgspec.verify import macs_of, spatial_sizes
 
 
 @dataclass
@@ -70,7 +70,7 @@ def count(graph: nx.DiGraph, input_size: int | tuple[int, int] | None = None) ->
             result.unused_slots.append(s.name)
     table = slots(graph)
     for _node_id, n, m in _node_macs(graph, size):
-        operator = table[n.slot].operator
+        operator = table[n.slot].operator if n.slot else n.op
         result.macs += m
         result.macs_by_level[n.level] = result.macs_by_level.get(n.level, 0) + m
         result.macs_by_operator[operator] = result.macs_by_operator.get(operator, 0) + m
@@ -79,17 +79,12 @@ def count(graph: nx.DiGraph, input_size: int | tuple[int, int] | None = None) ->
 
 
 def _node_macs(graph: nx.DiGraph, size: int | tuple[int, int]):
-    """(node id, node, MACs) of every conv and linear node."""
+    """(node id, node, MACs) of every node that multiplies-accumulates (by its op's MACs rule)."""
     shapes = spatial_sizes(graph, size)
-    table = slots(graph)
     for node_id in graph.nodes:
-        n = node(graph, node_id)
-        if n.op == "conv":
-            s = table[n.slot]
-            _, h, w = shapes[node_id]
-            yield node_id, n, s.cout * (s.cin // s.groups) * s.kernel * s.kernel * h * w
-        elif n.op == "linear":
-            yield node_id, n, n.cin * n.cout
+        m = macs_of(graph, node_id, shapes[node_id])
+        if m:
+            yield node_id, node(graph, node_id), m
 
 
 def macs(graph: nx.DiGraph, input_size: int | tuple[int, int] | None = None) -> int:

@@ -1,10 +1,11 @@
 """The graph IR: a networkx DiGraph of operator nodes, a table of weight slots and a block tree.
 
 Nodes (``G.nodes[id]["node"]``) carry a frozen :class:`Node`: the op (from the closed set
-:data:`OPS`), its operands in order (``args``: the one record of the dataflow; the edges are
-derived from it by :func:`add_node` / :func:`set_args` and checked by verify), channel
-counts, and for ops with weights the name of the :class:`Slot` they use. Nodes that share
-weights name the same slot. The graph's node order is the schedule, which is topological.
+:data:`mgspec.ops.OPS`, which holds each op's properties), its operands in order (``args``: the
+one record of the dataflow; the edges are derived from it by :func:`add_node` /
+:func:`set_args` and checked by verify), channel counts, and for ops with weights the name of
+the :class:`Slot` they use. Nodes that share weights name the same slot. The graph's node order
+is the schedule, which is topological.
 
 Two different blocks matter for a node with weights, and the IR keeps them apart:
 
@@ -38,51 +39,8 @@ from typing import Any
 
 import networkx as nx
 
-#: The closed op set: op -> (number of operands, kind of weight slot or None).
-OPS: dict[str, tuple[int, str | None]] = {
-    "input": (0, None),  # the image batch, N x c_in x H x W
-    "zero": (1, None),  # zeros shaped like the operand (u = 0 where an iteration starts)
-    "conv": (1, "conv"),  # 2-D convolution, no bias, padding kernel // 2
-    "bn": (1, "bn"),  # BatchNorm2d
-    "gn": (1, "gn"),  # GroupNorm(groups, c)
-    "relu": (1, None),
-    "gelu": (1, None),
-    "silu": (1, None),
-    "add": (2, None),  # a + b
-    "sub": (2, None),  # a - b
-    "shortcut_a": (1, None),  # ResNet option A: x[:, :, ::2, ::2], zero-pad channels cin -> cout
-    "maxpool": (1, None),  # 3x3 max-pool, stride 2, padding 1 (a large-image stem)
-    "avgpool2": (1, None),  # 2x2 average pool, stride 2 (ceil), channels repeated cin -> cout
-    "avgpool": (1, None),  # global average pool and flatten: N x C x H x W -> N x C
-    "linear": (1, "linear"),  # fully connected, optional bias
-    "output": (1, None),  # the logits
-}
-
-SLOT_KINDS = ("conv", "bn", "gn", "linear")
-
-#: The activations a spec may choose (layers as data): every one maps 0 to 0.
-ACTIVATIONS = ("relu", "gelu", "silu")
-
-#: Ops without side effects whose result depends only on the operands (and weights): two
-#: applications to the same operands are one value. BatchNorm is not among them: in training
-#: it updates its running statistics once per application.
-PURE_OPS = frozenset(
-    {
-        "zero",
-        "conv",
-        "gn",
-        "relu",
-        "gelu",
-        "silu",
-        "add",
-        "sub",
-        "shortcut_a",
-        "maxpool",
-        "avgpool2",
-        "avgpool",
-        "linear",
-    }
-)
+from mgspec.ops import OPS as OPS  # the closed op set, re-exported
+from mgspec.ops import SLOTS
 
 
 @dataclass(frozen=True)
@@ -117,11 +75,7 @@ class Slot:
 
     @property
     def weights(self) -> int:
-        if self.kind == "conv":
-            return self.cout * (self.cin // self.groups) * self.kernel * self.kernel
-        if self.kind in ("bn", "gn"):
-            return 2 * self.cout
-        return self.cout * self.cin + (self.cout if self.bias else 0)
+        return SLOTS[self.kind].weights(self)
 
 
 @dataclass(frozen=True)

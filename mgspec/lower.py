@@ -14,7 +14,8 @@ from spec names (``levels.l2.cycle.coarse.A``), so editing one level never renam
 
 The algorithms (docs/architectures.md has the derivations):
 
-- MgNet smoothing step: ``u <- u + relu(bn2(B(relu(bn1(f - A(u))))))``.
+- MgNet smoothing step: ``u <- u + act(norm2(B(act(norm1(f - A(u))))))`` (act and norm are
+  the spec's layers, :mod:`mgspec.layers`; ReLU and BatchNorm by default).
 - FAS between resolution levels: ``u' = Pi(u)``, ``f' = R(relu(f - A(u))) + A'(u')``.
 - SiC channel V-cycle on channel level k: pre-smoothing; then either
   ``u_c = bn(Pi_k(u))``, ``f_c = bn(R_k(f - A_k(u))) + A_{k+1}(u_c)``,
@@ -38,6 +39,7 @@ import networkx as nx
 
 from mgspec.errors import SpecError
 from mgspec.ir import OPS, Block, Node, Slot, add_node
+from mgspec.layers import resolve as resolve_layers
 from mgspec.load import Source, format_path
 from mgspec.schema import ChannelGrid, MgNetGrid, ResNetGrid, Spec
 
@@ -70,6 +72,7 @@ class _Lowering:
     def __init__(self, spec: Spec, source: Source | None) -> None:
         self.spec = spec
         self.source = source
+        self.layer = resolve_layers(spec.layers)  # the layer choices, resolved once
         self.graph = nx.DiGraph()
         self.slots: dict[str, Slot] = {}
         self.level = ""
@@ -110,31 +113,35 @@ class _Lowering:
             attr, "conv", cin, cout, operator, origin, kernel=kernel, stride=stride, groups=groups, doc=doc
         )
 
-    def bn_slot(self, attr: str, c: int, origin: tuple) -> str | None:
-        """The normalisation the spec chose (``layers.norm``), or None for none.
+    def norm_slot(self, attr: str, c: int, origin: tuple) -> str | None:
+        """A slot of the normalisation the spec chose (``layers.norm``), or None for none.
 
-        ``attr`` is written for BatchNorm (``bn1``, ``bn_R``); GroupNorm slots say ``gn``.
+        ``attr`` names it with ``{n}`` for the norm's op (``{n}1`` is ``bn1`` or ``gn1``).
         """
-        layers = self.spec.layers
-        if layers.norm == "none":
+        norm, groups = self.layer.norm, self.layer.groups
+        if norm is None:
             return None
-        if layers.norm == "batch":
-            return self.slot(attr, "bn", c, c, "BN", origin)
-        if c % layers.norm_groups:
+        if norm.grouped and c % groups:
             raise self.error(
-                f"GroupNorm with {layers.norm_groups} groups cannot normalise the {c} channels of "
+                f"{norm.title} with {groups} groups cannot normalise the {c} channels of "
                 f"{self.owner.path or 'the model'}",
                 ("layers", "norm_groups"),
                 hint="choose norm_groups dividing every normalised width",
             )
-        return self.slot(attr.replace("bn", "gn"), "gn", c, c, "GN", origin, groups=layers.norm_groups)
+        kw = {"groups": groups} if norm.grouped else {}
+        return self.slot(attr.format(n=norm.op), norm.op, c, c, norm.operator, origin, **kw)
 
     def owned(self, path: str, attr: str) -> str | None:
-        """Block ``path``'s slot ``attr`` as declared: ``bn1`` is ``gn1`` with GroupNorm, absent with none."""
-        for name in (f"{path}.{attr}", f"{path}.{attr.replace('bn', 'gn')}"):
-            if name in self.slots:
-                return name
-        return None
+        """Block ``path``'s norm slot ``attr`` (``{n}1``) as declared, or None (no norm)."""
+        name = f"{path}.{attr.format(n=self.layer.norm.op)}" if self.layer.norm else None
+        return name if name in self.slots else None
+
+    # -- the equations in docstrings and comments: the spec's layers by their symbols --------
+    def act_text(self, x: str) -> str:
+        return f"{self.layer.act.symbol}({x})"
+
+    def norm_text(self, x: str, suffix: str = "") -> str:
+        return f"{self.layer.norm.symbol}{suffix}({x})" if self.layer.norm else x
 
     # -- running: nodes ---------------------------------------------------------------
     @contextmanager
@@ -161,7 +168,7 @@ class _Lowering:
         name: str = "",
         note: str = "",
     ) -> str:
-        assert len(args) == OPS[op][0], (op, args)
+        assert len(args) == OPS[op].arity, (op, args)
         base = slot or (f"{self.running}.{op}" if self.running else op)
         n = self._ids[base] = self._ids.get(base, 0) + 1
         node_id = base if n == 1 else f"{base}#{n}"
@@ -175,17 +182,17 @@ class _Lowering:
         s = self.slots[slot]
         return self.emit("conv", (x,), s.cin, s.cout, label or s.operator, slot, s.origin, name, note)
 
-    def bn(self, x: str, slot: str | None, name: str = "", note: str = "") -> str:
-        """Normalise ``x`` with ``slot`` (a BatchNorm or GroupNorm; None: no normalisation)."""
+    def norm(self, x: str, slot: str | None, name: str = "", note: str = "") -> str:
+        """Normalise ``x`` with ``slot`` (a norm slot; None: no normalisation)."""
         if slot is None:
             return x
         s = self.slots[slot]
         return self.emit(s.kind, (x,), s.cin, s.cout, s.operator, slot, s.origin, name, note)
 
-    def relu(self, x: str, c: int, name: str = "", note: str = "") -> str:
-        """The spec's activation (``layers.activation``; ReLU by default)."""
-        act = self.spec.layers.activation
-        return self.emit(act, (x,), c, c, act, name=name, note=note)
+    def act(self, x: str, c: int, name: str = "", note: str = "") -> str:
+        """The spec's activation (``layers.activation``)."""
+        op = self.layer.act.op
+        return self.emit(op, (x,), c, c, op, name=name, note=note)
 
     def add(self, a: str, b: str, c: int, label: str = "+", name: str = "", note: str = "") -> str:
         return self.emit("add", (a, b), c, c, label, name=name, note=note)
@@ -241,12 +248,13 @@ class _Lowering:
         self.level = "stem"
         stem = self.spec.stem
         to = "f, the data of level 1" if out == "f" else "x, the features of stage 1"
-        doc = f"{'maxpool(' if stem.maxpool else ''}relu(bn(conv(x))){')' if stem.maxpool else ''}: the image to {to}."
+        body = self.act_text(self.norm_text("conv(x)"))
+        doc = f"{'maxpool(' if stem.maxpool else ''}{body}{')' if stem.maxpool else ''}: the image to {to}."
         with self.declare("stem", "stem", (("cin", cin), ("cout", c)), doc) as b:
             conv = self.conv_slot("conv", cin, c, "stem", ("stem",), kernel=stem.kernel, stride=stem.stride)
-            bn = self.bn_slot("bn", c, ("stem",))
+            bn = self.norm_slot("{n}", c, ("stem",))
         with self.run(b, (out,), x=x):
-            y = self.relu(self.bn(self.conv(x, conv), bn), c)
+            y = self.act(self.norm(self.conv(x, conv), bn), c)
             if stem.maxpool:
                 y = self.emit("maxpool", (y,), c, c, "maxpool", origin=("stem", "maxpool"))
             b.outputs = (("x", y),)
@@ -273,32 +281,29 @@ class _Lowering:
             for op in own:
                 self.conv_slot(op, c, c, op, origin, kernel=self.spec.layers.kernel, groups=groups)
             if norms == 2:
-                self.bn_slot("bn1", c, origin)
-                self.bn_slot("bn2", c, origin)
+                self.norm_slot("{n}1", c, origin)
+                self.norm_slot("{n}2", c, origin)
             else:  # one normalisation per step, after B
-                self.bn_slot("bn", c, origin)
+                self.norm_slot("{n}", c, origin)
         return step
 
     def step_doc(self, norms: int) -> str:
-        layers = self.spec.layers
-        norm = {"batch": "bn", "group": "gn", "none": ""}[layers.norm]
-        act = layers.activation
 
         def normed(i: int, x: str) -> str:
-            if not norm or (norms == 1 and i == 1):
+            if norms == 1 and i == 1:
                 return x
-            return f"{norm}{i if norms == 2 else ''}({x})"
+            return self.norm_text(x, str(i) if norms == 2 else "")
 
-        inner = normed(1, "f - A(u)")
-        return f"One MgNet smoothing step: u <- u + {act}({normed(2, 'B(' + act + '(' + inner + '))')})."
+        inner = self.act_text(normed(1, "f - A(u)"))
+        return f"One MgNet smoothing step: u <- u + {self.act_text(normed(2, f'B({inner})'))}."
 
     def smoothing_step(self, step: _Block, f: str, u: str, A: str, B: str) -> str:
-        """u <- u + relu(bn2(B(relu(bn1(f - A(u))))))."""
+        """u <- u + act(norm2(B(act(norm1(f - A(u))))))."""
         c, p = step.param("channels"), step.path
         with self.run(step, ("u",), f=f, u=u):
             r = self.sub(f, self.conv(u, A), c, "f - A(u)", name="r")
-            first, second = self.owned(p, "bn1"), self.owned(p, "bn2") or self.owned(p, "bn")
-            d = self.relu(self.bn(self.conv(self.relu(self.bn(r, first), c), B), second), c, name="du")
+            first, second = self.owned(p, "{n}1"), self.owned(p, "{n}2") or self.owned(p, "{n}")
+            d = self.act(self.norm(self.conv(self.act(self.norm(r, first), c), B), second), c, name="du")
             step.outputs = (("u", self.add(u, d, c, "u + du", name="u")),)
         return step.outputs[0][1]
 
@@ -355,11 +360,11 @@ class _Lowering:
                 h = w // grid.coarsening
                 t = h if grid.transfers == "pairwise" else 1
                 self.conv_slot("R", w, h, "R_c", origin, kernel=1, groups=t, doc="R_k: restricts the residual")
-                self.bn_slot("bn_R", h, origin)
+                self.norm_slot("{n}_R", h, origin)
                 self.conv_slot("Pi", w, h, "Pi_c", origin, kernel=1, groups=t, doc="Π_k: restricts u")
-                self.bn_slot("bn_Pi", h, origin)
+                self.norm_slot("{n}_Pi", h, origin)
                 self.conv_slot("P", h, w, "P_c", origin, kernel=1, groups=t, doc="P_k: prolongs the coarse result")
-                self.bn_slot("bn_P", w, origin)
+                self.norm_slot("{n}_P", w, origin)
                 below = {op: f"{source}.coarse" for op, source in (alias or {}).items()}
                 self.declare_channel_level(f"{path}.coarse", widths, k + 1, grid, origin, coarsest_group_size, below)
                 if grid.cycle == "W":  # the second visit shares the first's A_k, B_k; its norms are its own
@@ -399,9 +404,9 @@ class _Lowering:
             coarse = self.children(block, "coarse")
             if coarse:
                 h = self.slots[f"{p}.R"].cout
-                u_c = self.bn(self.conv(u, f"{p}.Pi"), self.owned(p, "bn_Pi"), name="u_c", note="u_c = Π_k(u)")
+                u_c = self.norm(self.conv(u, f"{p}.Pi"), self.owned(p, "{n}_Pi"), name="u_c", note="u_c = Π_k(u)")
                 r = self.sub(f, self.conv(u, self.operator(block, "A", "last pre")), w, "f - A(u)")
-                restricted = self.bn(self.conv(r, f"{p}.R"), self.owned(p, "bn_R"))
+                restricted = self.norm(self.conv(r, f"{p}.R"), self.owned(p, "{n}_R"))
                 A_coarse = self.operator(coarse[0], "A", "first")
                 f_c = self.add(
                     restricted,
@@ -414,7 +419,7 @@ class _Lowering:
                 e = self.channel_cycle(coarse[0], f_c, u_c, ("e",))
                 for again in self.children(block, "coarse2"):
                     e = self.channel_cycle(again, f_c, e, ("e",))
-                P = self.bn(self.conv(e, f"{p}.P"), self.owned(p, "bn_P"))
+                P = self.norm(self.conv(e, f"{p}.P"), self.owned(p, "{n}_P"))
                 u = self.add(u, P, w, "u + P(e)", name="u", note="u <- u + P_k(e)")
             else:
                 u = step(self.children(block, "solve")[0], f, u)
@@ -482,7 +487,7 @@ class _Lowering:
             doc = (
                 f"The finest resolution level: {smoothing} from u = 0."
                 if i == 0
-                else "A resolution level entered by FAS (u' = Π(u), f' = R(relu(f - A(u))) + A'(u')), "
+                else f"A resolution level entered by FAS (u' = Π(u), f' = R({self.act_text('f - A(u)')}) + A'(u')), "
                 f"then {smoothing}."
             )
             shared: dict[str, str] = {}
@@ -534,11 +539,11 @@ class _Lowering:
                     previous = (c, groups, shared)
             with self.run(block, ("u",) if i == 0 else ("f", "u"), f=f, u=u):
                 if i > 0:
-                    r = self.relu(
+                    r = self.act(
                         self.sub(f, self.conv(u, fine_A, "A_fine"), cin, "f - A(u)"),
                         cin,
                         name="r",
-                        note="r = relu(f - A(u)) on the finer level",
+                        note=f"r = {self.act_text('f - A(u)')} on the finer level",
                     )
                     u = self.restrict(u, f"{path}.Pi", cin, c, "Pi", name="u", note="u' = Π(u)")
                     R = self.restrict(r, f"{path}.R", cin, c, "R")
@@ -586,7 +591,7 @@ class _Lowering:
                             "cycle_block",
                             bpath,
                             (("channels", c),),
-                            "MGIC block: x <- relu(x + V(f = x, u = 0)), one channel V-cycle.",
+                            f"MGIC block: x <- {self.act_text('x + V(f = x, u = 0)')}, one channel V-cycle.",
                         ) as block:
                             self.declare_channel_level(f"{bpath}.cycle", cwidths, 0, cgrid, self.grid_origin(i))
                     else:
@@ -599,7 +604,7 @@ class _Lowering:
                         if block.kind == "cycle_block":
                             u = self.zero(h, c)
                             v = self.channel_cycle(block.children[0], h, u, ("v",))
-                            h = self.relu(self.add(h, v, c, "x + V(x)"), c)
+                            h = self.act(self.add(h, v, c, "x + V(x)"), c)
                         else:
                             h = self.basic_block(block, h)
                         block.outputs = (("x", h),)
@@ -623,34 +628,35 @@ class _Lowering:
         kind = "basic_block" if shortcut == "identity" else f"basic_block_{shortcut}"
         described = {
             "identity": "x",
-            "projection": "bn(proj(x)), a strided 1x1 projection",
+            "projection": f"{self.norm_text('proj(x)')}, a strided 1x1 projection",
             "option_a": "x subsampled by 2 and zero-padded to the new channels (option A)",
         }[shortcut]
         params = (("cin", cin), ("cout", c), ("stride", stride))
-        doc = f"ResNet basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + s) with shortcut s = {described}."
+        body = self.norm_text(f"conv2({self.act_text(self.norm_text('conv1(x)', '1'))})", "2")
+        doc = f"ResNet basic block: {self.act_text(body + ' + s')} with shortcut s = {described}."
         with self.declare(kind, path, params, doc) as block:
             k = self.spec.layers.kernel
             self.conv_slot("conv1", cin, c, "conv", origin, kernel=k, stride=stride)
-            self.bn_slot("bn1", c, origin)
+            self.norm_slot("{n}1", c, origin)
             self.conv_slot("conv2", c, c, "conv", origin, kernel=k)
-            self.bn_slot("bn2", c, origin)
+            self.norm_slot("{n}2", c, origin)
             if shortcut == "projection":
                 self.conv_slot("proj", cin, c, "proj", origin, kernel=1, stride=stride)
-                self.bn_slot("proj_bn", c, origin)
+                self.norm_slot("proj_{n}", c, origin)
         return block
 
     def basic_block(self, block: _Block, x: str) -> str:
-        """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+        """act(norm2(conv2(act(norm1(conv1(x))))) + shortcut(x))."""
         p, cin, c = block.path, block.param("cin"), block.param("cout")
-        h = self.relu(self.bn(self.conv(x, f"{p}.conv1"), self.owned(p, "bn1")), c)
-        y = self.bn(self.conv(h, f"{p}.conv2"), self.owned(p, "bn2"), name="y")
+        h = self.act(self.norm(self.conv(x, f"{p}.conv1"), self.owned(p, "{n}1")), c)
+        y = self.norm(self.conv(h, f"{p}.conv2"), self.owned(p, "{n}2"), name="y")
         if block.kind == "basic_block":
             s = x
         elif block.kind == "basic_block_projection":
-            s = self.bn(self.conv(x, f"{p}.proj"), self.owned(p, "proj_bn"))
+            s = self.norm(self.conv(x, f"{p}.proj"), self.owned(p, "proj_{n}"))
         else:
             s = self.emit("shortcut_a", (x,), cin, c, "shortcut")
-        return self.relu(self.add(y, s, c, "y + shortcut(x)"), c)
+        return self.act(self.add(y, s, c, "y + shortcut(x)"), c)
 
     def lower(self) -> nx.DiGraph:
         grid = self.spec.resolution_grid

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mgspec.errors import SpecError
+from mgspec.layers import ACTIVATIONS, NORMS
 from mgspec.load import DataPath, Source, format_path
 
 Positive = Annotated[int, Field(strict=True, gt=0)]
@@ -137,13 +138,18 @@ class Stem(_Model):
 class Layers(_Model):
     """The layer choices of every block (layers as data); the defaults are the paper's."""
 
-    norm: Literal["batch", "group", "none"] = Field(
-        "batch", description="Normalisation after convolutions: BatchNorm, GroupNorm (norm_groups groups) or none."
+    norm: Literal[tuple(NORMS)] = Field(  # type: ignore[valid-type]
+        "batch",
+        description="Normalisation after convolutions: "
+        + ", ".join(f"{k} ({n.title if n else 'no normalisation'})" for k, n in NORMS.items())
+        + "; a grouped one takes norm_groups groups.",
     )
     norm_groups: Positive = Field(
         8, le=MAX_CHANNELS, description="Groups of GroupNorm (with norm: group); must divide every width."
     )
-    activation: Literal["relu", "gelu", "silu"] = Field("relu", description="The activation function.")
+    activation: Literal[tuple(ACTIVATIONS)] = Field(  # type: ignore[valid-type]
+        "relu", description="The activation function."
+    )
     kernel: OddKernel = Field(3, description="Kernel size of A and B (MgNet, MGiaD) and of ResNet's convs (odd).")
     norms_per_step: Literal[1, 2] = Field(
         2,
@@ -341,8 +347,9 @@ class Spec(_Model):
     def _options_that_mean_something(self) -> Spec:
         """Refuse a choice this network could not use, instead of ignoring it."""
         grid = self.resolution_grid
-        if "norm_groups" in self.layers.model_fields_set and self.layers.norm != "group":
-            raise _Located("norm_groups only applies with norm: group", ("layers", "norm_groups"))
+        grouped = [k for k, n in NORMS.items() if n and n.grouped]
+        if "norm_groups" in self.layers.model_fields_set and self.layers.norm not in grouped:
+            raise _Located(f"norm_groups only applies with norm: {' or '.join(grouped)}", ("layers", "norm_groups"))
         has_channel_grid = any(self.level_channel_grid(i) for i in range(len(grid.levels)))
         if isinstance(grid, ResNetGrid) and not has_channel_grid and self.layers.norms_per_step != 2:
             raise _Located(

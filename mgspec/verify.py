@@ -9,7 +9,7 @@ Checked:
 - dataflow: every operand exists and comes earlier in the schedule (so the schedule is a
   topological order), and the edges are exactly the operands (one edge per distinct
   operand, carrying its positions); one input and one output;
-- channels agree on every edge; ``zero``, norms, activations, ``add`` and ``sub`` keep them;
+- channels agree on every edge; the ops that keep them (:attr:`mgspec.ops.Op.keeps_channels`) do;
 - slots: every node that needs weights names a slot of its kind whose shape it agrees with
   (so shared slots have one shape); group counts divide both channel counts;
 - blocks: paths are unique and nested under their parent's; every node is run by a block
@@ -25,8 +25,9 @@ from __future__ import annotations
 import networkx as nx
 
 from mgspec.errors import Location, SpecError
-from mgspec.ir import ACTIVATIONS, OPS, Block, Node, Slot, blocks, node, slots, walk, within
+from mgspec.ir import Block, Node, Slot, blocks, node, slots, walk, within
 from mgspec.load import format_path
+from mgspec.ops import MACS, NORM_OPS, OPS, SLOTS, SPATIAL
 
 
 def _fail(graph: nx.DiGraph, n: Node | Slot | None, message: str) -> SpecError:
@@ -35,13 +36,9 @@ def _fail(graph: nx.DiGraph, n: Node | Slot | None, message: str) -> SpecError:
     return SpecError(message, loc, format_path(origin) or None)
 
 
-def _conv_out(size: int, slot: Slot) -> int:
-    pad = slot.kernel // 2
-    return (size + 2 * pad - slot.kernel) // slot.stride + 1
-
-
 def spatial_sizes(graph: nx.DiGraph, size: int | tuple[int, int]) -> dict[str, tuple[int, int, int]]:
-    """(channels, height, width) of every node's output for an input of ``size`` (square or (h, w))."""
+    """(channels, height, width) of every node's output for an input of ``size`` (square or (h, w)),
+    by each op's spatial rule (:data:`mgspec.ops.SPATIAL`)."""
     table = slots(graph)
     height, width = (size, size) if isinstance(size, int) else size
     shown = f"{height}x{width}"
@@ -49,43 +46,37 @@ def spatial_sizes(graph: nx.DiGraph, size: int | tuple[int, int]) -> dict[str, t
     for node_id in graph.nodes:
         n = node(graph, node_id)
         ins = [shapes[a] for a in n.args]
-        if n.op == "input":
-            shapes[node_id] = (n.cout, height, width)
-        elif n.op == "conv":
-            s = table[n.slot]
-            _, h, w = ins[0]
-            shapes[node_id] = (n.cout, _conv_out(h, s), _conv_out(w, s))
-        elif n.op in ("shortcut_a", "avgpool2"):  # every other pixel / 2x2 windows, ceil
-            _, h, w = ins[0]
-            shapes[node_id] = (n.cout, (h + 1) // 2, (w + 1) // 2)
-        elif n.op == "maxpool":  # 3x3, stride 2, padding 1
-            _, h, w = ins[0]
-            shapes[node_id] = (n.cout, (h - 1) // 2 + 1, (w - 1) // 2 + 1)
-        elif n.op in ("add", "sub"):
-            if ins[0][1:] != ins[1][1:]:
-                raise _fail(
-                    graph,
-                    n,
-                    f"{n.label} at {node_id} combines tensors of sizes {ins[0][1:]} and {ins[1][1:]} "
-                    f"for a {shown} input",
-                )
-            shapes[node_id] = (n.cout,) + ins[0][1:]
-        elif n.op in ("avgpool", "linear", "output"):
-            shapes[node_id] = (n.cout, 1, 1)
-        else:
-            shapes[node_id] = (n.cout,) + ins[0][1:]
-        if min(shapes[node_id][1:]) < 1:
+        if any(i[1:] != ins[0][1:] for i in ins[1:]):
+            sizes = " and ".join(str(i[1:]) for i in ins)
+            raise _fail(graph, n, f"{n.label} at {node_id} combines tensors of sizes {sizes} for a {shown} input")
+        op = OPS[n.op]
+        hw = (height, width) if op.arity == 0 else SPATIAL[op.spatial](ins, table.get(n.slot))
+        shapes[node_id] = (n.cout, *hw)
+        if min(hw) < 1:
             raise _fail(graph, n, f"the input ({shown}) is too small: it vanishes at {node_id}")
-        if n.op == "gn" and n.cout // table[n.slot].groups * shapes[node_id][1] * shapes[node_id][2] < 2:
-            _, h, w = shapes[node_id]
-            raise SpecError(
-                f"GroupNorm {n.slot} would normalise single values: {table[n.slot].groups} groups of "
-                f"{n.cout} channels on a {h}x{w} map (for a {shown} input)",
-                Location(graph.graph.get("source", "<spec>")),
-                "layers.norm_groups",
-                "use fewer norm_groups, or a larger input",
-            )
+        if n.op in NORM_OPS:
+            _check_statistics(graph, NORM_OPS[n.op], table[n.slot], hw, shown)
     return shapes
+
+
+def _check_statistics(graph: nx.DiGraph, norm, s: Slot, hw: tuple[int, int], shown: str) -> None:
+    """A norm must not compute a statistic over a single value (it would be undefined or zero)."""
+    detail = norm.single(s, *hw)
+    if detail is not None:
+        field = "layers.norm_groups" if norm.grouped else "layers.norm"
+        hint = "use fewer norm_groups, or a larger input" if norm.grouped else "use another norm, or more channels"
+        raise SpecError(
+            f"{norm.title} {s.name} would normalise single values: {detail} (for a {shown} input)",
+            Location(graph.graph.get("source", "<spec>")),
+            field,
+            hint,
+        )
+
+
+def macs_of(graph: nx.DiGraph, node_id: str, shape: tuple[int, int, int]) -> int:
+    """The multiply-accumulates of one application (:data:`mgspec.ops.MACS`)."""
+    n = node(graph, node_id)
+    return MACS[OPS[n.op].macs](n, slots(graph).get(n.slot), shape)
 
 
 def _check_dataflow(graph: nx.DiGraph) -> None:
@@ -95,8 +86,8 @@ def _check_dataflow(graph: nx.DiGraph) -> None:
         n = node(graph, node_id)
         if n.op not in OPS:
             raise _fail(graph, n, f"node {node_id} has unknown op {n.op!r}")
-        if len(n.args) != OPS[n.op][0]:
-            raise _fail(graph, n, f"node {node_id} ({n.op}) takes {OPS[n.op][0]} operands, has {len(n.args)}")
+        if len(n.args) != OPS[n.op].arity:
+            raise _fail(graph, n, f"node {node_id} ({n.op}) takes {OPS[n.op].arity} operands, has {len(n.args)}")
         if n.op in ends:
             ends[n.op] += 1
         wired = {a: d.get("positions") for a, d in graph.pred[node_id].items()}
@@ -124,9 +115,9 @@ def _check_channels(graph: nx.DiGraph) -> None:
                     f"channel mismatch: {arg} gives {producer.cout} channels, "
                     f"{node_id} ({n.label or n.op}) expects {n.cin}",
                 )
-        if n.op in ("zero", "add", "sub", "bn", "gn", "maxpool", *ACTIVATIONS) and n.cin != n.cout:
+        if OPS[n.op].keeps_channels and n.cin != n.cout:
             raise _fail(graph, n, f"{node_id} ({n.op}) must keep its channel count")
-        slot_kind = OPS[n.op][1]
+        slot_kind = OPS[n.op].slot
         if slot_kind is None:
             if n.slot is not None:
                 raise _fail(graph, n, f"{node_id} ({n.op}) cannot use a weight slot")
@@ -137,7 +128,7 @@ def _check_channels(graph: nx.DiGraph) -> None:
         if (s.cin, s.cout) != (n.cin, n.cout):
             raise _fail(graph, n, f"{node_id} uses slot {s.name} of shape {s.cin}->{s.cout} as {n.cin}->{n.cout}")
     for s in table.values():
-        if s.kind in ("conv", "gn") and (s.cin % s.groups or s.cout % s.groups):
+        if SLOTS[s.kind].grouped and (s.cin % s.groups or s.cout % s.groups):
             raise _fail(graph, s, f"{s.name}: {s.groups} groups do not divide {s.cin} -> {s.cout} channels")
 
 

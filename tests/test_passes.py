@@ -136,7 +136,7 @@ def test_optimize_leaves_its_input_alone_and_verifies_each_pass():
 
 def test_bn_is_never_merged():
     """BatchNorm updates its running statistics at every application in training."""
-    from mgspec.ir import PURE_OPS
+    from mgspec.ops import PURE_OPS
 
     assert "bn" not in PURE_OPS
 

@@ -218,9 +218,9 @@ def list_(
 @user_errors
 def show(spec: SpecArg, set_: SetOpt = None, optimize: OptimizeOpt = True) -> None:
     """Print the graph IR readably: one op per line, grouped by level."""
-    from mgspec import export
+    from mgspec import drawing
 
-    print(export.to_text(mgspec.compile_graph(spec_input(spec), set_, optimize)), end="")
+    print(drawing.to_text(mgspec.compile_graph(spec_input(spec), set_, optimize)), end="")
 
 
 @app.command()
@@ -244,9 +244,9 @@ def graph(
     optimize: OptimizeOpt = True,
 ) -> None:
     """Export the graph IR: levels as clusters, the channel V-cycle nested, shared slots marked."""
-    from mgspec import export
+    from mgspec import drawing
 
-    renderers = {"dot": export.to_dot, "mermaid": export.to_mermaid, "json": export.to_json}
+    renderers = {"dot": drawing.to_dot, "mermaid": drawing.to_mermaid, "json": drawing.to_json}
     if format is None:
         by_suffix = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid", ".json": "json"}
         format = by_suffix.get(out.suffix.lower(), "dot") if out is not None else "dot"
@@ -263,7 +263,7 @@ def graph(
                 f"rendering {out.suffix} needs Graphviz's 'dot', which is not installed",
                 hint=f"install graphviz, or write DOT text: -o {out.with_suffix('.dot')}",
             )
-        subprocess.run([dot, f"-T{out.suffix[1:]}", "-o", str(out)], input=export.to_dot(g), text=True, check=True)
+        subprocess.run([dot, f"-T{out.suffix[1:]}", "-o", str(out)], input=drawing.to_dot(g), text=True, check=True)
         print(f"wrote {out}")
         return
     text = renderers[format](g)

@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from mgspec.codegen.helpers import helper_names
 from mgspec.codegen.namespace import Namespace, camel_case
-from mgspec.codegen.pretty import INDENT, LINE, Call, Expr, Seq, flat, lines, literal, signature
-from mgspec.ir import ACTIVATIONS, Block, Node, blocks, node, schedule, slots, within
+from mgspec.codegen.pretty import INDENT, LINE, Call, Expr, Num, Seq, flat, lines, literal, signature
+from mgspec.ir import Block, Node, blocks, node, schedule, slots, within
+from mgspec.ops import OPS, SLOTS
 from mgspec.verify import spatial_sizes
 
 #: Names every generated module defines or imports.
@@ -39,16 +41,6 @@ MODULE_NAMES = frozenset({"torch", "F", "nn", "create_model"})
 _RESERVED = {"self", "torch", "F", "nn"}
 _ATOM, _SUM = 1, 0  # precedence of a rendered expression
 _NAMES = {"mgiad": "MGiaD", "mgnet": "MgNet", "mgic": "MGIC", "resnet": "ResNet"}
-
-
-@dataclass(frozen=True)
-class Num:
-    """A number in a constructor, rendered as one of the enclosing class's parameters if one
-    equals it (preferring the names in ``prefer``), else as a literal."""
-
-    value: int
-    prefer: tuple[str, ...] = ()
-    channels: bool = True  # may be written as a channel parameter (or half of one)
 
 
 @dataclass
@@ -106,7 +98,8 @@ class _Compiler:
             for ancestor in self.blocks:
                 if within(path, ancestor):
                     self.subtree[ancestor].append(node_id)
-        uses = Counter(node(graph, n).slot for n in graph.nodes if node(graph, n).op == "bn")  # stateful
+        applied = [node(graph, n) for n in graph.nodes]
+        uses = Counter(n.slot for n in applied if n.slot and not OPS[n.op].pure)  # stateful: BatchNorm
         self.shared_bn = {s for s, k in uses.items() if k > 1}
         spec = graph.graph["spec"]
         self.shapes = spatial_sizes(graph, spec.input.shape)
@@ -212,7 +205,7 @@ class _Compiler:
             n = node(g, v)
             if n.op == "output":
                 return False
-            if n.op == "bn" and n.slot in self.shared_bn:
+            if n.slot in self.shared_bn:
                 return True  # keep the order of a shared BatchNorm's applications
             if n.name:
                 return not (uses[v] == 1 and only_returned[v] == 1)
@@ -323,35 +316,16 @@ class _Compiler:
             text, prec = ops[i]
             return text if prec == _ATOM else f"({text})"
 
-        if n.op in ("conv", "bn", "gn", "linear"):
-            return f"{self.weight(block, n.slot, weight_args)}({ops[0][0]})", _ATOM
-        if n.op in ACTIVATIONS:
-            return f"F.{n.op}({ops[0][0]})", _ATOM
-        if n.op == "zero":
-            return f"torch.zeros_like({ops[0][0]})", _ATOM
-        if n.op in ("add", "sub"):
-            return f"{ops[0][0]} {'+' if n.op == 'add' else '-'} {atom(1)}", _SUM
-        if n.op == "avgpool":
-            return f"{atom(0)}.mean((2, 3))", _ATOM
-        if n.op == "maxpool":
-            return f"F.max_pool2d({ops[0][0]}, 3, 2, 1)", _ATOM
-        if n.op == "avgpool2":  # restriction by 2x2 averaging; channels repeated when the level is wider
-            pooled = f"F.avg_pool2d({ops[0][0]}, 2, ceil_mode=True)"
-            k = n.cout // n.cin
-            return (pooled if k == 1 else f"{pooled}.repeat_interleave({k}, 1)"), _ATOM
-        if n.op == "shortcut_a":  # option A: subsample, zero-pad the new channels evenly on both sides
-            x = atom(0)
-            if n.cout % n.cin:
-                extra = n.cout - n.cin
-                pad = f"{extra // 2}, {extra - extra // 2}"
-            else:  # written from the input's channels, so the text is the same at every width
-                k = n.cout // n.cin - 1
-                c = f"{x}.shape[1]" if k == 1 else f"{k} * {x}.shape[1]"
-                pad = f"{c} // 2, {c} - {c} // 2" if k == 1 else f"({c}) // 2, {c} - ({c}) // 2"
-            return f"F.pad({x}[:, :, ::2, ::2], (0, 0, 0, 0, {pad}))", _ATOM
-        if n.op == "output":
+        op = OPS[n.op]
+        fields = {str(i): text for i, (text, _) in enumerate(ops)} | {f"p{i}": atom(i) for i in range(len(ops))}
+        fields |= {"cin": n.cin, "cout": n.cout}
+        if op.slot:
+            fields["slot"] = self.weight(block, n.slot, weight_args)
+        texts = [text for text, _ in ops]
+        text = op.template(fields) if callable(op.template) else op.template.format(*texts, **fields)
+        if op.template == "{0}":  # the identity keeps its operand's binding
             return ops[0]
-        raise KeyError(f"codegen has no rendering for op {n.op!r}")
+        return text, _SUM if op.infix else _ATOM
 
     # -- __init__ ---------------------------------------------------------------------
     def members(self, inst: Instance) -> None:
@@ -445,7 +419,7 @@ class _Compiler:
         return Module(classes, next(c.name for c in classes if c.instances[0].block is self.root))
 
     def name_classes(self, groups: list[list[Instance]]) -> list[ClassDef]:
-        names = Namespace(MODULE_NAMES)
+        names = Namespace(MODULE_NAMES | helper_names())
         by_kind: dict[str, list[list[Instance]]] = {}
         for group in groups:
             by_kind.setdefault(group[0].block.kind, []).append(group)
@@ -527,29 +501,8 @@ class _Compiler:
 
 
 def slot_ctor(s) -> Call:
-    """The torch module of a weight slot, as data (layers as data: one entry per slot kind)."""
-    if s.kind == "conv":
-        args: list[tuple[str | None, Expr]] = [
-            (None, Num(s.cin, ("cin", "channels"))),
-            (None, Num(s.cout, ("cout", "channels"))),
-            (None, s.kernel),
-        ]
-        if s.stride != 1:
-            args.append(("stride", Num(s.stride, ("stride",), channels=False)))
-        if s.kernel // 2:
-            args.append(("padding", s.kernel // 2))
-        if s.groups != 1:
-            args.append(("groups", Num(s.groups, ("groups", "cin", "channels"))))
-        args.append(("bias", False))
-        return Call("nn.Conv2d", tuple(args))
-    if s.kind == "bn":
-        return Call("nn.BatchNorm2d", ((None, Num(s.cout, ("channels", "cout"))),))
-    if s.kind == "gn":
-        return Call("nn.GroupNorm", ((None, s.groups), (None, Num(s.cout, ("channels", "cout")))))
-    if s.kind == "linear":
-        args = [(None, Num(s.cin, ("cin",))), (None, Num(s.cout, ("classes", "cout")))]
-        return Call("nn.Linear", tuple(args) + (() if s.bias else (("bias", False),)))
-    raise KeyError(f"codegen has no module for slot kind {s.kind!r}")
+    """The torch module of a weight slot, as data: the description the runtime also evaluates."""
+    return SLOTS[s.kind].ctor(s)
 
 
 def abstract(e: Expr | Num) -> str:

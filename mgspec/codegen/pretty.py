@@ -10,29 +10,13 @@ else one per line with a trailing comma; a lone argument is broken recursively.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+
+from mgspec.expr import Call, Expr, Num, Seq
+
+__all__ = ["INDENT", "LINE", "Call", "Expr", "Num", "Seq", "flat", "lines", "literal", "signature"]
 
 LINE = 120
 INDENT = "    "
-
-
-@dataclass(frozen=True)
-class Call:
-    """``func(arg, ..., key=value, ...)``: ``args`` are (keyword or None, value) pairs."""
-
-    func: str
-    args: tuple[tuple[str | None, Expr], ...] = ()
-
-
-@dataclass(frozen=True)
-class Seq:
-    """A list literal ``[a, b]`` or, with ``keys``, a dict literal ``{"k": a, ...}``."""
-
-    items: tuple[Expr, ...]
-    keys: tuple[str, ...] | None = None
-
-
-Expr = Call | Seq | int | bool | str  # a str is source text, used as it is
 
 
 def flat(e: Expr) -> str:

@@ -18,6 +18,7 @@ import networkx as nx
 
 from mgspec import __version__
 from mgspec.codegen.classes import Module
+from mgspec.codegen.helpers import helper_sources
 from mgspec.count import count
 from mgspec.registry import builtin_name
 
@@ -61,7 +62,8 @@ def view_model(graph: nx.DiGraph, module: Module, regenerate: str | None = None)
         if literal != counts.macs
         else ""
     )
-    text = "\n".join(module_text.text for module_text in module.classes)
+    classes = helper_sources(graph) + [c.text for c in module.classes]
+    text = "\n".join(classes)
     return {
         "version": __version__,
         "source_name": source,
@@ -75,6 +77,6 @@ def view_model(graph: nx.DiGraph, module: Module, regenerate: str | None = None)
         "macs": f"{counts.macs:,}.{removed}",
         "count_rows": rows,
         "functional": "F." in text,
-        "classes": "\n\n".join(c.text for c in module.classes),
+        "classes": "\n\n".join(classes),
         "class_name": module.model,
     }

@@ -17,6 +17,10 @@ and last node (the order of running-statistics updates would change).
 
 from __future__ import annotations
 
+import functools
+import operator
+
+import torch.nn.functional as F
 from torch import nn
 
 from mgspec.kernels.fused_bn import batch_norm_act
@@ -24,51 +28,49 @@ from mgspec.kernels.fused_bn import batch_norm_act
 __all__ = ["fuse_batchnorm"]
 
 
-def _bn_act(m, c, x):
-    bn, act = m
+def _bn_act(bn, act, x):
     return batch_norm_act(bn, x, act)
 
 
-def _bn_act_add(m, c, x, residual):
-    bn, act, residual_first = m
+def _bn_act_add(bn, act, residual_first, x, residual):
     return batch_norm_act(bn, x, act, residual, residual_first)
 
 
 def fuse_batchnorm(model: nn.Module) -> int:
-    """Fuse the BatchNorm -> activation (-> add) chains of a runtime model; how many were fused."""
-    from mgspec import build
+    """Fuse the BatchNorm -> activation (-> add) chains of a runtime model; how many were fused.
 
-    acts = {build._relu: "relu", build._gelu: "gelu", build._silu: "silu"}
+    A program step is ``(node index, function, extra arguments, operand indices, values freed)``;
+    a slot's step calls its module, an activation's ``torch.nn.functional.<name>``.
+    """
+    acts = {F.relu: "relu", F.gelu: "gelu", F.silu: "silu"}
     program = list(model._program)
     uses: dict[int, list[int]] = {}
-    for pos, (_, _, _, _, args, _) in enumerate(program):
+    for pos, (_, _, _, args, _) in enumerate(program):
         for a in args:
             uses.setdefault(a, []).append(pos)
     producer = {step[0]: pos for pos, step in enumerate(program)}
     drop: set[int] = set()
     fused = 0
-    for pos, (i, kernel, module, _cout, args, _frees) in enumerate(program):
-        if kernel is not build._module or type(module) is not nn.BatchNorm2d or uses.get(i, []) == []:
-            continue
-        if len(uses[i]) != 1 or program[uses[i][0]][1] not in acts:
+    for pos, (i, module, _extra, args, _frees) in enumerate(program):
+        if type(module) is not nn.BatchNorm2d or len(uses.get(i, [])) != 1 or program[uses[i][0]][1] not in acts:
             continue
         act_pos = uses[i][0]
         act_step = program[act_pos]
-        last, step_args, entry = act_pos, (args[0],), (module, acts[act_step[1]])
-        kernel_fn = _bn_act
+        last, step_args = act_pos, (args[0],)
+        function = functools.partial(_bn_act, module, acts[act_step[1]])
         j = act_step[0]
-        if len(uses.get(j, [])) == 1 and program[uses[j][0]][1] is build._add:
+        if len(uses.get(j, [])) == 1 and program[uses[j][0]][1] is operator.add:
             add_pos = uses[j][0]
-            a, b = program[add_pos][4]
+            a, b = program[add_pos][3]
             if a != b and producer.get(a if b == j else b, -1) < add_pos:
                 other = a if b == j else b
                 last, step_args = add_pos, (args[0], other)
-                entry, kernel_fn = (module, acts[act_step[1]], b == j), _bn_act_add
-        if any(program[p][2] is module for p in range(pos + 1, last)):
+                function = functools.partial(_bn_act_add, module, acts[act_step[1]], b == j)
+        if any(program[p][1] is module for p in range(pos + 1, last)):
             continue
         chain = [pos, act_pos] + ([last] if last != act_pos else [])
-        merged = tuple(f for p in chain for f in program[p][5])
-        program[last] = (program[last][0], kernel_fn, entry, program[last][3], step_args, merged)
+        merged = tuple(f for p in chain for f in program[p][4])
+        program[last] = (program[last][0], function, (), step_args, merged)
         drop.update(chain[:-1])
         fused += 1
     model._program = [step for pos, step in enumerate(program) if pos not in drop]

@@ -1,6 +1,6 @@
 """Common-subexpression elimination: one value per pure op on the same operands.
 
-Two applications of the same pure op (:data:`~mgspec.ir.PURE_OPS`) with the same weight
+Two applications of the same pure op (:attr:`mgspec.ops.Op.pure`) with the same weight
 slot to the same operands compute the same tensor; the later one is replaced by the earlier
 one. This removes the convolutions the multigrid algorithms apply twice: the FAS restriction
 computes ``A'(u')`` for ``f'`` and the coarse level's first smoothing step computes
@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import networkx as nx
 
-from mgspec.ir import PURE_OPS, node, remove_dead, replace_uses, schedule, within
+from mgspec.ir import node, remove_dead, replace_uses, schedule, within
+from mgspec.ops import OPS
 
 
 def eliminate_common_subexpressions(graph: nx.DiGraph) -> nx.DiGraph:
     seen: dict[tuple, list[str]] = {}
     for node_id in schedule(graph):
         n = node(graph, node_id)  # operands already point at the kept values
-        if n.op not in PURE_OPS:
+        if not OPS[n.op].pure:
             continue
         for earlier in seen.get(n.key, ()):
             if within(n.block, node(graph, earlier).block):

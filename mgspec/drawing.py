@@ -1,4 +1,4 @@
-"""Graph export: DOT, Mermaid and node-link JSON of the IR, and a readable text listing.
+"""Graph drawing: DOT, Mermaid and node-link JSON of the IR, and a readable text listing.
 
 Resolution levels are clusters (subgraphs); channel levels are nested clusters, so the channel
 V-cycle is visible; every application of a shared weight slot gets the slot's colour and a
@@ -13,6 +13,7 @@ from dataclasses import asdict
 import networkx as nx
 
 from mgspec.ir import node, slots
+from mgspec.ops import OPS
 
 _PALETTE = [
     "#e6194b",
@@ -94,8 +95,8 @@ def to_dot(graph: nx.DiGraph) -> str:
             attrs = {"label": _label(graph, node_id), "tooltip": node_id}
             if n.slot in colours:
                 attrs.update(color=colours[n.slot], penwidth="2", label=attrs["label"] + " [shared]")
-            if n.op in ("relu", "gelu", "silu", "add", "sub"):
-                attrs["shape"] = "ellipse"
+            if OPS[n.op].draw != "box":
+                attrs["shape"] = OPS[n.op].draw
             lines.append(f"{pad}{ids[node_id]} [" + ", ".join(f"{k}={json.dumps(v)}" for k, v in attrs.items()) + "];")
         for scope, child in tree["children"].items():
             lines.append(f"{pad}subgraph {json.dumps('cluster_' + scope)} {{")
