@@ -20,8 +20,9 @@ the level's shared ``A`` and ``B``).
 ``G.graph`` holds:
 
 - ``slots``: ``{name: Slot}`` in declaration order (the order modules are created, hence the
-  state_dict order) -- every weight the model owns, including slots no node uses (the
-  paper's level-1 R/Pi), which counts report as unused;
+  state_dict order) -- every weight the model owns, including the slots a spec asks for
+  without an op applying them (``level1_transfers``: the paper's level-1 R/Pi), which counts
+  report as unused; slots whose applications a pass removed are dropped by the passes;
 - ``blocks``: the root :class:`Block` of the block tree: the units a person reads (a smoothing
   step, a channel level, a ResNet block), each with its interface (named inputs and outputs);
 - ``spec``, ``source`` (file name) and ``sha256`` of the spec;
