@@ -52,11 +52,13 @@ def optimize(graph: nx.DiGraph, passes: tuple[tuple[str, Pass], ...] = PIPELINE)
 
     results = []
     literal_used = used_slots(graph)
+    macs_after = macs(graph)
     for name, run in passes:
-        before, macs_before = len(graph), macs(graph)
+        before, macs_before = len(graph), macs_after
         graph = run(copy(graph))
         verify(graph)
-        results.append(PassResult(name, before, len(graph), macs_before, macs(graph)))
+        macs_after = macs(graph)
+        results.append(PassResult(name, before, len(graph), macs_before, macs_after))
     graph.graph["passes"] = tuple(results)
     graph.graph["dropped_slots"] = tuple(drop_unapplied_slots(graph, literal_used))
     return graph
