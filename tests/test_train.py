@@ -285,6 +285,7 @@ def test_pareto_front():
     assert pareto(rows) == [4, 0, 2]
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_gloo(tiny, tmp_path):
     spec, _ = tiny
     # 17 test images: rank 0 evaluates 9 (two batches of 8), rank 1 evaluates 8 (one batch)
@@ -327,6 +328,7 @@ def test_ddp_two_processes_gloo(tiny, tmp_path):
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 2
 
 
+@pytest.mark.slow
 @needs_cifar
 def test_training_on_the_real_cifar10_subset(tmp_path):
     """One epoch of a small MGiaD on real CIFAR-10 images beats chance on the real test images."""
@@ -541,6 +543,7 @@ def unwarned(stderr: str) -> str:
     return "".join(line for line in lines if not line.startswith("warning: the machine is busy"))
 
 
+@pytest.mark.slow
 def test_a_diverged_run_stops_with_the_last_good_epoch_saved(tiny, tmp_path, monkeypatch):
     spec, data_dir = tiny
     run = tmp_path / "run"
