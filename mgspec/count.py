@@ -1,7 +1,8 @@
 """Analytic counts from the graph alone: weights and MACs, no tensors.
 
 Weights are summed over slots (so a shared slot counts once, and a slot no node uses -- the
-paper's level-1 R/Pi -- still counts, and is reported as ``unused``). MACs are summed over
+paper's level-1 R/Pi that ``level1_transfers: true`` asks for -- still counts, and is reported
+as ``unused``). MACs are summed over
 nodes (so a shared operator applied twice costs twice): conv ``cout * cin/groups * k^2 *
 H_out * W_out`` and linear ``cin * cout``; BatchNorm, ReLU, additions and pooling are not
 multiply-accumulates and are left out, as in torch.utils.flop_counter (FLOPs = 2 x MACs).

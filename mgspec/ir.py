@@ -21,8 +21,9 @@ the level's shared ``A`` and ``B``).
 ``G.graph`` holds:
 
 - ``slots``: ``{name: Slot}`` in declaration order (the order modules are created, hence the
-  state_dict order) -- every weight the model owns, including slots no node uses (the
-  paper's level-1 R/Pi), which counts report as unused;
+  state_dict order) -- every weight the model owns, including the slots a spec asks for
+  without an op applying them (``level1_transfers``: the paper's level-1 R/Pi), which counts
+  report as unused; slots whose applications a pass removed are dropped by the passes;
 - ``blocks``: the root :class:`Block` of the block tree: the units a person reads (a smoothing
   step, a channel level, a ResNet block), each with its interface (named inputs and outputs);
 - ``spec``, ``source`` (file name) and ``sha256`` of the spec;
@@ -190,16 +191,36 @@ def _connect(graph: nx.DiGraph, node_id: str, args: tuple[str, ...]) -> None:
         graph.add_edge(arg, node_id, positions=tuple(i for i, a in enumerate(args) if a == arg))
 
 
-def replace_uses(graph: nx.DiGraph, old: str, new: str) -> None:
-    """Make every user of ``old`` (nodes and block interfaces) use ``new`` instead."""
+def replace_uses(graph: nx.DiGraph, old: str, new: str, renamed: dict[str, str] | None = None) -> None:
+    """Make every user of ``old`` (nodes and block interfaces) use ``new`` instead.
+
+    The nodes change at once. With ``renamed``, the block interfaces do not: the replacement is
+    recorded there for one :func:`rename_interfaces` after many replacements (a pass that
+    replaces values node by node stays linear in the graph's size); without, they change now.
+    """
     for user in list(graph.successors(old)):
         set_args(graph, user, tuple(new if a == old else a for a in node(graph, user).args))
+    if renamed is None:
+        rename_interfaces(graph, {old: new})
+    else:
+        renamed[old] = new
+
+
+def rename_interfaces(graph: nx.DiGraph, renamed: dict[str, str]) -> None:
+    """Make the block interfaces name ``renamed[v]`` (followed to its end) wherever they name ``v``."""
+    if not renamed:
+        return
+
+    def final(value: str) -> str:
+        while value in renamed:
+            value = renamed[value]
+        return value
 
     def rename(block: Block) -> Block:
         return replace(
             block,
-            inputs=tuple((k, new if v == old else v) for k, v in block.inputs),
-            outputs=tuple((k, new if v == old else v) for k, v in block.outputs),
+            inputs=tuple((k, final(v)) for k, v in block.inputs),
+            outputs=tuple((k, final(v)) for k, v in block.outputs),
             children=tuple(rename(c) for c in block.children),
         )
 

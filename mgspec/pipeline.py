@@ -133,10 +133,16 @@ def json_schema() -> str:
 
 
 def count_spec(
-    spec: SpecLike, overrides: Overrides = None, input_size: int | None = None, optimized: bool = True
+    spec: SpecLike,
+    overrides: Overrides = None,
+    input_size: int | tuple[int, int] | None = None,
+    optimized: bool = True,
 ) -> Counts:
     """Analytic weights and MACs of a spec, without creating any tensor.
 
-    ``input_size`` (default: the spec's ``input.size``) is the square image size for the MACs.
+    ``input_size`` (default: the spec's ``input.size``) is the image size for the MACs: ``n`` for
+    a square ``n x n`` image, or ``(height, width)``. MACs are the conv and linear
+    multiply-accumulates per image (torch's flop counter / 2); BatchNorm, activations, additions
+    and pooling are not counted.
     """
     return count(compile_graph(spec, overrides, optimized), input_size)

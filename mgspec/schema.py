@@ -102,9 +102,10 @@ class _Located(ValueError):
 
 
 def _printable(v: str) -> str:
-    """Refuse control, format (bidi overrides) and surrogate characters: text goes into generated code."""
+    """Refuse control (tabs, newlines too), format (bidi overrides) and surrogate characters: text goes
+    into generated code and one-line listings."""
     for char in v:
-        if not (char.isprintable() or char in "\n\t"):
+        if not char.isprintable():
             raise ValueError(f"character U+{ord(char):04X} is not allowed")
     return v
 
@@ -355,6 +356,20 @@ class Spec(_Model):
             raise _Located(
                 "a ResNet has no smoothing steps: norms_per_step applies to MgNet, MGiaD and MGIC",
                 ("layers", "norms_per_step"),
+            )
+        if "norms_per_step" in self.layers.model_fields_set and self.layers.norm == "none":
+            raise _Located(
+                "norms_per_step only applies with a normalisation (norm: batch or group)", ("layers", "norms_per_step")
+            )
+        if self.layers.norm == "none" and self.channel_grid and self.channel_grid.norms_per_step is not None:
+            raise _Located(
+                "norms_per_step only applies with a normalisation (norm: batch or group)",
+                ("channel_grid", "norms_per_step"),
+            )
+        if isinstance(grid, MgNetGrid) and grid.level1_transfers and grid.restriction == "avgpool":
+            raise _Located(
+                "level1_transfers creates R and Pi, which average-pool restriction does not have",
+                ("resolution_grid", "level1_transfers"),
             )
         if isinstance(grid, MgNetGrid) and grid.share_across:
             shared = set(self.channel_grid.share if self.channel_grid else grid.share)

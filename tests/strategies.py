@@ -36,6 +36,8 @@ def layers(draw) -> dict:
     }
     if layers["norm"] == "group":  # refused with any other norm
         layers["norm_groups"] = draw(st.sampled_from([1, 2]))
+    if layers["norm"] == "none":  # nothing to place: refused
+        del layers["norms_per_step"]
     return layers
 
 
@@ -67,7 +69,7 @@ def spec_data(draw, family: str | None = None) -> dict:
     }
     if "norm_groups" in data["layers"] and (data["stem"]["stride"] > 1 or data["stem"]["maxpool"]):
         data["layers"]["norm_groups"] = 1  # maps may reach 1x1: GroupNorm needs 2+ values
-    if family == "resnet":  # no smoothing steps: norms_per_step would be refused
+    if family == "resnet" and "norms_per_step" in data["layers"]:  # no smoothing steps: 1 would be refused
         data["layers"]["norms_per_step"] = 2
     if family in ("resnet", "mgic"):
         data["resolution_grid"] = {
@@ -80,16 +82,20 @@ def spec_data(draw, family: str | None = None) -> dict:
         }
         if family == "mgic":
             data["channel_grid"] = draw(channel_grids(min(channels)))
+            if data["layers"]["norm"] == "none":
+                data["channel_grid"]["norms_per_step"] = None
     else:
         levels = [{"channels": ch, "steps": draw(st.integers(1, 2 if family == "mgiad" else 3))} for ch in channels]
         grid = data["resolution_grid"] = {
             "block": "mgnet",
             "levels": levels,
-            "level1_transfers": draw(st.booleans()),
+            "level1_transfers": restriction != "avgpool" and draw(st.booleans()),  # avgpool has no R, Pi
             "restriction": restriction,
         }
         if family == "mgiad":
             data["channel_grid"] = draw(channel_grids(min(channels)))
+            if data["layers"]["norm"] == "none":
+                data["channel_grid"]["norms_per_step"] = None
             shared = data["channel_grid"]["share"]
             if draw(st.booleans()):  # grouped coarsest channel level; coarsest widths here are even
                 grid["group_size"] = draw(st.sampled_from([1, 2]))

@@ -52,6 +52,7 @@ def test_reference_counts(name, overrides, expected):
     assert sum(p.numel() for p in model.parameters()) == expected
 
 
+@pytest.mark.slow
 def test_mgiad_closed_form():
     """architectures.md's closed form for MGiaD, over a grid of configurations."""
     for ck in (4, 8, 16, 32, 64):

@@ -87,7 +87,22 @@ REFUSED = [
     ("mgiad_cifar10", ["resolution_grid.share_across=[B]", "channel_grid.share=[A]"], "which channel_grid.share"),
     ("mgnet_small_cifar10", ["resolution_grid.share_across=[A]"], "no two have one"),
     ("mgiad_cifar10", ["resolution_grid.share=[A]"], "resolution_grid.share: with a channel grid"),
-    ("mgnet_cifar10", ["resolution_grid.restriction=avgpool", "resolution_grid.levels[1].channels=96"], "repeats"),
+    (
+        "mgnet_cifar10",
+        [
+            "resolution_grid.restriction=avgpool",
+            "resolution_grid.level1_transfers=false",
+            "resolution_grid.levels[1].channels=96",
+        ],
+        "repeats",
+    ),
+    (
+        "mgnet_cifar10",
+        ["resolution_grid.restriction=avgpool"],
+        "resolution_grid.level1_transfers: level1_transfers creates R and Pi, which average-pool restriction",
+    ),
+    ("mgnet_a_cifar10", ["layers.norm=none", "layers.norms_per_step=1"], "layers.norms_per_step: norms_per_step only"),
+    ("mgiad_cifar10", ["layers.norm=none", "channel_grid.norms_per_step=1"], "channel_grid.norms_per_step: norms_per"),
     ("mgiad_cifar10", ["layers.norm=group", "layers.norm_groups=3"], "layers.norm_groups: GroupNorm with 3 groups"),
 ]
 
@@ -96,3 +111,14 @@ REFUSED = [
 def test_options_a_network_cannot_use_are_refused_not_ignored(name, overrides, message):
     with pytest.raises(mgspec.SpecError, match=message.replace("[", r"\[").replace("(", r"\(")):
         mgspec.count_spec(ROOT / "specs" / f"{name}.yaml", overrides)
+
+
+@pytest.mark.parametrize("escaped", ["\\t", "\\n", "\\r"])
+def test_descriptions_refuse_control_characters_with_a_location(escaped):
+    text = (
+        f'name: n\nclasses: 10\ndescription: "one{escaped}two"\n'
+        "resolution_grid: {block: mgnet, levels: [{channels: 8, steps: 1}]}\n"
+    )
+    with pytest.raises(mgspec.SpecError, match=r"is not allowed") as err:
+        mgspec.load_spec(text)
+    assert "description" in str(err.value) and ":3:" in str(err.value)

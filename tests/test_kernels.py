@@ -177,6 +177,7 @@ class Block(nn.Module):
         return x + F.relu(self.bn(self.conv(x)))
 
 
+@pytest.mark.slow
 @needs_kernel
 def test_torch_compile_trains_through_the_op():
     torch._dynamo.reset()
@@ -219,6 +220,7 @@ def test_disabled_means_conv2d_everywhere():
         kernels.set_enabled(True)
 
 
+@pytest.mark.slow
 def test_without_a_compiler_everything_falls_back(tmp_path):
     script = textwrap.dedent(
         """

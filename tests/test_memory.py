@@ -24,6 +24,7 @@ print(faults() - before)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
 def test_tuned_malloc_reuses_large_blocks():
     def faults(mode: str) -> int:

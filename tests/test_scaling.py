@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ def weights(spec: str, overrides: list[str]) -> int:
     return mgspec.count_spec(S / spec, overrides).total
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(
     lam=st.sampled_from([1, 2, 4, 8, 16, 32]),

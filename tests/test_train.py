@@ -293,6 +293,7 @@ def torchrun(cwd, *args, processes: int = 2) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_gloo(tiny, tmp_path):
     spec, _ = tiny
     # 17 test images: rank 0 evaluates 9 (two batches of 8), rank 1 evaluates 8 (one batch)
@@ -357,6 +358,7 @@ def test_ddp_agrees_with_one_process_at_the_same_global_batch(tmp_path):
     assert one[0]["train_loss"] != one[1]["train_loss"], "the runs trained"
 
 
+@pytest.mark.slow
 @needs_cifar
 def test_training_on_the_real_cifar10_subset(tmp_path):
     """One epoch of a small MGiaD on real CIFAR-10 images beats chance on the real test images."""
@@ -572,6 +574,7 @@ def unwarned(stderr: str) -> str:
     return "".join(line for line in lines if not line.startswith("warning: the machine is busy"))
 
 
+@pytest.mark.slow
 def test_a_diverged_run_stops_with_the_last_good_epoch_saved(tiny, tmp_path, monkeypatch):
     spec, data_dir = tiny
     run = tmp_path / "run"

@@ -287,6 +287,7 @@ def test_sweep_trains_seeds_per_configuration(tiny, tmp_path, monkeypatch):
     assert (out / "sweep.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_sigint_stops_a_real_run_and_prints_the_resume_command(tiny, tmp_path):
     import signal
     import time

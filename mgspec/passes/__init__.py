@@ -4,7 +4,9 @@
 verifies the graph after each one and records what each removed (nodes and MACs) in
 ``graph.graph["passes"]``. Counts, the runtime backend and the generated source all consume
 the optimised graph, so what a pass removes is removed everywhere and is visible in
-``mgspec count``; ``--no-optimize`` skips the pipeline and gives the literal algorithm.
+``mgspec count``; ``--no-optimize`` skips the pipeline and gives the literal algorithm. After the pipeline,
+weight slots whose every application a pass removed are dropped (:mod:`mgspec.passes.slots`),
+so the optimised model has no parameter that no op uses (``graph.graph["dropped_slots"]``).
 
 A pass must not change the function the graph computes, in training or evaluation: the tests
 compare optimised and literal models in float64 (outputs and one SGD step) on every shipped
@@ -18,8 +20,9 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from mgspec.ir import copy
+from mgspec.ir import copy, used_slots
 from mgspec.passes.cse import eliminate_common_subexpressions
+from mgspec.passes.slots import drop_unapplied_slots
 from mgspec.passes.zeros import fold_zeros
 from mgspec.verify import verify
 
@@ -48,10 +51,14 @@ def optimize(graph: nx.DiGraph, passes: tuple[tuple[str, Pass], ...] = PIPELINE)
     from mgspec.count import macs
 
     results = []
+    literal_used = used_slots(graph)
+    macs_after = macs(graph)
     for name, run in passes:
-        before, macs_before = len(graph), macs(graph)
+        before, macs_before = len(graph), macs_after
         graph = run(copy(graph))
         verify(graph)
-        results.append(PassResult(name, before, len(graph), macs_before, macs(graph)))
+        macs_after = macs(graph)
+        results.append(PassResult(name, before, len(graph), macs_before, macs_after))
     graph.graph["passes"] = tuple(results)
+    graph.graph["dropped_slots"] = tuple(drop_unapplied_slots(graph, literal_used))
     return graph

@@ -17,21 +17,23 @@ from __future__ import annotations
 
 import networkx as nx
 
-from mgspec.ir import node, remove_dead, replace_uses, schedule, within
+from mgspec.ir import node, remove_dead, rename_interfaces, replace_uses, schedule, within
 from mgspec.ops import OPS
 
 
 def eliminate_common_subexpressions(graph: nx.DiGraph) -> nx.DiGraph:
     seen: dict[tuple, list[str]] = {}
+    renamed: dict[str, str] = {}
     for node_id in schedule(graph):
         n = node(graph, node_id)  # operands already point at the kept values
         if not OPS[n.op].pure:
             continue
         for earlier in seen.get(n.key, ()):
             if within(n.block, node(graph, earlier).block):
-                replace_uses(graph, node_id, earlier)
+                replace_uses(graph, node_id, earlier, renamed)
                 break
         else:
             seen.setdefault(n.key, []).append(node_id)
+    rename_interfaces(graph, renamed)
     remove_dead(graph)
     return graph

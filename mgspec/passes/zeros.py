@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from mgspec.ir import node, remove_dead, replace_uses, schedule, slots
+from mgspec.ir import node, remove_dead, rename_interfaces, replace_uses, schedule, slots
 from mgspec.ops import OPS
 
 
@@ -21,17 +21,19 @@ def fold_zeros(graph: nx.DiGraph) -> nx.DiGraph:
     """Fold by each op's zero rule (:attr:`mgspec.ops.Op.zeros`)."""
     table = slots(graph)
     zero: set[str] = set()
+    renamed: dict[str, str] = {}
     for node_id in schedule(graph):
         n = node(graph, node_id)
         rule = OPS[n.op].zeros
         if rule == "source":
             zero.add(node_id)
         elif rule == "keeps" and n.args[0] in zero and _keeps_shape(n, table.get(n.slot)):
-            replace_uses(graph, node_id, n.args[0])  # f(0) = 0 of the same shape: the operand's zeros serve
+            replace_uses(graph, node_id, n.args[0], renamed)  # f(0) = 0 of the same shape: the operand's zeros serve
         elif rule == "sum" and (n.args[0] in zero or n.args[1] in zero):
-            replace_uses(graph, node_id, n.args[1] if n.args[0] in zero else n.args[0])
+            replace_uses(graph, node_id, n.args[1] if n.args[0] in zero else n.args[0], renamed)
         elif rule == "difference" and n.args[1] in zero:
-            replace_uses(graph, node_id, n.args[0])
+            replace_uses(graph, node_id, n.args[0], renamed)
+    rename_interfaces(graph, renamed)
     remove_dead(graph)
     return graph
 
