@@ -92,7 +92,10 @@ def _torch_macs(model, cin, size):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(1, cin, *((size, size) if isinstance(size, int) else size)))
     flops = counter.get_flop_counts()["Global"]
-    conv = sum(v for k, v in flops.items() if "convolution" in str(k))
+    # mgspec's custom ops (channel transfers, the grouped 3x3 kernel) count as the convolutions they compute
+    conv = sum(
+        v for k, v in flops.items() if any(w in str(k) for w in ("convolution", "channel_transfer", "grouped_conv"))
+    )
     linear = sum(v for k, v in flops.items() if any(w in str(k) for w in ("addmm", "mm")))
     assert sum(flops.values()) == conv + linear, f"unexpected counted ops: {flops}"
     return (conv + linear) // 2
