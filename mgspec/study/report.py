@@ -36,7 +36,7 @@ def trials(handle) -> list[dict]:
             {
                 "number": t.number,
                 "state": state,
-                "params": dict(t.params),
+                "params": dict(t.params) or json.loads(attrs.get("point", "{}")),
                 "seed": attrs.get("seed"),
                 "weights": attrs.get("weights"),
                 "macs": attrs.get("macs"),
