@@ -15,7 +15,7 @@ STAMP := $(VENV)/.mgspec-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev,onnx]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,onnx,study]'
 	touch $(STAMP)
 
 install: $(STAMP)
