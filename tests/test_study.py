@@ -202,3 +202,11 @@ search:
     assert report["pareto"] == expected
     plot = _study(tmp_path, "report", "out", "--plot", "front.png")
     assert plot.returncode == 0 and (tmp_path / "front.png").stat().st_size > 0
+
+
+def test_a_missing_extra_names_it(monkeypatch):
+    from mgspec.study import require
+
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if it were not installed
+    with pytest.raises(mgspec.SpecError, match=r"submitit.*\n.*pip install 'mgspec\[study\]'"):
+        require("submitit")
