@@ -8,6 +8,7 @@ Commands live in one module per group; importing them registers them on
 from mgspec.cli import spec  # noqa: F401  validate, count, compile, schema, list, show, graph, export
 from mgspec.cli import training  # noqa: F401  train, evaluate, sweep
 from mgspec.cli import paper  # noqa: F401  paper, reproduce
+from mgspec.cli import study  # noqa: F401  study run, study report
 
 # isort: on
 from mgspec.cli.common import app

@@ -1,0 +1,181 @@
+"""``mgspec study run`` and ``mgspec study report``: sweeps, seeds and searches as Optuna studies.
+
+(No ``from __future__ import annotations`` here: typer evaluates the annotations.)
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import mgspec
+from mgspec.cli.common import DataDirOpt, app
+from mgspec.cli.errors import user_errors
+
+study_app = typer.Typer(
+    name="study",
+    help="Sweeps, seeds and Pareto searches as Optuna studies, on this machine or a Slurm cluster.",
+    no_args_is_help=True,
+)
+app.add_typer(study_app)
+
+StudyArg = Annotated[Path, typer.Argument(metavar="STUDY.yaml", help="The study file.", show_default=False)]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Optuna storage URL, e.g. postgresql://user@host/db (default: OUT/journal.log).", show_default=False
+    ),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", "-o", help="Study directory: trials and journal (default: studies/<name>).", show_default=False
+    ),
+]
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+@study_app.command("run")
+@user_errors
+def run(
+    study_file: StudyArg,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Trainings at once (default 1; Slurm: array tasks).", min=1)
+    ] = None,
+    executor: Annotated[
+        str, typer.Option(help="local (processes here) or slurm (a job array via submitit).")
+    ] = "local",
+    storage: StorageOpt = None,
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda (one trial per GPU) or cuda:N.")] = "cpu",
+    threads: Annotated[
+        int | None, typer.Option(help="Torch threads per trial (default: the cores / --jobs).", min=1)
+    ] = None,
+    slurm_partition: Annotated[str | None, typer.Option(help="Slurm partition (default: the study file's).")] = None,
+    slurm_time: Annotated[
+        int | None, typer.Option(help="Minutes per Slurm job (default: the study file's, or 60).", min=1)
+    ] = None,
+    slurm_gpus: Annotated[
+        int | None, typer.Option(help="GPUs per Slurm job (default: the study file's, or 0).", min=0)
+    ] = None,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="TensorBoard event files in every run.")] = False,
+) -> None:
+    """Create or continue a study: train every grid point and seed, or the trials of a search."""
+    from mgspec.study import executors, load_study, points, require
+    from mgspec.study import report as reporting
+    from mgspec.study import storage as stores
+    from mgspec.study.worker import Job
+    from mgspec.train import data
+    from mgspec.train.recipe import available_cores, check_device
+
+    require("optuna")
+    if executor not in ("local", "slurm"):
+        raise mgspec.SpecError(
+            f"unknown executor {executor!r}", mgspec.Location("--executor"), hint="use local or slurm"
+        )
+    check_device(device)
+    study = load_study(study_file)
+    data_dir = data_dir or Path("data")
+    data.check(study.model.dataset, data_dir)
+    checked = points.validate(study, data_dir, device)  # every point, before anything trains
+    if tensorboard:
+        from mgspec.study.tensorboard import check_available
+
+        check_available()
+    if executor == "slurm":
+        require("submitit")
+    out = out or Path("studies") / study.name
+    parallel = (jobs or 1) > 1 or executor == "slurm"
+    handle = stores.open_study(study, stores.open_storage(storage, out, parallel))
+    where = stores.redact(storage) if storage else out / "journal.log"
+    _log(f"study {study.name}: {len(checked)} points checked; storage {where}")
+    job = Job(
+        str(study_file.resolve()), str(out.resolve()), storage, str(data_dir.resolve()), device, threads, tensorboard
+    )
+    if executor == "slurm":
+        params = executors.slurm_parameters(study.model.slurm, slurm_partition, slurm_time, slurm_gpus)
+        code = executors.run_slurm(job, jobs or 1, params, study.name, _log)
+    else:
+        code = executors.run_local(job, jobs or 1, available_cores(), _log)
+    result = reporting.build(study.name, study.objectives, handle)
+    _print_table(result)
+    if code == executors.INTERRUPTED:
+        print(f"interrupted: run the same command again to continue ({study_file})", file=sys.stderr)
+        raise typer.Exit(executors.INTERRUPTED)
+    if code == 2:
+        raise typer.Exit(2)
+    raise typer.Exit(max(code, reporting.status(result)))
+
+
+def _print_table(result: dict) -> None:
+    front = set(result["pareto"])
+    print(f"{'trial':>5}  {'state':<11} {'seed':>4} {'weights':>10} {'test acc':>8}  params")
+    for t in result["trials"]:
+        acc = f"{100 * t['test_acc']:.2f}%" if t["test_acc"] is not None else "-"
+        weights = f"{t['weights']:,}" if t["weights"] is not None else "-"
+        seed = "-" if t["seed"] is None else t["seed"]
+        mark = " *" if t["number"] in front else ""
+        setting = ", ".join(f"{k}={v}" for k, v in t["params"].items())
+        print(f"{t['number']:>5}  {t['state']:<11} {seed:>4} {weights:>10} {acc:>8}  {setting}{mark}")
+        if t["state"] in ("failed", "pruned") and t["reason"]:
+            print(f"{'':>7}{t['reason'].splitlines()[0]}")
+    for p in result["points"]:
+        setting = ", ".join(f"{k}={v}" for k, v in p["params"].items())
+        print(
+            f"point {setting}: {p['weights']:,} weights, {p['macs']:,} MACs, "
+            f"accuracy {100 * p['acc_mean']:.2f} ± {100 * p['acc_std']:.2f}% over {len(p['seeds'])} seed(s)"
+        )
+    failed = [t["number"] for t in result["trials"] if t["state"] == "failed"]
+    if failed:
+        print(f"failed trials: {', '.join(map(str, failed))}")
+    if front:
+        print(f"Pareto front (*): trials {', '.join(map(str, sorted(front)))}")
+
+
+@study_app.command("report")
+@user_errors
+def report(
+    target: Annotated[Path, typer.Argument(metavar="STUDY.yaml|DIR", help="The study file, or its directory.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    plot: Annotated[
+        Path | None, typer.Option(help="Also draw accuracy against weights (with the Pareto front) to FILE.png.")
+    ] = None,
+    storage: StorageOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Per point the mean and std over seeds of test accuracy, weights and MACs; the Pareto front."""
+    from mgspec.study import load_study, require
+    from mgspec.study import report as reporting
+    from mgspec.study import storage as stores
+
+    require("optuna")
+    if format not in ("table", "json", "csv"):
+        raise mgspec.SpecError(f"unknown format {format!r}", hint="use table, json or csv")
+    name = None
+    if target.is_dir():
+        directory = target
+    else:
+        study = load_study(target)
+        name, directory = study.name, out or Path("studies") / study.name
+    if storage is None and not (directory / "journal.log").is_file():
+        raise mgspec.SpecError(
+            "no journal.log: the study has not run here",
+            mgspec.Location(str(directory)),
+            hint="give --out or --storage",
+        )
+    name, objectives, handle = reporting.load(name, stores.open_storage(storage, directory, parallel=False))
+    result = reporting.build(name, objectives, handle)
+    if format == "json":
+        print(json.dumps(result, indent=2))
+    elif format == "csv":
+        print(reporting.csv_text(result), end="")
+    else:
+        _print_table(result)
+    if plot is not None:
+        print(f"wrote {reporting.plot(result, plot)}", file=sys.stderr if format != "table" else sys.stdout)

@@ -1,0 +1,119 @@
+"""Where a study's workers run: processes on this machine, or a Slurm job array through submitit.
+
+Local: ``--jobs N`` starts N worker processes that share the study's storage; the machine's
+cores are split between them (each trial trains with ``cores // N`` threads), and on CUDA
+worker i trains on device ``i mod (number of GPUs)``. SIGTERM or Ctrl-C reaches every worker,
+which leaves its trial to be continued by the next run.
+
+Slurm: the workers are the tasks of one job array (``executor.map_array``), each a
+:class:`SlurmWorker` (submitit's ``Checkpointable``: a job preempted or out of time is requeued
+and continues where the study stands). ``study run`` waits for the array and reports.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from mgspec.study import require
+from mgspec.study.worker import Interrupted, Job, as_json, work
+
+#: Exit status of a study interrupted by a signal (as for any command stopped by Ctrl-C).
+INTERRUPTED = 130
+
+
+def _devices(device: str, jobs: int) -> list[str]:
+    if device != "cuda" or jobs == 1:
+        return [device] * jobs
+    import torch
+
+    count = max(torch.cuda.device_count(), 1)
+    return [f"cuda:{i % count}" for i in range(jobs)]
+
+
+def plan(job: Job, jobs: int, cores: int) -> list[Job]:
+    """One job per worker: its number, device and threads."""
+    threads = job.threads or max(1, cores // jobs)
+    return [replace(job, worker=i, device=d, threads=threads) for i, d in enumerate(_devices(job.device, jobs))]
+
+
+def run_local(job: Job, jobs: int, cores: int, log=print) -> int:
+    """Run ``jobs`` workers here; 0 when they all finished, :data:`INTERRUPTED` after a signal."""
+    workers = plan(job, jobs, cores)
+    if jobs == 1:
+        try:
+            work(workers[0], log)
+        except Interrupted:
+            return INTERRUPTED
+        return 0
+    folder = Path(job.out) / "workers"
+    folder.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for w in workers:
+        path = folder / f"worker-{w.worker}.json"
+        path.write_text(as_json(w))
+        processes.append(subprocess.Popen([sys.executable, "-m", "mgspec.study.worker", str(path)]))
+    stopped = []
+
+    def forward(signum, frame):
+        stopped.append(signum)
+        for p in processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes = [p.wait() for p in processes]
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if stopped or any(c in (143, -signal.SIGTERM) for c in codes):
+        return INTERRUPTED
+    return 2 if 2 in codes else (0 if all(c == 0 for c in codes) else 1)
+
+
+class SlurmWorker:
+    """A worker as a Slurm job; submitit requeues it when it is preempted or runs out of time."""
+
+    def __call__(self, job: Job) -> dict:
+        return work(job)
+
+    def checkpoint(self, job: Job):
+        submitit = require("submitit")
+        return submitit.helpers.DelayedSubmission(type(self)(), job)
+
+
+def slurm_parameters(slurm, partition: str | None, time_min: int | None, gpus: int | None) -> dict:
+    """submitit's parameters from the study file's ``slurm:`` section and the ``--slurm-*`` options."""
+    params = {
+        "slurm_partition": partition or (slurm.partition if slurm else None),
+        "timeout_min": time_min or (slurm.time if slurm else 60),
+        "gpus_per_node": gpus if gpus is not None else (slurm.gpus if slurm else 0),
+    }
+    if slurm and slurm.cpus:
+        params["cpus_per_task"] = slurm.cpus
+    if slurm and slurm.mem_gb:
+        params["mem_gb"] = slurm.mem_gb
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def run_slurm(job: Job, jobs: int, parameters: dict, name: str, log=print) -> int:
+    """Submit ``jobs`` workers as one Slurm job array and wait for them; 1 if any job did not finish."""
+    submitit = require("submitit")
+    executor = submitit.AutoExecutor(folder=str(Path(job.out) / "slurm" / "%j"), cluster="slurm")
+    executor.update_parameters(name=name, slurm_array_parallelism=jobs, **parameters)
+    workers = [replace(job, worker=i) for i in range(jobs)]
+    submitted = executor.map_array(SlurmWorker(), workers)
+    log(f"submitted Slurm job array {submitted[0].job_id.split('_')[0]} ({jobs} tasks); logs in {job.out}/slurm")
+    status = 0
+    for task in submitted:
+        try:
+            task.result()
+        except Exception as exc:  # cancelled, killed, or failed on the node
+            first = str(exc).strip().splitlines()
+            log(f"Slurm job {task.job_id} did not finish: {first[0] if first else type(exc).__name__}")
+            status = 1
+    return status

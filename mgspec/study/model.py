@@ -1,0 +1,245 @@
+"""The study file: a pydantic model of its YAML, read with located errors exactly like a spec.
+
+A study names a spec (relative to the study file), a dataset, training options, a number of
+seeds, and either a ``grid`` (every combination is trained) or a ``search`` (an Optuna sampler
+draws ``trials`` points of a ``space``). Grid and space keys are spec fields as dotted paths
+(``channel_grid.coarsest``) or training options as ``train.<option>`` (``train.lr``).
+Errors name the study file, line and column (:func:`load_study`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mgspec.errors import Location, SpecError
+from mgspec.load import DataPath, Source, format_path, read_spec_file
+
+Scalar = str | int | float | bool
+
+#: Training options a study may set (``train:`` and ``train.<option>`` keys): TrainConfig's fields
+#: except those the study itself decides (dataset, data directory, seed, device).
+TRAIN_OPTIONS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "step_size",
+    "gamma",
+    "max_batches",
+    "workers",
+    "compile",
+    "channels_last",
+    "threads",
+    "amp",
+)
+OBJECTIVES = ("accuracy", "weights", "macs")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Model):
+    """A numeric range of a search space: integers when low, high (and step) are integers."""
+
+    low: float
+    high: float
+    step: float | None = Field(default=None, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        if self.log and (self.step is not None or self.low <= 0):
+            raise ValueError("a log range needs low > 0 and no step")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return all(isinstance(v, int) or (v is not None and float(v).is_integer()) for v in self._given())
+
+    def _given(self) -> list:
+        return [self.low, self.high, *([self.step] if self.step is not None else [])]
+
+    def values(self, most: int = 64) -> list[float | int]:
+        """The values to validate: every step of a stepped range (up to ``most``), else low and high."""
+        if self.step is None:
+            out = [self.low, self.high]
+        else:
+            n = int(round((self.high - self.low) / self.step))
+            out = [self.low + i * self.step for i in range(min(n, most) + 1)]
+        return sorted({int(v) if self.integer else float(v) for v in out})
+
+
+class Search(_Model):
+    trials: int = Field(gt=0, le=100_000)
+    objectives: dict[Literal["accuracy", "weights", "macs"], Literal["maximize", "minimize"]] = Field(
+        default_factory=lambda: {"accuracy": "maximize"}, min_length=1
+    )
+    max_weights: int | None = Field(default=None, gt=0)
+    sampler: Literal["nsga2", "tpe", "random"] | None = None
+    space: dict[str, list[Scalar] | Range] = Field(min_length=1)
+
+    @field_validator("space")
+    @classmethod
+    def _choices(cls, v: dict) -> dict:
+        for key, choices in v.items():
+            if isinstance(choices, list) and not choices:
+                raise ValueError(f"{key}: an empty list of choices")
+        return v
+
+
+class Slurm(_Model):
+    partition: str | None = None
+    time: int = Field(default=60, gt=0, description="minutes per job")
+    gpus: int = Field(default=0, ge=0)
+    cpus: int | None = Field(default=None, gt=0)
+    mem_gb: float | None = Field(default=None, gt=0)
+
+
+class StudyFile(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    spec: str = Field(min_length=1)
+    dataset: Literal["cifar10", "cifar100", "fashionmnist", "mnist"]
+    train: dict[str, Any] = Field(default_factory=dict)
+    seeds: int = Field(default=1, gt=0, le=1000)
+    grid: dict[str, list[Scalar]] | None = None
+    objectives: dict[Literal["accuracy", "weights", "macs"], Literal["maximize", "minimize"]] | None = None
+    search: Search | None = None
+    slurm: Slurm | None = None
+
+    @field_validator("train")
+    @classmethod
+    def _train_options(cls, v: dict) -> dict:
+        for key in v:
+            if key not in TRAIN_OPTIONS:
+                close = difflib.get_close_matches(key, TRAIN_OPTIONS, n=1)
+                raise ValueError(f"unknown train option {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v: dict | None) -> dict | None:
+        for key, values in (v or {}).items():
+            if not values:
+                raise ValueError(f"{key}: an empty list of values")
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StudyFile:
+        if (self.grid is None) == (self.search is None):
+            raise ValueError("a study has either a grid or a search (not both, not neither)")
+        if self.search is not None and self.objectives is not None:
+            raise ValueError("a search names its objectives under search.objectives")
+        return self
+
+    @property
+    def axes(self) -> dict[str, list]:
+        return self.grid if self.grid is not None else dict(self.search.space)
+
+
+class Study:
+    """A loaded study file: the validated model, its source (for locations) and the spec path."""
+
+    def __init__(self, model: StudyFile, source: Source, path: Path) -> None:
+        self.model, self.source, self.path = model, source, path
+        self.spec_path = (
+            (path.parent / model.spec).resolve() if not Path(model.spec).is_absolute() else Path(model.spec)
+        )
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def is_search(self) -> bool:
+        return self.model.search is not None
+
+    @property
+    def objectives(self) -> dict[str, str]:
+        if self.model.search is not None:
+            return dict(self.model.search.objectives)
+        return dict(self.model.objectives or {"accuracy": "maximize"})
+
+    def locate(self, *path: str | int) -> Location:
+        return self.source.locate(tuple(path))
+
+    def definition(self) -> dict:
+        """What the study computes (the file without how it runs), with the spec's text: a re-run must match."""
+        data = json.loads(json.dumps(self.model.model_dump(mode="json", exclude={"slurm"})))
+        data["train"] = {k: v for k, v in data["train"].items() if k not in ("workers", "threads", "compile")}
+        try:
+            data["spec_text"] = self.spec_path.read_text()
+        except OSError:
+            data["spec_text"] = None
+        return data
+
+
+def _data_path(data: Any, loc: tuple) -> DataPath:
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
+            if isinstance(node, list) and not 0 <= part < len(node):
+                break
+            node = node[part]
+            path.append(part)
+    return tuple(path)
+
+
+def _message(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return f"unknown field {err['loc'][-1]!r}"
+    if err["type"] == "missing":
+        return f"missing required field {err['loc'][-1]!r}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if not isinstance(err.get("input"), dict | list) and "input" in err:
+        msg = msg[0].lower() + msg[1:] + f", got {err['input']!r}"[:70]
+    return msg
+
+
+def validate(source: Source, path: Path) -> Study:
+    """The located first problem of a study file's data, or the :class:`Study`."""
+    try:
+        model = StudyFile.model_validate(source.data)
+    except ValidationError as exc:
+        errors = exc.errors()
+
+        def order(err: dict) -> tuple:
+            loc = source.locate(_data_path(source.data, err["loc"]))
+            return (err["type"] == "missing", loc.line or 0, loc.column or 0)
+
+        err = min(errors, key=order)
+        where = _data_path(source.data, err["loc"])
+        field = format_path(
+            tuple(p for p in err["loc"] if isinstance(p, str | int) and not str(p).startswith("function"))
+        )
+        hint = None
+        if err["type"] == "extra_forbidden":
+            known = list(StudyFile.model_fields) if len(err["loc"]) == 1 else []
+            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else None
+        raise SpecError(_message(err), source.locate(where), field or None, hint) from None
+    return Study(model, source, path)
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study file; every error is a :class:`SpecError` naming file, line and column."""
+    path = Path(path)
+    if path.is_dir():
+        raise SpecError("a study file is a YAML file, not a directory", Location(str(path)))
+    if not path.exists():
+        raise SpecError("no such study file", Location(str(path)))
+    source = read_spec_file(path)
+    study = validate(source, path)
+    if not study.spec_path.is_file():
+        raise SpecError(f"no such spec file: {study.spec_path}", study.locate("spec"), "spec")
+    return study

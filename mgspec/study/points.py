@@ -1,0 +1,138 @@
+"""The points of a study: grid combinations, search-space values, and what one point trains.
+
+A point is a mapping from the study's keys to values. Spec keys become ``--set PATH=VALUE``
+overrides; ``train.<option>`` keys become training options on top of the study's ``train:``.
+Before anything trains, every grid point is validated as a spec (fitted to the dataset) with
+its training options, and every value of a search space in at least one combination; errors
+point at the value in the study file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import mgspec
+from mgspec.errors import SpecError
+from mgspec.study.model import Range, Study
+
+TRAIN = "train."
+#: Most combinations tried to find a valid one for a value of a search space.
+MAX_TRIES = 4096
+
+
+def value_text(value) -> str:
+    """A value as ``--set`` reads it back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def key(params: dict) -> str:
+    """One text per point (the same for every seed of it)."""
+    return json.dumps(params, sort_keys=True)
+
+
+def overrides(params: dict) -> list[str]:
+    return [f"{path}={value_text(v)}" for path, v in params.items() if not path.startswith(TRAIN)]
+
+
+def train_options(study: Study, params: dict) -> dict:
+    return {**study.model.train, **{p[len(TRAIN) :]: v for p, v in params.items() if p.startswith(TRAIN)}}
+
+
+def config(
+    study: Study, params: dict, seed: int, data_dir: str | Path, device: str = "cpu", threads: int | None = None
+):
+    """The recipe of one trial: the paper's, then the study's ``train:``, then the point's ``train.*``."""
+    from mgspec.train import recipe
+
+    given = train_options(study, params)
+    if threads is not None and "threads" not in given:
+        given["threads"] = threads
+    given["amp"] = given.get("amp") or None
+    try:
+        return recipe(study.model.dataset, str(data_dir), **{**given, "seed": seed, "device": device})
+    except TypeError as exc:  # a value of the wrong type for a recipe field
+        raise SpecError(f"bad training option: {exc}") from None
+
+
+def counts(study: Study, params: dict) -> tuple[int, int]:
+    """Weights and MACs of a point's spec fitted to the dataset (raises the spec's SpecError)."""
+    from mgspec.train.data import dataset_info
+    from mgspec.train.recipe import fit_spec
+
+    spec, _, _ = fit_spec(study.spec_path, overrides(params), dataset_info(study.model.dataset))
+    result = mgspec.count_spec(spec)
+    return result.total, result.macs
+
+
+def check(study: Study, params: dict, data_dir: str | Path = "data", device: str = "cpu") -> tuple[int, int]:
+    """Counts of a valid point; a SpecError for an invalid spec or training option."""
+    weights_macs = counts(study, params)
+    config(study, params, 0, data_dir, device)
+    return weights_macs
+
+
+def grid_points(study: Study) -> list[dict]:
+    grid = study.model.grid or {}
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def axis_values(axis) -> list:
+    return axis.values() if isinstance(axis, Range) else list(axis)
+
+
+def _relocated(study: Study, exc: SpecError, path: str, index: int | None, what: str) -> SpecError:
+    section = ("search", "space") if study.is_search else ("grid",)
+    where = study.locate(*section, path, *(() if index is None else (index,)))
+    field = ".".join(section) + f".{path}" + ("" if index is None else f"[{index}]")
+    return SpecError(f"{what}: {exc.message}", where, field, exc.hint)
+
+
+def validate(study: Study, data_dir: str | Path = "data", device: str = "cpu") -> dict[str, tuple[int, int]]:
+    """Validate every grid point (or every search-space value in some combination) before training.
+
+    Returns the counts of the points checked, by :func:`key`.
+    """
+    axes = {p: axis_values(a) for p, a in study.model.axes.items()}
+    first = {p: values[0] for p, values in axes.items()}
+    checked: dict[str, tuple[int, int]] = {}
+    if not study.is_search:
+        for path, values in axes.items():
+            for i, value in enumerate(values):
+                point = {**first, path: value}
+                try:
+                    checked[key(point)] = check(study, point, data_dir, device)
+                except SpecError as exc:
+                    raise _relocated(study, exc, path, i, f"{path}={value_text(value)}") from None
+        for point in grid_points(study):
+            if key(point) not in checked:
+                try:
+                    checked[key(point)] = check(study, point, data_dir, device)
+                except SpecError as exc:
+                    text = ", ".join(f"{p}={value_text(v)}" for p, v in point.items())
+                    raise _relocated(study, exc, next(iter(point)), None, f"the combination {text}") from None
+        return checked
+    for path, values in axes.items():
+        for i, value in enumerate(values):
+            others = {p: v for p, v in axes.items() if p != path}
+            error = None
+            for combo in itertools.islice(_product(others), MAX_TRIES):
+                point = {**combo, path: value}
+                try:
+                    checked[key(point)] = check(study, point, data_dir, device)
+                    break
+                except SpecError as exc:
+                    error = error or exc
+            else:
+                index = i if isinstance(study.model.search.space[path], list) else None
+                raise _relocated(study, error, path, index, f"{path}={value_text(value)} fits no combination") from None
+    return checked
+
+
+def _product(axes: dict[str, list]) -> Iterable[dict]:
+    for values in itertools.product(*axes.values()):
+        yield dict(zip(axes, values, strict=True))

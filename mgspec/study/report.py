@@ -1,0 +1,172 @@
+"""A study's results: its trials, the mean and std over seeds per point, and the Pareto front.
+
+The JSON shape is ``{"study", "objectives", "trials": [{"number", "state", "params", "seed",
+"weights", "macs", "test_acc", "run_dir", "reason"}], "points": [{"params", "weights", "macs",
+"acc_mean", "acc_std", "seeds"}], "pareto": [trial numbers]}``. Trials a later trial continues
+(``retry_of``) and spare draws are left out. The Pareto front is over the study's objectives,
+or accuracy against weights for a study with one objective.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+
+from mgspec.study import require
+
+STATES = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting"}
+
+
+def trials(handle) -> list[dict]:
+    """One row per trial that counts (continued and spare trials left out)."""
+    raw = handle.get_trials(deepcopy=False)
+    continued = {t.user_attrs["retry_of"] for t in raw if "retry_of" in t.user_attrs}
+    rows = []
+    for t in raw:
+        attrs = t.user_attrs
+        if t.number in continued or attrs.get("spare"):
+            continue
+        state = STATES.get(t.state.name, t.state.name.lower())
+        if state == "running" and attrs.get("interrupted"):
+            state = "interrupted"
+        rows.append(
+            {
+                "number": t.number,
+                "state": state,
+                "params": dict(t.params) or json.loads(attrs.get("point", "{}")),
+                "seed": attrs.get("seed"),
+                "weights": attrs.get("weights"),
+                "macs": attrs.get("macs"),
+                "test_acc": attrs.get("test_acc"),
+                "run_dir": attrs.get("run_dir"),
+                "reason": attrs.get("reason"),
+            }
+        )
+    return rows
+
+
+def points(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation of the test accuracy over the seeds of each completed point."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["state"] == "complete":
+            groups.setdefault(json.dumps(row["params"], sort_keys=True), []).append(row)
+    out = []
+    for members in groups.values():
+        accs = [m["test_acc"] for m in members]
+        out.append(
+            {
+                "params": members[0]["params"],
+                "weights": members[0]["weights"],
+                "macs": members[0]["macs"],
+                "acc_mean": statistics.fmean(accs),
+                "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "seeds": sorted(m["seed"] for m in members),
+            }
+        )
+    return sorted(out, key=lambda p: (p["weights"], json.dumps(p["params"], sort_keys=True)))
+
+
+def _value(row: dict, name: str) -> float:
+    return row["test_acc"] if name == "accuracy" else row[name]
+
+
+def dominates(a: dict, b: dict, objectives: dict[str, str]) -> bool:
+    """``a`` is at least as good as ``b`` in every objective and better in one."""
+    better = False
+    for name, direction in objectives.items():
+        x, y = _value(a, name), _value(b, name)
+        if direction == "minimize":
+            x, y = -x, -y
+        if x < y:
+            return False
+        better = better or x > y
+    return better
+
+
+def pareto(rows: list[dict], objectives: dict[str, str]) -> list[int]:
+    """Numbers of the completed trials no other completed trial dominates."""
+    if len(objectives) < 2:
+        objectives = {"accuracy": "maximize", "weights": "minimize"}
+    done = [r for r in rows if r["state"] == "complete"]
+    return sorted(r["number"] for r in done if not any(dominates(o, r, objectives) for o in done))
+
+
+def build(name: str, objectives: dict[str, str], handle) -> dict:
+    rows = trials(handle)
+    return {
+        "study": name,
+        "objectives": objectives,
+        "trials": rows,
+        "points": points(rows),
+        "pareto": pareto(rows, objectives),
+    }
+
+
+def load(name: str | None, storage) -> tuple[str, dict[str, str], object]:
+    """The Optuna study ``name`` in ``storage`` (the only one there when ``name`` is None)."""
+    from mgspec.errors import SpecError
+    from mgspec.study.storage import DEFINITION
+
+    optuna = require("optuna")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if name is None:
+        if len(names) != 1:
+            raise SpecError(f"the storage holds {len(names)} studies", hint="name the study file instead")
+        name = names[0]
+    if name not in names:
+        raise SpecError(f"no study {name!r} in the storage yet", hint="run it first: mgspec study run STUDY.yaml")
+    handle = optuna.load_study(study_name=name, storage=storage)
+    definition = handle.user_attrs.get(DEFINITION) or {}
+    objectives = (definition.get("search") or {}).get("objectives") or definition.get("objectives")
+    return name, objectives or {"accuracy": "maximize"}, handle
+
+
+def status(report: dict) -> int:
+    """0 when every trial completed (or was pruned), 1 when some failed or did not finish."""
+    return 0 if all(t["state"] in ("complete", "pruned") for t in report["trials"]) else 1
+
+
+def _setting(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def csv_text(report: dict) -> str:
+    buffer = io.StringIO()
+    fields = ["number", "state", "params", "seed", "weights", "macs", "test_acc", "pareto", "run_dir", "reason"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    front = set(report["pareto"])
+    for t in report["trials"]:
+        writer.writerow({**t, "params": _setting(t["params"]), "pareto": t["number"] in front})
+    return buffer.getvalue()
+
+
+def plot(report: dict, target: Path) -> Path:
+    """Accuracy against weights for every completed trial, the Pareto front drawn as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [t for t in report["trials"] if t["state"] == "complete"]
+    front = sorted((t for t in done if t["number"] in set(report["pareto"])), key=lambda t: t["weights"])
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ax.scatter([t["weights"] for t in done], [100 * t["test_acc"] for t in done], color="0.6", label="trials")
+    ax.plot(
+        [t["weights"] for t in front], [100 * t["test_acc"] for t in front], "o-", color="tab:red", label="Pareto front"
+    )
+    ax.set_xlabel("weights")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{report['study']}: accuracy against weights")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    plt.close(fig)
+    return target

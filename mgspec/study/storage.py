@@ -1,0 +1,187 @@
+"""Where a study's trials live: Optuna storages, the study's definition, and taking over interrupted trials.
+
+The default storage is Optuna's ``JournalStorage`` with a file backend, ``<out>/journal.log``
+(safe for many processes on one machine); ``--storage postgresql://...`` shares a study across
+machines (psycopg 3). The process that creates the Optuna study records the study file's
+definition and queues every grid point and seed; every later process checks that its study
+file has the same definition (and refuses one that differs, saying where).
+
+A trial whose worker is gone (killed, preempted, or stopped by a signal, which marks it
+``interrupted``) is taken over by the next ``study run``: it is marked failed and a new trial
+with the same parameters, seed and run directory is queued (``retry_of`` names the old one),
+so training resumes from the run's checkpoint. Reports leave superseded trials out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from mgspec.errors import Location, SpecError
+from mgspec.study import points, require
+from mgspec.study.model import Study
+
+DEFINITION, READY = "mgspec_definition", "mgspec_ready"
+#: A running trial whose heartbeat is older than this (seconds) is taken over by the next run.
+GRACE_S = 600
+HEARTBEAT_S = 60
+
+
+def redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def open_storage(url: str | None, out: Path, parallel: bool = True):
+    """The Optuna storage: a journal file in ``out`` by default, or a database URL."""
+    optuna = require("optuna")
+    where = Location(f"--storage {redact(url)}") if url else Location(str(out / "journal.log"))
+    if url is None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        out.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(out / "journal.log")))
+    if url.startswith("sqlite") and parallel:
+        raise SpecError(
+            "SQLite cannot take parallel writers", where, hint="leave out --storage (a journal file) or use PostgreSQL"
+        )
+    if re.match(r"postgres(ql)?://", url):
+        require("psycopg")
+        url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+    elif not re.match(r"(postgresql\+psycopg|sqlite|mysql[+a-z]*)://", url):
+        raise SpecError("unknown storage", where, hint="use postgresql://USER@HOST:PORT/DB, or leave out --storage")
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except Exception as exc:  # connection refused, unknown database, bad credentials
+        reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise SpecError(f"cannot open the storage: {reason}", where) from None
+
+
+def _sampler(study: Study):
+    optuna = require("optuna")
+    kind = study.model.search.sampler if study.is_search else "random"
+    if kind is None:
+        kind = "nsga2" if len(study.objectives) > 1 else "tpe"
+    return {
+        "nsga2": optuna.samplers.NSGAIISampler,
+        "tpe": optuna.samplers.TPESampler,
+        "random": optuna.samplers.RandomSampler,
+    }[kind]()
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The dotted paths where two definitions differ."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b, path = old.get(k), new.get(k), f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, path + ".")
+        elif a != b:
+            out.append("the spec file's text" if path == "spec_text" else f"{path} ({a!r} -> {b!r})")
+    return out
+
+
+def open_study(study: Study, storage, wait_s: float = 60.0):
+    """Create the Optuna study (recording the definition, queueing the grid) or continue it."""
+    optuna = require("optuna")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directions = list(study.objectives.values())
+    definition = study.definition()
+    try:
+        handle = optuna.create_study(
+            study_name=study.name, storage=storage, directions=directions, sampler=_sampler(study)
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        handle = optuna.load_study(study_name=study.name, storage=storage, sampler=_sampler(study))
+    else:
+        handle.set_user_attr(DEFINITION, definition)
+        for point in points.grid_points(study) if not study.is_search else ():
+            for seed in range(study.model.seeds):
+                handle.enqueue_trial(point, user_attrs={"seed": seed, "point": points.key(point)})
+        handle.set_user_attr(READY, True)
+    deadline = time.monotonic() + wait_s
+    while READY not in handle.user_attrs and time.monotonic() < deadline:  # another process is creating it
+        time.sleep(0.5)
+    stored = handle.user_attrs.get(DEFINITION)
+    if stored != definition:
+        what = "; ".join(differences(stored or {}, definition)) or "it is not set up"
+        changed = [k for k in definition if k in study.source.data and (stored or {}).get(k) != definition[k]]
+        raise SpecError(
+            f"the study {study.name!r} in this storage was made from a different study file: {what}",
+            study.locate(changed[0]) if changed else Location(str(study.path)),
+            hint="restore the file, or give the changed study another name (or --out)",
+        )
+    return handle
+
+
+def owner() -> dict:
+    """Who runs a trial: host, process (and its start), and the Slurm job when there is one."""
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": _start_time(os.getpid()),
+        "slurm_job": os.environ.get("SLURM_JOB_ID"),
+        "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0"),
+    }
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _slurm_job_alive(job: str) -> bool | None:
+    if shutil.which("squeue") is None:
+        return None
+    try:
+        done = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.returncode == 0 and bool(done.stdout.strip())
+
+
+def stale(trial, now: float | None = None) -> bool:
+    """Whether a running trial's worker is gone (so its trial may be taken over)."""
+    attrs = trial.user_attrs
+    if attrs.get("interrupted"):
+        return True
+    who = attrs.get("owner")
+    if not who:
+        start = trial.datetime_start.timestamp() if trial.datetime_start else 0
+        return (now or time.time()) - start > GRACE_S
+    if who.get("slurm_job"):
+        alive = _slurm_job_alive(who["slurm_job"])
+        mine = os.environ.get("SLURM_JOB_ID") == who["slurm_job"]
+        if alive is False or (mine and os.environ.get("SLURM_RESTART_COUNT", "0") != who.get("slurm_restart")):
+            return True
+    elif who.get("host") == socket.gethostname():
+        return _start_time(int(who["pid"])) != who.get("started")
+    return (now or time.time()) - float(attrs.get("heartbeat", 0)) > GRACE_S
+
+
+def take_over(handle, log=print) -> int:
+    """Queue again every interrupted trial whose worker is gone; returns how many."""
+    optuna = require("optuna")
+    state = optuna.trial.TrialState
+    trials = handle.get_trials(deepcopy=False)
+    taken = 0
+    for trial in trials:
+        if trial.state != state.RUNNING or "seed" not in trial.user_attrs or not stale(trial):
+            continue
+        try:
+            handle._storage.set_trial_user_attr(trial._trial_id, "reason", "interrupted; continued by a new trial")
+            handle.tell(trial.number, state=state.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+            continue  # another process took it over first
+        attrs = {k: trial.user_attrs[k] for k in ("seed", "point", "run_dir") if k in trial.user_attrs}
+        handle.enqueue_trial(trial.params, user_attrs={**attrs, "retry_of": trial.number})
+        log(f"trial {trial.number} was interrupted: it continues from {attrs.get('run_dir', 'its run directory')}")
+        taken += 1
+    return taken

@@ -1,0 +1,212 @@
+"""Studies on real components: study files, the journal-file storage, worker processes, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import mgspec
+from tests import synthetic
+
+pytest.importorskip("optuna", reason="studies need the study extra: pip install 'mgspec[study]'")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path: Path, body: str, name: str = "study.yaml") -> Path:
+    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
+    synthetic.write_cifar(tmp_path / "data")
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+GRID = """\
+name: tiny
+spec: tiny.yaml
+dataset: cifar10
+train: {epochs: EPOCHS, batch_size: 16}
+seeds: 2
+grid:
+  channel_grid.coarsest: [2, 4]
+"""
+
+
+def _study(tmp_path: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "mgspec", "study", *args]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _report(tmp_path: Path, out: str = "out") -> dict:
+    done = _study(tmp_path, "report", out, "-f", "json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_grid_with_two_jobs_then_a_rerun_trains_nothing_again(tmp_path):
+    _write(tmp_path, GRID.replace("EPOCHS", "1"))
+    done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out", "--jobs", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = _report(tmp_path)
+    assert [t["state"] for t in report["trials"]] == ["complete"] * 4
+    assert sorted((t["params"]["channel_grid.coarsest"], t["seed"]) for t in report["trials"]) == [
+        (2, 0),
+        (2, 1),
+        (4, 0),
+        (4, 1),
+    ]
+    assert len(report["points"]) == 2 and all(p["seeds"] == [0, 1] for p in report["points"])
+    for t in report["trials"]:  # every trial is an ordinary run directory, counted like `mgspec count`
+        assert (Path(t["run_dir"]) / "checkpoint.pt").is_file()
+        counted = mgspec.count_spec(
+            tmp_path / "tiny.yaml", [f"channel_grid.coarsest={t['params']['channel_grid.coarsest']}"]
+        )
+        assert t["weights"] == counted.total and t["macs"] == counted.macs
+    stamps = {t["run_dir"]: (Path(t["run_dir"]) / "checkpoint.pt").stat().st_mtime_ns for t in report["trials"]}
+    again = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out", "--jobs", "2")
+    assert again.returncode == 0, again.stderr
+    assert "trial 4" not in again.stdout
+    assert {d: (Path(d) / "checkpoint.pt").stat().st_mtime_ns for d in stamps} == stamps
+
+
+@pytest.mark.slow
+def test_sigterm_mid_study_then_a_rerun_resumes_from_the_checkpoint(tmp_path):
+    _write(tmp_path, GRID.replace("EPOCHS", "3"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "mgspec", "study", "run", "study.yaml", "--data-dir", "data", "--out", "out"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "out" / "trials").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "run the same command again" in err
+    interrupted = [t for t in _report(tmp_path)["trials"] if t["state"] == "interrupted"]
+    assert len(interrupted) == 1
+    run_dir = interrupted[0]["run_dir"]
+    done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"resuming {run_dir} at epoch" in done.stdout
+    report = _report(tmp_path)
+    assert [t["state"] for t in report["trials"]] == ["complete"] * 4
+    assert run_dir in {t["run_dir"] for t in report["trials"]}
+    epochs = [json.loads(line)["epoch"] for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+
+
+def test_a_changed_study_file_is_refused_with_what_differs(tmp_path):
+    path = _write(tmp_path, GRID.replace("EPOCHS", "1").replace("[2, 4]", "[2]").replace("seeds: 2", "seeds: 1"))
+    assert _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out").returncode == 0
+    path.write_text(path.read_text().replace("seeds: 1", "seeds: 3"))
+    done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
+    assert done.returncode == 2
+    assert "study.yaml:5:" in done.stderr and "seeds (1 -> 3)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_diverging_point_fails_and_the_others_finish(tmp_path):
+    body = (
+        GRID.replace("EPOCHS", "1")
+        .replace("seeds: 2", "seeds: 1")
+        .replace("channel_grid.coarsest: [2, 4]", "train.lr: [0.05, 1e6]")
+    )
+    _write(tmp_path, body)
+    done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
+    assert done.returncode == 1, done.stdout + done.stderr
+    states = {t["params"]["train.lr"]: t for t in _report(tmp_path)["trials"]}
+    assert states[0.05]["state"] == "complete"
+    assert states[1e6]["state"] == "failed" and "diverged" in states[1e6]["reason"]
+    assert "failed trials:" in done.stdout
+
+
+def test_a_bad_grid_value_is_located_before_any_training(tmp_path):
+    _write(tmp_path, GRID.replace("EPOCHS", "1").replace("[2, 4]", "[2, 0]"))
+    done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: study.yaml:7:30: grid.channel_grid.coarsest[1]: channel_grid.coarsest=0")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ("seeds: 2", "seeds: 0"),
+        ("dataset: cifar10", "dataset: imagenet"),
+        ("train: {epochs: EPOCHS, batch_size: 16}", "train: {epoch: 1}"),
+        ("seeds: 2", "sedes: 2"),
+    ],
+)
+def test_study_file_errors_name_file_and_line(tmp_path, change, where):
+    _write(tmp_path, GRID.replace(change, where))
+    done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
+    assert done.returncode == 2, done.stderr
+    line = next(i for i, text in enumerate(GRID.replace(change, where).splitlines(), 1) if where in text)
+    assert done.stderr.startswith(f"error: study.yaml:{line}:"), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _dominated(a: dict, b: dict) -> bool:
+    """b dominates a: no less accurate, no more weights, and better in one."""
+    return (
+        b["test_acc"] >= a["test_acc"]
+        and b["weights"] <= a["weights"]
+        and (b["test_acc"] > a["test_acc"] or b["weights"] < a["weights"])
+    )
+
+
+@pytest.mark.slow
+def test_search_never_trains_above_max_weights_and_reports_the_pareto_front(tmp_path):
+    spec = ROOT / "specs" / "mgiad_small_cifar10.yaml"
+    _write(
+        tmp_path,
+        f"""\
+name: pareto
+spec: {spec}
+dataset: cifar10
+train: {{epochs: 1, batch_size: 40}}
+search:
+  trials: 4
+  objectives: {{accuracy: maximize, weights: minimize}}
+  max_weights: 30000
+  space:
+    channel_grid.coarsest: [4, 8, 16]
+    channel_grid.group_size: [2, 4]
+    width: {{low: 0.5, high: 2.0, step: 0.5}}
+""",
+    )
+    done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out", "--jobs", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = _report(tmp_path)
+    completed = [t for t in report["trials"] if t["state"] == "complete"]
+    assert len(completed) == 4
+    for t in report["trials"]:
+        if t["weights"] is not None and t["weights"] > 30000:
+            assert t["state"] == "pruned" and t["run_dir"] is None
+    for t in completed:
+        overrides = [f"{k}={v}" for k, v in t["params"].items()]
+        assert t["weights"] == mgspec.count_spec(spec, overrides).total <= 30000
+    expected = sorted(t["number"] for t in completed if not any(_dominated(t, o) for o in completed))
+    assert report["pareto"] == expected
+    plot = _study(tmp_path, "report", "out", "--plot", "front.png")
+    assert plot.returncode == 0 and (tmp_path / "front.png").stat().st_size > 0
+
+
+def test_a_missing_extra_names_it(monkeypatch):
+    from mgspec.study import require
+
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if it were not installed
+    with pytest.raises(mgspec.SpecError, match=r"submitit.*\n.*pip install 'mgspec\[study\]'"):
+        require("submitit")
