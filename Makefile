@@ -5,9 +5,9 @@
 #   make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 #   make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 #
-# PYTHON is the first Python >= 3.11 on PATH (python3.13, python3.12, python3.11, python3);
+# PYTHON is the first Python >= 3.11 on PATH (python3, python3.11, python3.12, python3.13);
 # pick another with `make PYTHON=/path/to/python3.x ...`.
-PYTHON ?= $(firstword $(foreach p,python3.13 python3.12 python3.11 python3,$(shell command -v $(p) >/dev/null 2>&1 && $(p) -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null | grep -qx True && echo $(p))))
+PYTHON ?= $(firstword $(foreach p,python3 python3.11 python3.12 python3.13,$(shell command -v $(p) >/dev/null 2>&1 && $(p) -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null | grep -qx True && echo $(p))))
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
