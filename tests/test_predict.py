@@ -1,0 +1,133 @@
+"""mgspec predict: image files classified from a run, its safetensors file and its ONNX export."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import mgspec
+from mgspec import predict as predicting
+from mgspec.cli.app import app
+from mgspec.train import data, trainer
+from mgspec.train.batches import EpochBatches
+from mgspec.train.recipe import recipe
+from tests.conftest import SHARED_DATA, needs_cifar
+from tests.synthetic import TINY_SPEC
+
+runner = CliRunner()
+IMAGES = 24
+
+
+def cli(*args, code: int = 0):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 1-epoch, 2-batch run of the tiny spec on the CIFAR-10 subset, its ONNX export, and test PNGs."""
+    root = tmp_path_factory.mktemp("predict")
+    spec = root / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    config = dataclasses.replace(recipe("cifar10", SHARED_DATA, epochs=1, batch_size=64), max_batches=2)
+    run = trainer.prepare(spec, [], config, root / "run")
+    trainer.train(run, progress=False, log=lambda _: None)
+    onnx = root / "tiny.onnx"
+    cli("export", spec, "--onnx", onnx, "--run", root / "run", "--batch-size", 4)
+    test = data.load("cifar10", SHARED_DATA, "test")
+    pngs = root / "pngs"
+    pngs.mkdir()
+    for i in range(IMAGES):
+        Image.fromarray(test.images[i].permute(1, 2, 0).numpy()).save(pngs / f"{i:02d}.png")
+    return root, test
+
+
+def own_predictions(run_dir, test) -> list[int]:
+    """The run's model on the first test images, batched and normalised as evaluate does."""
+    stored = trainer.read_run(run_dir)
+    model = mgspec.create_model(trainer.stored_spec(stored), stored["spec"]["overrides"]).eval()
+    trainer.load_weights(model, run_dir, "cpu", "")
+    split = data.Split(test.images[:IMAGES], test.labels[:IMAGES])
+    x, _ = EpochBatches(split, data.dataset_info("cifar10"), IMAGES, train=False)[0]
+    with torch.no_grad():
+        return model(x).argmax(1).tolist()
+
+
+@needs_cifar
+@pytest.mark.slow
+def test_run_safetensors_and_onnx_give_the_models_own_top1(trained):
+    root, test = trained
+    want = own_predictions(root / "run", test)
+    for source in (root / "run", root / "run" / "model.safetensors", root / "tiny.onnx"):
+        rows = json.loads(cli("predict", source, root / "pngs", "-f", "json", "-k", 3).stdout)
+        assert [r["file"] for r in rows] == [str(root / "pngs" / f"{i:02d}.png") for i in range(IMAGES)]
+        assert [r["top"][0]["index"] for r in rows] == want, source
+        assert all(len(r["top"]) == 3 and r["top"][0]["probability"] >= r["top"][2]["probability"] for r in rows)
+        assert all(r["top"][0]["class"] == data.DATASETS["cifar10"].class_names[r["top"][0]["index"]] for r in rows)
+
+
+@needs_cifar
+@pytest.mark.slow
+def test_a_bad_image_is_an_error_of_its_own_and_the_others_are_classified(trained):
+    root, test = trained
+    bad = root / "bad.png"
+    bad.write_text("not an image")
+    good = root / "pngs" / "00.png"
+    result = cli("predict", root / "run" / "model.safetensors", bad, good, root / "missing.jpg", "-f", "csv", code=1)
+    assert f"{bad}: cannot read the image" in result.stderr and f"{root / 'missing.jpg'}: no such file" in result.stderr
+    assert "Traceback" not in result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "file,rank,index,class,probability" and len(lines) == 2 and lines[1].startswith(f"{good},1,")
+    assert int(lines[1].split(",")[2]) == own_predictions(root / "run", test)[0]
+    table = cli("predict", root / "run", good, "-k", 2).stdout
+    assert str(good) in table and "%" in table
+
+
+def test_images_are_resized_to_cover_and_center_cropped(tmp_path):
+    wide = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)  # h 32, w 40
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    got = predicting.read_image(tmp_path / "wide.png", (3, 32, 32))
+    assert torch.equal(got, torch.from_numpy(wide[:, 4:36].transpose(2, 0, 1).copy()))
+    big = np.zeros((64, 96, 3), dtype=np.uint8)
+    big[:, 48:] = 255  # right half white: after halving and cropping the center 16 of 48 columns, half stays white
+    Image.fromarray(big).save(tmp_path / "big.jpg", quality=100)
+    got = predicting.read_image(tmp_path / "big.jpg", (3, 32, 32))
+    assert got.shape == (3, 32, 32) and got[:, :, :14].max() < 30 and got[:, :, 18:].min() > 225
+
+
+def test_grayscale_and_rgb_become_the_models_channels(tmp_path):
+    gray = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    rgb = predicting.read_image(tmp_path / "gray.png", (3, 28, 28))
+    assert rgb.shape == (3, 28, 28) and all(torch.equal(rgb[c], torch.from_numpy(gray)) for c in range(3))
+    Image.fromarray(np.stack([gray] * 3, axis=-1)).save(tmp_path / "rgb.png")
+    assert torch.equal(predicting.read_image(tmp_path / "rgb.png", (1, 28, 28))[0], torch.from_numpy(gray))
+
+
+def test_bad_models_and_options_are_one_message_with_status_2(tmp_path):
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(image)
+    junk = tmp_path / "model.onnx"
+    junk.write_bytes(b"\x00junk")
+    for args, message in (
+        ((tmp_path / "nowhere", image), "no such run directory or model file"),
+        ((tmp_path, image), "not a run directory"),
+        ((junk, image), "cannot load the ONNX model"),
+        ((image, image), "not a model mgspec can classify with"),
+    ):
+        result = cli("predict", *args, code=2)
+        assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_without_pillow_the_message_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "PIL", None)  # as if Pillow were not installed
+    result = cli("predict", tmp_path, tmp_path / "x.png", code=2)
+    assert "mgspec[predict]" in result.stderr
