@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
 import mgspec
@@ -21,6 +20,7 @@ from mgspec.train.recipe import recipe
 from tests.conftest import SHARED_DATA, needs_cifar
 from tests.synthetic import TINY_SPEC
 
+Image = pytest.importorskip("PIL.Image", reason="Pillow (the predict extra) is not installed")
 runner = CliRunner()
 IMAGES = 24
 
