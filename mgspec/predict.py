@@ -74,6 +74,8 @@ def load_predictor(path: str | Path) -> Predictor:
         return _from_run(path)
     if not path.exists():
         raise SpecError("no such run directory or model file", Location(str(path)))
+    if not path.is_file():
+        raise SpecError("not a regular file", Location(str(path)))
     if path.suffix == ".safetensors":
         return _from_safetensors(path)
     if path.suffix == ".onnx":
@@ -173,6 +175,8 @@ def read_image(path: Path, size: tuple[int, int, int]) -> torch.Tensor:
     channels, height, width = size
     if path.is_dir():
         raise ImageError("no PNG or JPEG files in this directory", Location(str(path)))
+    if path.exists() and not path.is_file():  # a FIFO or device would block or never end
+        raise ImageError("not a regular file", Location(str(path)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", image_module.DecompressionBombWarning)

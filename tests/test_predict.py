@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 
 import numpy as np
@@ -41,7 +42,8 @@ def trained(tmp_path_factory):
     run = trainer.prepare(spec, [], config, root / "run")
     trainer.train(run, progress=False, log=lambda _: None)
     onnx = root / "tiny.onnx"
-    cli("export", spec, "--onnx", onnx, "--run", root / "run", "--batch-size", 4)
+    cli("export", spec, "--onnx", onnx, "--run", root / "run", "--batch-size", 5)  # 24 images: a padded chunk
+    cli("export", spec, "--onnx", root / "raw.onnx", "--run", root / "run", "--dynamic-batch", "--embed-normalization")
     test = data.load("cifar10", SHARED_DATA, "test")
     pngs = root / "pngs"
     pngs.mkdir()
@@ -66,7 +68,7 @@ def own_predictions(run_dir, test) -> list[int]:
 def test_run_safetensors_and_onnx_give_the_models_own_top1(trained):
     root, test = trained
     want = own_predictions(root / "run", test)
-    for source in (root / "run", root / "run" / "model.safetensors", root / "tiny.onnx"):
+    for source in (root / "run", root / "run" / "model.safetensors", root / "tiny.onnx", root / "raw.onnx"):
         rows = json.loads(cli("predict", source, root / "pngs", "-f", "json", "-k", 3).stdout)
         assert [r["file"] for r in rows] == [str(root / "pngs" / f"{i:02d}.png") for i in range(IMAGES)]
         assert [r["top"][0]["index"] for r in rows] == want, source
@@ -131,3 +133,34 @@ def test_without_pillow_the_message_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "PIL", None)  # as if Pillow were not installed
     result = cli("predict", tmp_path, tmp_path / "x.png", code=2)
     assert "mgspec[predict]" in result.stderr
+
+
+@pytest.fixture
+def untrained(tmp_path):
+    """An untrained tiny model as a safetensors file with mgspec's metadata."""
+    from mgspec.train import artifacts
+
+    model = mgspec.create_model(TINY_SPEC)
+    counts = mgspec.count_spec(TINY_SPEC)
+    record = {"text": TINY_SPEC, "overrides": [], "weights": counts.total, "macs": counts.macs}
+    meta = artifacts.metadata(record, model.graph.graph["spec"], "cifar10", 0, 0.0)
+    return artifacts.save(model, tmp_path / "model.safetensors", meta)
+
+
+def test_options_beyond_the_model_are_status_2(untrained, tmp_path):
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(image)
+    assert "-k 11: the model has 10 classes" in cli("predict", untrained, image, "-k", 11, code=2).stderr
+    assert "unknown format 'xml'" in cli("predict", untrained, image, "-f", "xml", code=2).stderr
+
+
+def test_an_empty_directory_and_a_fifo_are_errors_of_their_own(untrained, tmp_path):
+    empty, image, fifo = tmp_path / "empty", tmp_path / "x.png", tmp_path / "fifo.png"
+    empty.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(image)
+    os.mkfifo(fifo)
+    result = cli("predict", untrained, empty, fifo, image, "-f", "json", code=1)
+    assert f"{empty}: no PNG or JPEG files" in result.stderr and f"{fifo}: not a regular file" in result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["file"] for r in rows] == [str(empty), str(fifo), str(image)]
+    assert "error" in rows[0] and "error" in rows[1] and len(rows[2]["top"]) == 1
