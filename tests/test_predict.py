@@ -164,3 +164,16 @@ def test_an_empty_directory_and_a_fifo_are_errors_of_their_own(untrained, tmp_pa
     rows = json.loads(result.stdout)
     assert [r["file"] for r in rows] == [str(empty), str(fifo), str(image)]
     assert "error" in rows[0] and "error" in rows[1] and len(rows[2]["top"]) == 1
+
+
+def test_truncated_images_and_decompression_bombs_are_errors_of_their_own(untrained, tmp_path, monkeypatch):
+    image, truncated = tmp_path / "x.png", tmp_path / "truncated.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(image)
+    truncated.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    result = cli("predict", untrained, truncated, image, "-f", "csv", code=1)
+    assert f"{truncated}: cannot read the image" in result.stderr and len(result.stdout.splitlines()) == 2
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # 1,024 pixels: more than 2x the limit
+    result = cli("predict", untrained, image, code=1)
+    assert f"{image}: cannot read the image" in result.stderr and "Traceback" not in result.output
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 800)  # between the limit and twice it: Pillow's warning
+    assert f"{image}: cannot read the image" in cli("predict", untrained, image, code=1).stderr
