@@ -16,7 +16,7 @@ from mgspec.cli.app import app
 from tests.conftest import ROOT, SPECS, spec_id
 
 COMMANDS = ["validate", "count", "compile", "schema", "list", "show", "graph", "train", "evaluate", "sweep", "export"]
-COMMANDS += ["paper", "reproduce"]
+COMMANDS += ["paper", "reproduce", "predict"]
 runner = CliRunner()
 
 

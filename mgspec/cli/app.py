@@ -9,6 +9,7 @@ from mgspec.cli import spec  # noqa: F401  validate, count, compile, schema, lis
 from mgspec.cli import training  # noqa: F401  train, evaluate, sweep
 from mgspec.cli import paper  # noqa: F401  paper, reproduce
 from mgspec.cli import study  # noqa: F401  study run, study report
+from mgspec.cli import predict  # noqa: F401  predict
 
 # isort: on
 from mgspec.cli.common import app
