@@ -141,8 +141,12 @@ def test_cli_reference_documents_every_option_of_every_command():
     from mgspec.cli.app import app
 
     text = (ROOT / "docs" / "cli.md").read_text()
-    sections = dict(re.findall(r"^### `mgspec (\w+)`\n(.*?)(?=^### |\Z)", text, flags=re.MULTILINE | re.DOTALL))
+    sections = dict(re.findall(r"^### `mgspec ([\w ]+)`\n(.*?)(?=^### |\Z)", text, flags=re.MULTILINE | re.DOTALL))
+    commands = {}
     for name, command in typer.main.get_command(app).commands.items():
+        sub = getattr(command, "commands", None)  # a group (`mgspec study`): each of its commands
+        commands.update({f"{name} {s}": c for s, c in sub.items()} if sub else {name: command})
+    for name, command in commands.items():
         assert name in sections, f"docs/cli.md has no section for {name}"
         for param in command.params:
             if param.param_type_name == "option":

@@ -62,7 +62,13 @@ def _run_dir(tmp_path, spec, overrides):
     run = tmp_path / "run"
     run.mkdir()
     torch.save({"model": model.state_dict(), "epoch": 1}, run / "checkpoint.pt")
-    (run / "config.json").write_text(json.dumps({"spec": {"overrides": overrides}}))
+    from mgspec import runs, train
+
+    # What a run records (its spec, overrides and recipe); the 8x8 input fits no dataset, so the
+    # record is made for the spec as shipped and its overrides are the run's.
+    record = train.prepare(spec, [], train.recipe("cifar10", tmp_path / "data"), tmp_path / "new").record
+    record["spec"]["overrides"] = overrides
+    runs.write_json(run / "config.json", record)
     return run, model.eval()
 
 
