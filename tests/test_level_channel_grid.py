@@ -84,3 +84,13 @@ def test_group_norm_on_single_values_is_refused_with_a_line_and_column(tmp_path)
     with pytest.raises(SpecError) as exc:
         mgspec.compile_graph(path)
     assert str(exc.value).startswith(f"{path}:10:36: layers.norm_groups: GroupNorm levels.l3.steps.0.gn1 would")
+
+
+def test_a_set_override_of_one_level_field_keeps_the_rest():
+    from tests.conftest import ROOT
+
+    spec = ROOT / "specs" / "mgiad_cifar10.yaml"
+    one = mgspec.count_spec(spec, ["resolution_grid.levels[3].channel_grid.coarsest=32"])
+    level = "resolution_grid.levels[3].channel_grid"
+    spelled = mgspec.count_spec(spec, [f"{level}.group_size=4", f"{level}.coarsest=32", f"{level}.cycle=V"])
+    assert one.total == spelled.total == 342_922
