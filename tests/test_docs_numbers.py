@@ -185,3 +185,30 @@ def test_architectures_formulas_give_the_counts():
         checked["mgnet"]
     )
     assert {"mgiad_cifar10", "mgiad_small_cifar10"} <= set(checked["mgiad"])
+
+
+def test_ir_doc_quotes_what_each_pass_removes():
+    """docs/ir.md's MACs before and after the passes, and CSE's share, for the shipped specs."""
+    text = " ".join((ROOT / "docs" / "ir.md").read_text().split())
+
+    def passes(spec: str, overrides: tuple = ()) -> tuple[int, int, int]:
+        fold, cse = mgspec.count_spec(ROOT / "specs" / f"{spec}.yaml", list(overrides)).passes
+        return fold["macs_before"], fold["macs_after"], cse["macs_after"]
+
+    def millions(value: int) -> str:
+        return f"{value / 1e6:.1f}M"
+
+    def cse_share(macs: tuple[int, int, int]) -> str:
+        return f"{100 * (macs[1] - macs[2]) / macs[1]:.1f}%"
+
+    mgnet, mgiad = passes("mgnet_cifar10"), passes("mgiad_cifar10")
+    assert (
+        f"MgNet_{{A,B}} {millions(mgnet[0])} literal, {millions(mgnet[1])} after zero folding, "
+        f"{millions(mgnet[2])} after CSE (CSE removes {millions(mgnet[1] - mgnet[2])}, {cse_share(mgnet)})"
+    ) in text
+    assert f"MgNet small {cse_share(passes('mgnet_small_cifar10'))}" in text
+    assert f"MGiaD cK=64/gs=4 {' → '.join(map(millions, mgiad))} (CSE {millions(mgiad[1] - mgiad[2])}" in text
+    assert f"MGiaD cK=16/gs=4 CSE {cse_share(passes('mgiad_cifar10', ('channel_grid.coarsest=16',)))}" in text
+    assert f"MGIC {cse_share(passes('mgic_cifar10'))}" in text
+    before, folded, merged = map(millions, mgiad)
+    assert f"MACs {before} -> {folded} after fold zeros -> {merged} after CSE" in text
