@@ -679,5 +679,6 @@ def lower(spec: Spec, source: Source | None = None) -> nx.DiGraph:
     """Lower a spec to the literal graph IR (unverified, unoptimised; see :mod:`mgspec.passes`)."""
     graph = _Lowering(spec, source).lower()
     graph.graph["source"] = source.name if source else "<spec>"
+    graph.graph["locations"] = dict(source.locations) if source else {}  # where later checks point
     graph.graph["sha256"] = source.sha256 if source else ""
     return graph

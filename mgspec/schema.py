@@ -234,7 +234,8 @@ class Level(_Model):
     )
     channel_grid: ChannelGrid | None = Field(
         None,
-        description="Overrides the spec's channel_grid for this level; null switches it off here.",
+        description="Overrides, field by field, the spec's channel_grid for this level (the fields it names; "
+        "the rest are inherited); null switches it off here.",
     )
 
     @field_validator("name")
@@ -322,6 +323,12 @@ class Spec(_Model):
     )
     head: Head = Field(Head(), description="Classifier.")
     layers: Layers = Field(Layers(), description="Normalisation, activation and kernel choices for every block.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_level_channel_grids(cls, data: Any) -> Any:
+        """A level's channel_grid names the fields it changes; the others come from the spec's."""
+        return merge_level_channel_grids(data)
 
     @field_validator("name")
     @classmethod
@@ -447,6 +454,29 @@ class Spec(_Model):
         if "channel_grid" in level.model_fields_set:
             return level.channel_grid
         return self.channel_grid
+
+
+def merge_level_channel_grids(data: Any) -> Any:
+    """Spec data with every level's ``channel_grid`` mapping completed from the spec's ``channel_grid``
+    (the level's fields win); ``data`` itself is not changed. An invalid global grid is left to report
+    its own error where it is written."""
+    if not isinstance(data, dict):
+        return data
+    base, grid = data.get("channel_grid"), data.get("resolution_grid")
+    levels = grid.get("levels") if isinstance(grid, dict) else None
+    if not isinstance(base, dict) or not isinstance(levels, list):
+        return data
+    try:
+        ChannelGrid.model_validate(base)
+    except ValidationError:
+        return data
+    merged = [
+        {**level, "channel_grid": {**base, **level["channel_grid"]}}
+        if isinstance(level, dict) and isinstance(level.get("channel_grid"), dict)
+        else level
+        for level in levels
+    ]
+    return {**data, "resolution_grid": {**grid, "levels": merged}}
 
 
 def _data_path(data: Any, loc: tuple) -> DataPath:

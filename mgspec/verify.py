@@ -30,6 +30,15 @@ from mgspec.load import format_path
 from mgspec.ops import MACS, NORM_OPS, OPS, SLOTS, SPATIAL
 
 
+def _locate(graph: nx.DiGraph, path: tuple) -> Location:
+    """Where the spec writes ``path`` (or its nearest written ancestor), by the lowering's locations."""
+    locations = graph.graph.get("locations", {})
+    for end in range(len(path), -1, -1):
+        if tuple(path[:end]) in locations:
+            return locations[tuple(path[:end])]
+    return Location(graph.graph.get("source", "<spec>"))
+
+
 def _fail(graph: nx.DiGraph, n: Node | Slot | None, message: str) -> SpecError:
     origin = n.origin if n is not None else ()
     loc = Location(graph.graph.get("source", "<spec>"))
@@ -63,12 +72,12 @@ def _check_statistics(graph: nx.DiGraph, norm, s: Slot, hw: tuple[int, int], sho
     """A norm must not compute a statistic over a single value (it would be undefined or zero)."""
     detail = norm.single(s, *hw)
     if detail is not None:
-        field = "layers.norm_groups" if norm.grouped else "layers.norm"
+        path = ("layers", "norm_groups" if norm.grouped else "norm")
         hint = "use fewer norm_groups, or a larger input" if norm.grouped else "use another norm, or more channels"
         raise SpecError(
             f"{norm.title} {s.name} would normalise single values: {detail} (for a {shown} input)",
-            Location(graph.graph.get("source", "<spec>")),
-            field,
+            _locate(graph, path),
+            format_path(path),
             hint,
         )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 import mgspec
 from tests.conftest import ROOT
 
@@ -39,3 +41,66 @@ def test_p_prolongs_the_whole_coarse_cycle_result():
 def test_training_doc_says_results_depend_on_the_thread_count():
     text = (ROOT / "docs" / "training.md").read_text()
     assert "**The thread count changes the results.**" in text and "`--threads`" in text
+
+
+# -- every snippet of the docs runs, every number they quote next to a spec is what `count` says --
+
+DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", flags=re.MULTILINE | re.DOTALL)
+
+
+def snippets(language: str) -> list[tuple[str, str]]:
+    """(``file:line``, text) of every fenced block of ``language`` in the docs and the README."""
+    found = []
+    for doc in DOCS:
+        text = doc.read_text()
+        for match in FENCE.finditer(text):
+            if match.group(1) == language:
+                line = text.count("\n", 0, match.start()) + 1
+                found.append((f"{doc.relative_to(ROOT)}:{line}", match.group(2)))
+    return found
+
+
+YAML = snippets("yaml")
+PYTHON = snippets("python")
+
+
+def _is_signature(code: str) -> bool:
+    """A generated API entry: one `def f(...) -> T` or `class C(...)` line, a listing, not a program."""
+    lines = code.strip().splitlines()
+    return len(lines) == 1 and lines[0].startswith(("def ", "class "))
+
+
+def test_the_docs_have_snippets_to_check():
+    assert len(YAML) >= 4 and len([c for _, c in PYTHON if not _is_signature(c)]) >= 2
+
+
+@pytest.mark.parametrize(("where", "text"), YAML, ids=[w for w, _ in YAML])
+def test_every_yaml_snippet_is_valid(where, text, tmp_path):
+    import yaml
+
+    data = yaml.safe_load(text)
+    if "resolution_grid" in data:  # a spec: it validates and builds
+        mgspec.compile_graph(text)
+        return
+    if "search" in data:  # studies.md: a search replaces the grid and its objectives of the study above it
+        said = "A search replaces `grid` (and the top-level `objectives`, which are for a grid) with `search`"
+        assert said in (ROOT / "docs" / "studies.md").read_text()
+        study = next(t for w, t in YAML if w.startswith("docs/studies.md") and "grid:" in t)
+        kept = [line for line in study.splitlines() if not line.startswith(("grid:", "  ", "objectives:"))]
+        text = "\n".join(kept) + "\n" + text
+    from mgspec.study.model import load_study
+
+    (tmp_path / "specs").symlink_to(ROOT / "specs")
+    (tmp_path / "studies").mkdir()
+    path = tmp_path / "studies" / "study.yaml"
+    path.write_text(text)
+    assert load_study(path).spec_path.resolve() == (ROOT / "specs" / "mgiad_small_cifar10.yaml").resolve()
+
+
+@pytest.mark.parametrize(("where", "code"), PYTHON, ids=[w for w, _ in PYTHON])
+def test_every_python_snippet_runs(where, code, monkeypatch):
+    if _is_signature(code):
+        pytest.skip("a signature listing generated from the code (test_docs keeps docs/api.md fresh)")
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, where, "exec"), {"__name__": "snippet"})
