@@ -259,6 +259,9 @@ def parse_text(text: str, name: str = "<spec>") -> Source:
 
 def read_spec_file(path: str | Path) -> Source:
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir() and not path.is_char_device():
+        # a FIFO or socket named like a spec: opening it could block forever (stdin is read by `-`)
+        raise SpecError("not a regular file", Location(str(path)))
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_SPEC_BYTES + 1)  # bounded: /dev/zero or a huge file cannot stall us

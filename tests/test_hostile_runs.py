@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from mgspec import runs
 from mgspec.cli.app import app
 from mgspec.train.sweep import _number
+from tests.conftest import ROOT
 from tests.synthetic import TINY_SPEC, write_cifar
 
 runner = CliRunner()
@@ -322,3 +323,16 @@ def test_fuzzed_options_are_refused_before_anything_is_written(trained, tmp_path
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_a_fifo_given_as_the_spec_is_refused_unopened(tmp_path):
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "mgspec", "count", str(fifo)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 2 and "not a regular file" in result.stderr and "Traceback" not in result.stderr
