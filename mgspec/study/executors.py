@@ -15,10 +15,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 from mgspec.study import require
+from mgspec.study.storage import slurm_job_alive
 from mgspec.study.worker import Interrupted, Job, as_json, work
 
 #: Exit status of a study interrupted by a signal (as for any command stopped by Ctrl-C).
@@ -111,9 +113,22 @@ def run_slurm(job: Job, jobs: int, parameters: dict, name: str, log=print) -> in
     status = 0
     for task in submitted:
         try:
+            _wait(task)
             task.result()
         except Exception as exc:  # cancelled, killed, or failed on the node
             first = str(exc).strip().splitlines()
             log(f"Slurm job {task.job_id} did not finish: {first[0] if first else type(exc).__name__}")
             status = 1
     return status
+
+
+def _wait(task, poll_s: float = 5.0) -> None:
+    """Until a Slurm task has finished; raises when it left the queue without a result.
+
+    submitit learns a job's state from ``sacct``, which clusters without accounting lack; a job
+    cancelled there would be waited for forever, so the queue (``squeue``) is asked as well.
+    """
+    while not task.done():
+        if slurm_job_alive(task.job_id) is False and not task.done():
+            raise RuntimeError("it left the queue without a result (cancelled or killed)")
+        time.sleep(poll_s)

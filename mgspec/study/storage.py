@@ -154,7 +154,7 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
-def _slurm_job_alive(job: str) -> bool | None:
+def slurm_job_alive(job: str) -> bool | None:
     if shutil.which("squeue") is None:
         return None
     try:
@@ -174,7 +174,7 @@ def stale(trial, now: float | None = None) -> bool:
         start = trial.datetime_start.timestamp() if trial.datetime_start else 0
         return (now or time.time()) - start > GRACE_S
     if who.get("slurm_job"):
-        alive = _slurm_job_alive(who["slurm_job"])
+        alive = slurm_job_alive(who["slurm_job"])
         mine = os.environ.get("SLURM_JOB_ID") == who["slurm_job"]
         if alive is False or (mine and os.environ.get("SLURM_RESTART_COUNT", "0") != who.get("slurm_restart")):
             return True
