@@ -7,7 +7,9 @@ which leaves its trial to be continued by the next run.
 
 Slurm: the workers are the tasks of one job array (``executor.map_array``), each a
 :class:`SlurmWorker` (submitit's ``Checkpointable``: a job preempted or out of time is requeued
-and continues where the study stands). ``study run`` waits for the array and reports.
+and continues where the study stands). ``study run`` waits for the array and reports; a task
+that leaves the queue without a result (``scancel``) counts as not finished, also on clusters
+without accounting (``sacct``).
 """
 
 from __future__ import annotations
