@@ -103,6 +103,8 @@ def run(
         code = executors.run_slurm(job, jobs or 1, params, study.name, _log)
     else:
         code = executors.run_local(job, jobs or 1, available_cores(), _log)
+    if code == 0:
+        stores.wait_for_others(handle, _log)
     result = reporting.build(study.name, study.objectives, handle)
     _print_table(result)
     if code == executors.INTERRUPTED:

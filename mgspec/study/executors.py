@@ -7,7 +7,9 @@ which leaves its trial to be continued by the next run.
 
 Slurm: the workers are the tasks of one job array (``executor.map_array``), each a
 :class:`SlurmWorker` (submitit's ``Checkpointable``: a job preempted or out of time is requeued
-and continues where the study stands). ``study run`` waits for the array and reports.
+and continues where the study stands). ``study run`` waits for the array and reports; a task
+that leaves the queue without a result (``scancel``) counts as not finished, also on clusters
+without accounting (``sacct``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 from mgspec.study import require
+from mgspec.study.storage import slurm_job_alive
 from mgspec.study.worker import Interrupted, Job, as_json, work
 
 #: Exit status of a study interrupted by a signal (as for any command stopped by Ctrl-C).
@@ -111,9 +115,22 @@ def run_slurm(job: Job, jobs: int, parameters: dict, name: str, log=print) -> in
     status = 0
     for task in submitted:
         try:
+            _wait(task)
             task.result()
         except Exception as exc:  # cancelled, killed, or failed on the node
             first = str(exc).strip().splitlines()
             log(f"Slurm job {task.job_id} did not finish: {first[0] if first else type(exc).__name__}")
             status = 1
     return status
+
+
+def _wait(task, poll_s: float = 5.0) -> None:
+    """Until a Slurm task has finished; raises when it left the queue without a result.
+
+    submitit learns a job's state from ``sacct``, which clusters without accounting lack; a job
+    cancelled there would be waited for forever, so the queue (``squeue``) is asked as well.
+    """
+    while not task.done():
+        if slurm_job_alive(task.job_id) is False and not task.done():
+            raise RuntimeError("it left the queue without a result (cancelled or killed)")
+        time.sleep(poll_s)

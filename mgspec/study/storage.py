@@ -56,10 +56,27 @@ def open_storage(url: str | None, out: Path, parallel: bool = True):
     elif not re.match(r"(postgresql\+psycopg|sqlite|mysql[+a-z]*)://", url):
         raise SpecError("unknown storage", where, hint="use postgresql://USER@HOST:PORT/DB, or leave out --storage")
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        return _rdb_storage(optuna, url)
     except Exception as exc:  # connection refused, unknown database, bad credentials
         reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise SpecError(f"cannot open the storage: {reason}", where) from None
+
+
+def _rdb_storage(optuna, url: str, attempts: int = 5):
+    """Optuna's RDBStorage; processes that create its tables at the same moment try again.
+
+    Optuna creates the schema on first use; two processes doing so at once on PostgreSQL make
+    one of them fail with a unique violation (on a table or type name). The tables then exist,
+    so opening again succeeds.
+    """
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(1, attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except (IntegrityError, ProgrammingError):
+            time.sleep(0.2 * attempt)
+    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
 
 def _sampler(study: Study):
@@ -137,7 +154,7 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
-def _slurm_job_alive(job: str) -> bool | None:
+def slurm_job_alive(job: str) -> bool | None:
     if shutil.which("squeue") is None:
         return None
     try:
@@ -157,7 +174,7 @@ def stale(trial, now: float | None = None) -> bool:
         start = trial.datetime_start.timestamp() if trial.datetime_start else 0
         return (now or time.time()) - start > GRACE_S
     if who.get("slurm_job"):
-        alive = _slurm_job_alive(who["slurm_job"])
+        alive = slurm_job_alive(who["slurm_job"])
         mine = os.environ.get("SLURM_JOB_ID") == who["slurm_job"]
         if alive is False or (mine and os.environ.get("SLURM_RESTART_COUNT", "0") != who.get("slurm_restart")):
             return True
@@ -185,3 +202,28 @@ def take_over(handle, log=print) -> int:
         log(f"trial {trial.number} was interrupted: it continues from {attrs.get('run_dir', 'its run directory')}")
         taken += 1
     return taken
+
+
+def wait_for_others(handle, log=print, poll_s: float = 2.0) -> None:
+    """Wait while other processes (sharing the study's storage) still train trials of it.
+
+    A trial whose worker is gone (see :func:`stale`) is not waited for: it stays unfinished,
+    and the next ``study run`` continues it.
+    """
+    state = require("optuna").trial.TrialState
+    me = (socket.gethostname(), os.getpid())
+    told = False
+    while True:
+        running = [
+            t
+            for t in handle.get_trials(deepcopy=False, states=(state.RUNNING,))
+            if (t.user_attrs.get("owner", {}).get("host"), t.user_attrs.get("owner", {}).get("pid")) != me
+            and not stale(t)
+        ]
+        if not running:
+            return
+        if not told:
+            numbers = ", ".join(str(t.number) for t in running)
+            log(f"waiting for trials {numbers}, which other processes are training")
+            told = True
+        time.sleep(poll_s)

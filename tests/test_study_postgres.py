@@ -1,0 +1,118 @@
+"""Studies on a real PostgreSQL server started by the test: two `study run` processes share one study."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import servers, synthetic
+
+pytest.importorskip("optuna", reason="studies need the study extra: pip install 'mgspec[study]'")
+pytest.importorskip("psycopg", reason="PostgreSQL storages need psycopg: pip install 'mgspec[study]'")
+
+ROOT = Path(__file__).resolve().parents[1]
+BINARIES = servers.postgres_bin()
+pytestmark = pytest.mark.skipif(
+    BINARIES is None, reason="no PostgreSQL binaries (initdb, pg_ctl): install the postgresql package"
+)
+
+STUDY = """\
+name: shared
+spec: tiny.yaml
+dataset: cifar10
+train: {epochs: 1, batch_size: 16}
+seeds: 2
+grid:
+  channel_grid.coarsest: [2, 4]
+"""
+
+
+@pytest.fixture(scope="module")
+def database():
+    with servers.postgres(BINARIES) as url:
+        yield url
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def _start(tmp_path: Path, *args: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "mgspec", "study", *args]
+    return subprocess.Popen(
+        command, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _trained(stdout: str) -> set[int]:
+    return {int(n) for n in re.findall(r"^trial (\d+): .*, seed \d+ in ", stdout, re.MULTILINE)}
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_postgresql_study_share_the_trials(tmp_path, database):
+    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
+    synthetic.write_cifar(tmp_path / "data")
+    (tmp_path / "study.yaml").write_text(STUDY)
+    common = ("run", "study.yaml", "--data-dir", "data", "--storage", database)
+    first, second = _start(tmp_path, *common, "--out", "a"), _start(tmp_path, *common, "--out", "b")
+    outputs = [p.communicate(timeout=600) for p in (first, second)]
+    for p, (out, err) in zip((first, second), outputs, strict=True):
+        assert p.returncode == 0, out + err
+        assert "Traceback" not in err
+    mine = [_trained(out) for out, _ in outputs]
+    assert not mine[0] & mine[1], "a trial was trained by both processes"
+    assert mine[0] | mine[1] == {0, 1, 2, 3}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "mgspec", "study", "report", "study.yaml", "--storage", database, "-f", "json"],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["study"] == "shared"
+    assert [t["state"] for t in report["trials"]] == ["complete"] * 4
+    assert sorted((t["params"]["channel_grid.coarsest"], t["seed"]) for t in report["trials"]) == [
+        (2, 0),
+        (2, 1),
+        (4, 0),
+        (4, 1),
+    ]
+    # Each trial's run directory is under the --out of the process that trained it, and nowhere else.
+    runs = {p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/trials/*")}
+    expected = {
+        f"{'a' if t['number'] in mine[0] else 'b'}/trials/{t['number']}-seed{t['seed']}" for t in report["trials"]
+    }
+    assert runs == expected
+    for t in report["trials"]:
+        assert Path(t["run_dir"]) == tmp_path / next(r for r in expected if f"/{t['number']}-seed" in r)
+        assert (Path(t["run_dir"]) / "checkpoint.pt").is_file()
+        assert len((Path(t["run_dir"]) / "metrics.jsonl").read_text().splitlines()) == 1
+    assert len(report["points"]) == 2 and all(p["seeds"] == [0, 1] for p in report["points"])
+
+    again = subprocess.run(
+        [sys.executable, "-m", "mgspec", "study", *common, "--out", "a"],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not _trained(again.stdout)
+
+
+def test_an_unreachable_postgresql_is_one_clear_error(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
+    synthetic.write_cifar(tmp_path / "data")
+    (tmp_path / "study.yaml").write_text(STUDY)
+    url = f"postgresql://nobody:secret@127.0.0.1:{servers.free_port()}/postgres"
+    done = subprocess.run(
+        [sys.executable, "-m", "mgspec", "study", "run", "study.yaml", "--data-dir", "data", "--storage", url],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot open the storage" in done.stderr and "Traceback" not in done.stderr
+    assert "secret" not in done.stderr
+    assert not (tmp_path / "studies").exists()

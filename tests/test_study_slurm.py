@@ -1,0 +1,83 @@
+"""Studies on a real single-node Slurm started by the test: a cancelled job, then a re-run that resumes it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import servers, synthetic
+
+pytest.importorskip("optuna", reason="studies need the study extra: pip install 'mgspec[study]'")
+pytest.importorskip("submitit", reason="the Slurm executor needs the study extra: pip install 'mgspec[study]'")
+
+ROOT = Path(__file__).resolve().parents[1]
+MISSING = servers.slurm_missing()
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+
+EPOCHS = 15
+STUDY = f"""\
+name: on-slurm
+spec: tiny.yaml
+dataset: cifar10
+train: {{epochs: {EPOCHS}, batch_size: 16}}
+seeds: 1
+grid:
+  channel_grid.coarsest: [2, 4]
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with servers.slurm() as env:
+        yield {**env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mgspec", "study", *args]
+
+
+def _report(tmp_path: Path, env: dict) -> dict:
+    done = subprocess.run(
+        _command("report", "out", "-f", "json"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_a_cancelled_slurm_job_is_resumed_by_a_rerun(tmp_path, cluster):
+    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
+    synthetic.write_cifar(tmp_path / "data")
+    (tmp_path / "study.yaml").write_text(STUDY)
+    run = _command("run", "study.yaml", "--executor", "slurm", "--jobs", "1", "--data-dir", "data", "--out", "out")
+    first = subprocess.Popen(run, cwd=tmp_path, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "out" / "trials").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    jobs = subprocess.run(["squeue", "-h", "-o", "%i"], env=cluster, capture_output=True, text=True, timeout=30)
+    assert jobs.stdout.split(), "no Slurm job is running"
+    subprocess.run(["scancel", *jobs.stdout.split()], env=cluster, check=True, timeout=30)
+    out, err = first.communicate(timeout=180)
+    assert first.returncode == 1, out + err
+    assert "did not finish" in out and "Traceback" not in err
+    unfinished = [t for t in _report(tmp_path, cluster)["trials"] if t["state"] in ("interrupted", "running")]
+    assert len(unfinished) == 1
+    run_dir = Path(unfinished[0]["run_dir"])
+    trained = len((run_dir / "metrics.jsonl").read_text().splitlines())
+    assert 1 <= trained < EPOCHS
+
+    again = subprocess.run(run, cwd=tmp_path, env=cluster, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = _report(tmp_path, cluster)
+    assert [t["state"] for t in report["trials"]] == ["complete"] * 2
+    assert sorted(t["params"]["channel_grid.coarsest"] for t in report["trials"]) == [2, 4]
+    assert str(run_dir) in {t["run_dir"] for t in report["trials"]}
+    epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, EPOCHS + 1))
+    logs = "".join(p.read_text() for p in (tmp_path / "out" / "slurm").rglob("*.out"))
+    assert f"resuming {run_dir} at epoch {trained + 1}" in logs
