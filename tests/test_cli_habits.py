@@ -52,6 +52,7 @@ def test_validate_checks_every_spec_and_fails_if_any_does(specs):
     assert mgspec_cli("validate", specs / "ok.yml", ROOT / "specs" / "mgnet_cifar10.yaml").returncode == 0
 
 
+@pytest.mark.slow
 def test_dash_reads_the_spec_from_stdin(specs, tmp_path):
     counted = mgspec_cli("count", "-", "-f", "json", "--set", "width=2", stdin=OK)
     assert counted.returncode == 0, counted.stderr
@@ -86,6 +87,7 @@ def test_list_refuses_a_missing_folder(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_compile_check_says_missing_or_stale_and_repeats_the_set_options(specs, tmp_path):
     out = tmp_path / "gen"
     missing = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--check", "--set", "width=2", "-s", "classes=5")
@@ -107,6 +109,7 @@ def test_compile_check_says_missing_or_stale_and_repeats_the_set_options(specs, 
     assert literal.returncode == 1 and literal.stderr.splitlines()[-1].endswith(f"-o {out} --no-optimize")
 
 
+@pytest.mark.slow
 def test_graph_picks_the_format_from_the_extension(specs, tmp_path):
     spec = specs / "ok.yml"
     for name, start in (("g.dot", 'digraph "small"'), ("g.mmd", "flowchart TB"), ("g.json", "{")):

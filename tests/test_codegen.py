@@ -102,6 +102,7 @@ def test_shipped_specs_equivalent(path, tmp_path, optimized):
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
+@pytest.mark.slow
 @given(spec_data(), st.booleans())
 def test_generated_specs_equivalent(tmp_path, data, optimized):
     graph = mgspec.compile_graph(to_source(data), optimized=optimized)

@@ -28,6 +28,7 @@ def _in_root(monkeypatch):
     monkeypatch.chdir(ROOT)
 
 
+@pytest.mark.slow
 def test_folding_batchnorm_keeps_outputs_and_unshares_per_application():
     model = mgspec.create_model(MGIAD, SMALL).eval()
     for module in model.modules():  # non-trivial statistics, or folding is nearly the identity
@@ -71,6 +72,7 @@ def _run_dir(tmp_path, spec, overrides):
     return run, model.eval()
 
 
+@pytest.mark.slow
 @needs_runtime
 def test_export_onnx_end_to_end_matches_pytorch(tmp_path):
     import onnx
@@ -97,6 +99,7 @@ def test_export_onnx_end_to_end_matches_pytorch(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "run"]  # no temporary files left
 
 
+@pytest.mark.slow
 @needs_exporter
 def test_export_pins_the_opset_and_fixed_batch(tmp_path):
     import onnx

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import typing
 
+import pytest
 from pydantic import BaseModel
 
 from mgspec.schema import ChannelGrid, MgNetGrid, ResNetGrid, Spec
@@ -49,6 +50,7 @@ def test_ir_doc_lists_the_op_set():
     assert documented == set(OPS)
 
 
+@pytest.mark.slow
 def test_reproduction_page_is_fresh():
     """docs/reproduction.md is what docs/reproduction.py generates (and every published count matches)."""
     import runpy

@@ -163,6 +163,7 @@ def test_bad_idx_headers(tmp_path, images, message):
         data.load("mnist", root, "test")
 
 
+@pytest.mark.slow
 def test_gzip_bomb_is_refused_after_the_announced_bytes(tmp_path):
     header = struct.pack(">BBBBIII", 0, 0, 8, 3, 4, 28, 28)
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # a gzip stream of 1 GiB of zeros, a few MB on disk

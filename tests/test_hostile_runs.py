@@ -235,6 +235,7 @@ def test_figure7_refuses_a_malformed_sweep(tmp_path, rows, fragment):
     assert not (tmp_path / "fig.png").exists()
 
 
+@pytest.mark.slow
 def test_export_reads_the_spec_from_stdin(tmp_path):
     spec = os.path.join(os.path.dirname(__file__), "..", "specs", "mgnet_small_cifar10.yaml")
     with open(spec) as handle:

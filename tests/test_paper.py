@@ -222,6 +222,7 @@ def test_figure_7_needs_a_trained_sweep(tmp_path):
     assert not (tmp_path / "f.png").exists()
 
 
+@pytest.mark.slow
 @needs_cifar
 def test_reproduce_a_row_on_the_real_cifar10_subset(tmp_path):
     """`mgspec reproduce` end to end: a short run of Table I's ResNet20 that `mgspec evaluate` reads."""

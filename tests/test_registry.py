@@ -69,6 +69,7 @@ def test_an_unknown_name_is_located_and_suggests_close_names(tmp_path, monkeypat
         mgspec.count_spec("missing/mgiad_cifar10.yaml")
 
 
+@pytest.mark.slow
 def test_cli_takes_names_from_any_directory(tmp_path):
     counted = cli("count", "mgiad_cifar10", "-f", "json", cwd=tmp_path)
     assert counted.returncode == 0, counted.stderr

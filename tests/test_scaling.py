@@ -127,6 +127,7 @@ LINEAR = {
 }
 
 
+@pytest.mark.slow
 def test_which_options_keep_mgiad_linear_in_the_width():
     for option, linear in LINEAR.items():
         # Multipliers in powers of the coarsening factor keep every coarsest width at cK.

@@ -54,6 +54,7 @@ def test_compile_leaves_torch_out(tmp_path):
     assert (tmp_path / "mgiad_cifar10.py").read_text() == (ROOT / "generated" / "mgiad_cifar10.py").read_text()
 
 
+@pytest.mark.slow
 def test_library_import_leaves_torch_out_until_a_model_is_built():
     code = (
         "import sys, mgspec; mgspec.count_spec('specs/mgiad_cifar10.yaml'); assert 'torch' not in sys.modules;"

@@ -106,6 +106,7 @@ def test_sigterm_mid_study_then_a_rerun_resumes_from_the_checkpoint(tmp_path):
     assert epochs == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_a_changed_study_file_is_refused_with_what_differs(tmp_path):
     path = _write(tmp_path, GRID.replace("EPOCHS", "1").replace("[2, 4]", "[2]").replace("seeds: 2", "seeds: 1"))
     assert _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out").returncode == 0
@@ -132,6 +133,7 @@ def test_a_diverging_point_fails_and_the_others_finish(tmp_path):
     assert "failed trials:" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_bad_grid_value_is_located_before_any_training(tmp_path):
     _write(tmp_path, GRID.replace("EPOCHS", "1").replace("[2, 4]", "[2, 0]"))
     done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
@@ -149,6 +151,7 @@ def test_a_bad_grid_value_is_located_before_any_training(tmp_path):
         ("seeds: 2", "sedes: 2"),
     ],
 )
+@pytest.mark.slow
 def test_study_file_errors_name_file_and_line(tmp_path, change, where):
     _write(tmp_path, GRID.replace(change, where))
     done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")

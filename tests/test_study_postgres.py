@@ -103,6 +103,7 @@ def test_two_runs_on_one_postgresql_study_share_the_trials(tmp_path, database):
     assert not _trained(again.stdout)
 
 
+@pytest.mark.slow
 def test_an_unreachable_postgresql_is_one_clear_error(tmp_path):
     (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
     synthetic.write_cifar(tmp_path / "data")

@@ -51,6 +51,7 @@ def metrics(run) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_resume_and_evaluate_read_spec_set_and_dataset_from_the_run(tiny, tmp_path):
     spec, data_dir = tiny
     run = tmp_path / "run"
