@@ -42,6 +42,7 @@ def specs(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_validate_checks_every_spec_and_fails_if_any_does(specs):
     result = mgspec_cli("validate", specs / "ok.yml", specs / "bad.yaml", ROOT / "specs" / "mgiad_cifar10.yaml")
     assert result.returncode == 2
@@ -122,6 +123,7 @@ def test_graph_picks_the_format_from_the_extension(specs, tmp_path):
     assert mgspec_cli("graph", spec).stdout.startswith("digraph"), "stdout stays DOT"
 
 
+@pytest.mark.slow
 def test_piped_rich_output_does_not_wrap_at_80_columns():
     result = mgspec_cli("count", ROOT / "specs" / "mgiad_cifar10.yaml")
     assert result.returncode == 0

@@ -156,6 +156,7 @@ print(tuple(model(torch.randn(1, 3, 32, 32)).shape))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mgiad_cifar10", "resnet20_cifar10"])
 def test_generated_file_runs_without_mgspec(name):
     proc = subprocess.run(

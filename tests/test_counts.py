@@ -112,6 +112,7 @@ def test_shipped_spec_counts_match_torch(path, optimized):
     assert sum(counts.macs_by_level.values()) == counts.macs == sum(counts.macs_by_operator.values())
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec_data(), st.booleans())
 def test_generated_spec_counts_match_torch(data, optimized):

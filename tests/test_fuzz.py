@@ -129,6 +129,7 @@ def edited(draw) -> dict:
     return data
 
 
+@pytest.mark.slow
 @FUZZ
 @given(edited())
 def test_random_values_at_random_paths(data):

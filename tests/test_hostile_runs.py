@@ -127,6 +127,7 @@ def test_torn_last_metrics_line_is_located(run):
     st.sampled_from([b"", b"{", b"]", b"NaN", b"-1", b'"x"', b"\xff", b"null", b"1e999", b"\x00"]),
     st.booleans(),
 )
+@pytest.mark.slow
 def test_fuzzed_run_files_are_resumed_or_refused(run, name, at, insert, truncate):
     path = run / name
     original = path.read_bytes()

@@ -142,6 +142,7 @@ def test_use_kernel_keeps_weights_state_dict_and_outputs():
     assert not any(type(m) is kernels.KernelConv2d for m in model.modules())
 
 
+@pytest.mark.slow
 @needs_kernel
 def test_one_sgd_step_with_and_without_the_kernel_agrees():
     # Both float32 models are compared with the same step in float64: the kernel must be as

@@ -36,6 +36,7 @@ def calls_to_optimize(body: str, steps: int) -> int:
     return pstats.Stats(profiler).total_calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", SPECS)
 def test_optimising_twice_the_blocks_costs_about_twice_the_work(family):
     small, large = (calls_to_optimize(SPECS[family], steps) for steps in (24, 48))

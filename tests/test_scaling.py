@@ -73,6 +73,7 @@ def test_mgiad_weights_grow_at_most_linearly(lam, gs, ck, post, classes):
     lam=st.integers(1, 12),
     classes=st.sampled_from([10, 100]),
 )
+@pytest.mark.slow
 def test_dense_weights_grow_quadratically(spec, lam, classes):
     """MgNet and ResNet: N(lambda) = a lambda^2 + b lambda + n, an exact quadratic.
 

@@ -76,6 +76,7 @@ def test_one_short_training_run(tiny, tmp_path):
     assert config["config"]["lr"] == 0.05 and config["spec"]["text"] == TINY_SPEC
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(tiny, tmp_path, monkeypatch):
     spec, data_dir = tiny
     config = recipe("cifar10", data_dir, epochs=3, batch_size=16, lr=0.1)
@@ -244,6 +245,7 @@ def test_sweep_rejects_a_bad_combination_before_writing(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_sweep_with_training(tiny, tmp_path):
     spec, data_dir = tiny
     out = tmp_path / "sweep"
@@ -373,6 +375,7 @@ def test_training_on_the_real_cifar10_subset(tmp_path):
     assert last["test_acc"] > 0.15, last
 
 
+@pytest.mark.slow
 def test_loader_workers_do_not_change_the_result(tiny, tmp_path):
     spec, data_dir = tiny
     for workers in (0, 2):
