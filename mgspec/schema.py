@@ -424,17 +424,12 @@ class Spec(_Model):
         return self
 
     def _vcycle_steps(self, index: int, width: int) -> int:
-        """Smoothing steps of one step of level ``index``: one, or those of its channel cycle
-        (a W-cycle visits every coarser level twice, so its steps grow as 2^levels)."""
+        """Smoothing steps of one step of level ``index``: one, or those of its channel cycle,
+        counted from the cycle table the lowering declares from (:mod:`mgspec.cycles`)."""
+        from mgspec.cycles import smoothing_steps
+
         grid = self.level_channel_grid(index)
-        if grid is None:
-            return 1
-        widths = grid.widths(width)
-        visits = 2 if grid.cycle == "W" else 1
-        steps = grid.pre_smoothing + grid.post_smoothing + 1  # the coarsest level and its solve
-        for _ in widths[:-1]:
-            steps = grid.pre_smoothing + grid.post_smoothing + visits * steps
-        return steps
+        return 1 if grid is None else smoothing_steps(grid, grid.widths(width))
 
     @cached_property
     def family(self) -> str:
