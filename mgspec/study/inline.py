@@ -36,3 +36,20 @@ def write(study: Study, out: Path) -> Path:
     tmp.write_text(yaml.safe_dump(study.model.model_dump(mode="json", exclude_none=True), sort_keys=False))
     os.replace(tmp, target)
     return target
+
+
+def from_row(row, seeds: int = 1, train: dict | None = None) -> dict:
+    """A paper row as a one-point study mapping: each ``--set`` override a grid axis of one value."""
+    grid = {}
+    for override in row.overrides:
+        path, _, value = override.partition("=")
+        grid[path] = [value]
+    name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in row.id.replace("/", "-"))[:64]
+    return {
+        "name": name,
+        "spec": str(row.spec_path.resolve()),
+        "dataset": row.dataset,
+        "train": {k: v for k, v in {**dict(row.recipe), **(train or {})}.items() if v is not None},
+        "seeds": seeds,
+        "grid": grid,
+    }
