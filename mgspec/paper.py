@@ -551,15 +551,24 @@ def record(row: Row) -> dict:
     }
 
 
-def to_json(selected: Iterable[Row]) -> str:
-    return json.dumps([record(r) for r in selected], indent=2, ensure_ascii=False) + "\n"
+def _with_ours(row: Row, ours: dict | None) -> dict:
+    """The row's record, with our measured accuracy (``mgspec paper --results``) when ``ours`` is given."""
+    rec = record(row)
+    if ours is not None:
+        got = ours.get(row.id) or {}
+        rec.update(ours_test_acc=got.get("mean"), ours_test_std=got.get("std"), ours_seeds=got.get("seeds"))
+    return rec
 
 
-def to_csv(selected: Iterable[Row]) -> str:
+def to_json(selected: Iterable[Row], ours: dict | None = None) -> str:
+    return json.dumps([_with_ours(r, ours) for r in selected], indent=2, ensure_ascii=False) + "\n"
+
+
+def to_csv(selected: Iterable[Row], ours: dict | None = None) -> str:
     import csv
     import io
 
-    records = [record(r) for r in selected]
+    records = [_with_ours(r, ours) for r in selected]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
     writer.writeheader()

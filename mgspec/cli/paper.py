@@ -42,6 +42,10 @@ def paper(
     ] = None,
     label: Annotated[list[str] | None, typer.Option(help="With --figure 7: a legend name per --sweep.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="With --figure: the image to write.")] = Path("fig7.png"),
+    results: Annotated[
+        Path | None,
+        typer.Option(help="Our accuracy (mean ± std over seeds) from a study directory, e.g. of mgspec reproduce."),
+    ] = None,
 ) -> None:
     """The paper's experiments (Tables I-IX): printed weight counts beside ours, published accuracies."""
     from mgspec import paper as registry
@@ -56,11 +60,16 @@ def paper(
     if format not in ("table", "json", "csv"):
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use table, json or csv")
     selected = registry.rows(table)
+    ours = None
+    if results is not None:
+        from mgspec.study.results import accuracies
+
+        ours = accuracies(selected, results)
     if format == "json":
-        print(registry.to_json(selected), end="")
+        print(registry.to_json(selected, ours), end="")
         return
     if format == "csv":
-        print(registry.to_csv(selected), end="")
+        print(registry.to_csv(selected, ours), end="")
         return
     from rich.table import Table
 
@@ -70,10 +79,9 @@ def paper(
         if not members:
             continue
         grid = Table(title=f"Table {name}: {registry.TITLES[name]}", title_justify="left")
-        for column in ("row", "model", "data", "paper (k)", "ours", "", "test (std)", "train"):
-            grid.add_column(
-                column, justify="right" if column in ("paper (k)", "ours", "test (std)", "train") else "left"
-            )
+        columns = ("row", "model", "data", "paper (k)", "ours", "", "test (std)", "train")
+        for column in (*columns, *(("ours test (std, n)",) if ours is not None else ())):
+            grid.add_column(column, justify="left" if column in ("row", "model", "data", "") else "right")
         notes = []
         for row in members:
             status = "✓" if registry.matches(row) else "✗"
@@ -83,12 +91,20 @@ def paper(
             p = row.published
             grid.add_row(
                 row.id, row.model, row.dataset, f"{row.printed_k:,}", f"{registry.count(row):,}", status,
-                f"{p.test:.2f} ({p.std:.2f})", registry.percent(p.train),
+                f"{p.test:.2f} ({p.std:.2f})", registry.percent(p.train), *_ours_cell(ours, row.id),
             )  # fmt: skip
         console.print(grid)
         for line in notes:
             console.print(line, highlight=False)
     print("train a row with the paper's recipe: mgspec reproduce ROW --data-dir DIR [--seeds N]")
+
+
+def _ours_cell(ours: dict | None, row_id: str) -> tuple[str, ...]:
+    """The ``--results`` column of a row: empty where the study did not measure it."""
+    if ours is None:
+        return ()
+    got = ours.get(row_id)
+    return (f"{got['mean']:.2f} ({got['std']:.2f}, {got['seeds']})" if got else "",)
 
 
 @app.command()

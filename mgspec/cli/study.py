@@ -67,45 +67,16 @@ def run(
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="TensorBoard event files in every run.")] = False,
 ) -> None:
     """Create or continue a study: train every grid point and seed, or the trials of a search."""
-    from mgspec.study import executors, load_study, points, require
+    from mgspec.study import executors
     from mgspec.study import report as reporting
-    from mgspec.study import storage as stores
-    from mgspec.study.worker import Job
-    from mgspec.train import data
-    from mgspec.train.recipe import available_cores, check_device
+    from mgspec.study.runner import Options
+    from mgspec.study.runner import run as run_study
 
-    require("optuna")
-    if executor not in ("local", "slurm"):
-        raise mgspec.SpecError(
-            f"unknown executor {executor!r}", mgspec.Location("--executor"), hint="use local or slurm"
-        )
-    check_device(device)
-    study = load_study(study_file)
-    data_dir = data_dir or Path("data")
-    data.check(study.model.dataset, data_dir)
-    checked = points.validate(study, data_dir, device)  # every point, before anything trains
-    if tensorboard:
-        from mgspec.study.tensorboard import check_available
-
-        check_available()
-    if executor == "slurm":
-        require("submitit")
-    out = out or Path("studies") / study.name
-    parallel = (jobs or 1) > 1 or executor == "slurm"
-    handle = stores.open_study(study, stores.open_storage(storage, out, parallel))
-    where = stores.redact(storage) if storage else out / "journal.log"
-    _log(f"study {study.name}: {len(checked)} points checked; storage {where}")
-    job = Job(
-        str(study_file.resolve()), str(out.resolve()), storage, str(data_dir.resolve()), device, threads, tensorboard
-    )
-    if executor == "slurm":
-        params = executors.slurm_parameters(study.model.slurm, slurm_partition, slurm_time, slurm_gpus)
-        code = executors.run_slurm(job, jobs or 1, params, study.name, _log)
-    else:
-        code = executors.run_local(job, jobs or 1, available_cores(), _log)
-    if code == 0:
-        stores.wait_for_others(handle, _log)
-    result = reporting.build(study.name, study.objectives, handle)
+    options = Options(
+        jobs, executor, storage, data_dir or Path("data"), device, threads,
+        slurm_partition, slurm_time, slurm_gpus, tensorboard,
+    )  # fmt: skip
+    result, code, _ = run_study(study_file, out, options, _log)
     _print_table(result)
     if code == executors.INTERRUPTED:
         print(f"interrupted: run the same command again to continue ({study_file})", file=sys.stderr)

@@ -1,0 +1,48 @@
+"""The paper rows a study measured: ``mgspec paper --results DIR`` fills their accuracy column.
+
+A row matches a study point when the study trains the row's spec (the same text) on the row's
+dataset and the point's spec settings are exactly the row's ``--set`` overrides (``mgspec
+reproduce`` writes such one-point studies). Its accuracy is the point's mean and standard
+deviation of test accuracy over its seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mgspec.errors import Location, SpecError
+
+
+def load(directory: Path) -> tuple[dict, dict]:
+    """The study definition and report in ``directory`` (a located error when it holds no study)."""
+    from mgspec.study import report, require
+    from mgspec.study import storage as stores
+
+    require("optuna")
+    if not (Path(directory) / "journal.log").is_file():
+        raise SpecError(
+            "not a study directory (no journal.log)",
+            Location(str(directory)),
+            hint="give the --out of mgspec study run, sweep --train or reproduce",
+        )
+    name, objectives, handle = report.load(None, stores.open_storage(None, Path(directory), parallel=False))
+    return handle.user_attrs.get(stores.DEFINITION) or {}, report.build(name, objectives, handle)
+
+
+def accuracies(rows, directory: Path) -> dict[str, dict]:
+    """``{row id: {"mean", "std", "seeds"}}`` (percent) for the rows a point of the study measured."""
+    from mgspec.study.points import overrides
+
+    definition, result = load(directory)
+    out = {}
+    for row in rows:
+        if row.dataset != definition.get("dataset") or row.spec_path.read_text() != definition.get("spec_text"):
+            continue
+        for point in result["points"]:
+            if sorted(overrides(point["params"])) == sorted(row.overrides):
+                out[row.id] = {
+                    "mean": 100 * point["acc_mean"],
+                    "std": 100 * point["acc_std"],
+                    "seeds": len(point["seeds"]),
+                }
+    return out

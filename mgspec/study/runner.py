@@ -1,0 +1,77 @@
+"""Run a study file to its end: validate every point, open the storage, train with an executor.
+
+One code path for ``mgspec study run``, and for the studies ``sweep --train`` and ``reproduce``
+write (:mod:`mgspec.study.inline`): every front-end gains ``--jobs``, the Slurm executor,
+resume on re-run and failure tolerance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mgspec.errors import Location, SpecError
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a study runs (not what it computes)."""
+
+    jobs: int | None = None
+    executor: str = "local"
+    storage: str | None = None
+    data_dir: Path = Path("data")
+    device: str = "cpu"
+    threads: int | None = None
+    slurm_partition: str | None = None
+    slurm_time: int | None = None
+    slurm_gpus: int | None = None
+    tensorboard: bool = False
+
+
+def run(study_file: Path, out: Path | None, options: Options, log=print) -> tuple[dict, int, Path]:
+    """Train the study's points and seeds; the report, the executor's exit code and the out directory."""
+    from mgspec.study import executors, load_study, points, require
+    from mgspec.study import report as reporting
+    from mgspec.study import storage as stores
+    from mgspec.study.worker import Job
+    from mgspec.train import data
+    from mgspec.train.recipe import available_cores, check_device
+
+    require("optuna")
+    if options.executor not in ("local", "slurm"):
+        raise SpecError(f"unknown executor {options.executor!r}", Location("--executor"), hint="use local or slurm")
+    check_device(options.device)
+    study = load_study(study_file)
+    data.check(study.model.dataset, options.data_dir)
+    checked = points.validate(study, options.data_dir, options.device)  # every point, before anything trains
+    if options.tensorboard:
+        from mgspec.study.tensorboard import check_available
+
+        check_available()
+    if options.executor == "slurm":
+        require("submitit")
+    out = out or Path("studies") / study.name
+    jobs, storage = options.jobs or 1, options.storage
+    handle = stores.open_study(study, stores.open_storage(storage, out, jobs > 1 or options.executor == "slurm"))
+    where = stores.redact(storage) if storage else out / "journal.log"
+    log(f"study {study.name}: {len(checked)} points checked; storage {where}")
+    job = Job(
+        str(Path(study_file).resolve()),
+        str(out.resolve()),
+        storage,
+        str(Path(options.data_dir).resolve()),
+        options.device,
+        options.threads,
+        options.tensorboard,
+    )
+    if options.executor == "slurm":
+        params = executors.slurm_parameters(
+            study.model.slurm, options.slurm_partition, options.slurm_time, options.slurm_gpus
+        )
+        code = executors.run_slurm(job, jobs, params, study.name, log)
+    else:
+        code = executors.run_local(job, jobs, available_cores(), log)
+    if code == 0:
+        stores.wait_for_others(handle, log)
+    return reporting.build(study.name, study.objectives, handle), code, out
