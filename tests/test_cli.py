@@ -171,3 +171,17 @@ def test_every_command_is_in_the_cli_reference():
     registered = {c.name or c.callback.__name__ for c in app.registered_commands}
     groups = {g.name or g.typer_instance.info.name for g in app.registered_groups}  # `mgspec study run|report`
     assert documented == registered | groups == set(COMMANDS) | groups
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_compile_output_follows_the_umask(tmp_path, umask):
+    import os
+
+    old = os.umask(umask)
+    try:
+        result = runner.invoke(app, ["compile", "specs/resnet20_cifar10.yaml", "-o", str(tmp_path)])
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    (written,) = tmp_path.glob("*.py")
+    assert written.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -126,6 +126,8 @@ def _write_all(rendered: dict[Path, str]) -> dict[Path, bool]:
     from mgspec import codegen
 
     changed = {path: not codegen.is_current(path, text) for path, text in rendered.items()}
+    umask = os.umask(0)  # mkstemp makes files private; generated files follow the user's umask
+    os.umask(umask)
     staged: dict[Path, str] = {}
     try:
         for path, text in rendered.items():
@@ -138,6 +140,7 @@ def _write_all(rendered: dict[Path, str]) -> dict[Path, bool]:
             staged[path] = tmp
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
+            os.chmod(tmp, 0o666 & ~umask)
         for path, tmp in staged.items():
             os.replace(tmp, path)
     finally:
