@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mgspec.cycles import CYCLES, smoothing_steps
 from mgspec.errors import SpecError
 from mgspec.layers import ACTIVATIONS, NORMS
 from mgspec.load import DataPath, Source, format_path
@@ -192,7 +193,7 @@ class ChannelGrid(_Model):
     share: list[Literal["A", "B"]] = Field(
         ["A", "B"], description="Operators shared by every smoothing step of a channel level; the rest per step."
     )
-    cycle: Literal["V", "W"] = Field(
+    cycle: Literal[tuple(CYCLES)] = Field(  # type: ignore[valid-type]  # the cycle table's shapes
         "V", description="Cycle shape: V visits the coarser channel level once, W twice (the second from the first)."
     )
     transfers: Literal["pairwise", "dense"] = Field(
@@ -426,7 +427,6 @@ class Spec(_Model):
     def _vcycle_steps(self, index: int, width: int) -> int:
         """Smoothing steps of one step of level ``index``: one, or those of its channel cycle,
         counted from the cycle table the lowering declares from (:mod:`mgspec.cycles`)."""
-        from mgspec.cycles import smoothing_steps
 
         grid = self.level_channel_grid(index)
         return 1 if grid is None else smoothing_steps(grid, grid.widths(width))
