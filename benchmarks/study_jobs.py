@@ -1,6 +1,7 @@
 """Wall time of a 4-trial, one-epoch study with ``--jobs 2`` against ``--jobs 1``, side by side.
 
-Each study runs in a fresh output folder with the same study file; the machine's load average is
+Each study runs in a fresh output folder with the same study file, in rounds of one `--jobs 1` and
+one `--jobs 2` run whose order alternates (the ratio is the median over rounds); the load average is
 recorded before each run (a busy machine makes the ratio meaningless). ``--dry`` runs a tiny
 version (synthetic data, the tiny test spec) to check that the script works.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,11 +33,11 @@ grid:
 """
 
 
-def run(folder: Path, data_dir: Path, jobs: int) -> dict:
+def run(folder: Path, data_dir: Path, jobs: int, out: str) -> dict:
     load = os.getloadavg()[0]
     start = time.perf_counter()
     command = [sys.executable, "-m", "mgspec", "study", "run", "study.yaml", "--data-dir", str(data_dir)]
-    command += ["--out", f"out-{jobs}", "--jobs", str(jobs)]
+    command += ["--out", out, "--jobs", str(jobs)]
     done = subprocess.run(
         command, cwd=folder, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True
     )
@@ -47,6 +49,7 @@ def run(folder: Path, data_dir: Path, jobs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--rounds", type=int, default=2, help="pairs of runs; the ratio is their median")
     parser.add_argument("--dry", action="store_true", help="a tiny study on synthetic data, to check the script")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,9 +68,13 @@ def main() -> None:
             (folder / "study.yaml").write_text(STUDY.format(spec=spec, extra=extra).replace("[8, 16]", "[2, 4]"))
         else:
             (folder / "study.yaml").write_text(STUDY.format(spec=spec, extra=extra))
-        rows = [run(folder, data_dir, 1), run(folder, data_dir, 2)]
-    rows[1]["ratio"] = rows[1]["wall_s"] / rows[0]["wall_s"]
-    print(json.dumps(rows, indent=2))
+        rows, ratios = [], []
+        for r in range(args.rounds):  # interleaved: the order alternates between rounds
+            order = (1, 2) if r % 2 == 0 else (2, 1)
+            pair = {jobs: run(folder, data_dir, jobs, f"out-{r}-{jobs}") for jobs in order}
+            ratios.append(pair[2]["wall_s"] / pair[1]["wall_s"])
+            rows += [pair[1], pair[2]]
+    print(json.dumps({"runs": rows, "ratios": ratios, "median_ratio": statistics.median(ratios)}, indent=2))
 
 
 if __name__ == "__main__":
