@@ -213,3 +213,23 @@ def test_a_missing_extra_names_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # as if it were not installed
     with pytest.raises(mgspec.SpecError, match=r"submitit.*\n.*pip install 'mgspec\[study\]'"):
         require("submitit")
+
+
+def test_device_auto_is_the_default_and_splits_over_gpus_only_where_there_are_some():
+    import torch
+
+    from mgspec.study.executors import _devices
+
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        assert _devices("auto", 2) == [f"cuda:{i % count}" for i in range(2)]
+    else:  # each trial resolves auto to the CPU
+        assert _devices("auto", 2) == ["auto", "auto"]
+    assert _devices("cpu", 2) == ["cpu", "cpu"] and _devices("auto", 1) == ["auto"]
+    done = subprocess.run(
+        [sys.executable, "-m", "mgspec", "study", "run", "--help"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+    )
+    assert "[default: auto]" in done.stdout

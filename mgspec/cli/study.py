@@ -53,7 +53,9 @@ def run(
     storage: StorageOpt = None,
     out: OutOpt = None,
     data_dir: DataDirOpt = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda (one trial per GPU) or cuda:N.")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA where available), cpu, cuda (one trial per GPU) or cuda:N.")
+    ] = "auto",
     threads: Annotated[
         int | None, typer.Option(help="Torch threads per trial (default: the cores / --jobs).", min=1)
     ] = None,

@@ -30,6 +30,11 @@ INTERRUPTED = 130
 
 
 def _devices(device: str, jobs: int) -> list[str]:
+    """The device of each worker: ``cuda`` (or ``auto`` where CUDA is available) one trial per GPU."""
+    if device == "auto" and jobs > 1:
+        from mgspec.train.distributed import resolve_device
+
+        device = "cuda" if resolve_device("auto") == "cuda" else "auto"
     if device != "cuda" or jobs == 1:
         return [device] * jobs
     import torch
