@@ -21,7 +21,7 @@ class Options:
     executor: str = "local"
     storage: str | None = None
     data_dir: Path = Path("data")
-    device: str = "cpu"
+    device: str = "auto"
     threads: int | None = None
     slurm_partition: str | None = None
     slurm_time: int | None = None
