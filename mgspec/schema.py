@@ -472,4 +472,4 @@ def merge_level_channel_grids(data: Any) -> Any:
 
 
 # The error-locating validation entry point lives in its own module; re-exported here.
-from mgspec.validation import validate  # noqa: E402, F401
+from mgspec.spec_validation import validate  # noqa: E402, F401
