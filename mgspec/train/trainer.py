@@ -479,7 +479,8 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
             test_loss, test_acc, _ = _epoch_pass(local, test_batches, config, device, dist_)
             held = _val_pass(local, val_batches, config, device, dist_)
             elapsed += time.perf_counter() - t0
-            if _diverged(train_loss, info.classes) or _diverged(test_loss, info.classes):
+            losses = (train_loss, test_loss, held.get("val_loss", 0.0))
+            if any(_diverged(loss, info.classes) for loss in losses):
                 # The losses are summed over ranks, so every rank stops here together.
                 saved = (
                     f"epoch {epoch} is saved in {run.checkpoint} (--resume {run.directory} continues it); "
