@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from mgspec.cli.app import app
+from mgspec.errors import SpecError
 from mgspec.train import validation
 from tests.synthetic import TINY_SPEC, write_cifar
 
@@ -88,6 +89,13 @@ def test_one_epoch_with_a_split_saves_the_best_weights_and_reports_them(tiny, tm
     assert weights and all(isinstance(t, torch.Tensor) for t in weights.values())
     config = json.loads((out / "config.json").read_text())
     assert config["validation"]["images"] == summary["val_images"] and config["validation"]["hash"]
+    refused = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "2", "--val-split", "0", "-q"])
+    assert refused.exit_code == 2 and "--val-split" in refused.output and "Traceback" not in refused.output
+    resumed = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "2", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    again = json.loads((out / "summary.json").read_text())
+    assert again["val_split"] == 0.25 and again["val_images"] == summary["val_images"] and again["epochs"] == 2
+    assert json.loads((out / "config.json").read_text())["validation"] == config["validation"]
 
 
 @pytest.mark.slow
@@ -101,3 +109,22 @@ def test_val_split_zero_selects_on_test(tiny, tmp_path):
     assert summary["val_images"] == 0 and summary["val_split"] == 0
     assert not (out / "best.safetensors").exists()
     assert "val_acc" not in json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+
+
+def test_a_resumed_run_must_hold_out_the_same_images():
+    record = {"split": 0.1, "images": 500, "hash": "abc"}
+    validation.check_resume({"validation": dict(record)}, record, "run")
+    with pytest.raises(SpecError, match="validation split differs") as caught:
+        validation.check_resume({"validation": {**record, "hash": "other"}}, record, "run")
+    assert str(caught.value.location) == "--val-split"
+    with pytest.raises(SpecError):  # a run from before validation splits held nothing out
+        validation.check_resume({}, record, "run")
+
+
+def test_best_epoch_is_picked_on_validation_accuracy_when_there_is_one():
+    best, changed = validation.update_best(None, {"epoch": 1, "test_acc": 0.5, "val_acc": 0.4})
+    assert changed and best == {"epoch": 1, "test_acc": 0.5, "val_acc": 0.4}
+    best, changed = validation.update_best(best, {"epoch": 2, "test_acc": 0.9, "val_acc": 0.3})
+    assert not changed and best["epoch"] == 1
+    best, changed = validation.update_best(best, {"epoch": 3, "test_acc": 0.2, "val_acc": 0.6})
+    assert changed and best == {"epoch": 3, "test_acc": 0.2, "val_acc": 0.6}
