@@ -346,7 +346,7 @@ def test_ddp_agrees_with_one_process_at_the_same_global_batch(tmp_path):
     # --no-kernels on both sides: the comparison is of DDP's arithmetic against one process's, on the
     # same torch ops (mgspec's kernels round differently; they are compared with torch's ops elsewhere).
     common = ["train", spec, "-d", "mnist", "--data-dir", data_dir, "--batch-size", 16, "--epochs", 2, "-q"]
-    common.append("--no-kernels")
+    common += ["--no-kernels", "--val-split", 0]
     result = torchrun(tmp_path, *common, "-o", tmp_path / "two")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     cli(*common, "--threads", 1, "-o", tmp_path / "one")
@@ -585,7 +585,7 @@ def test_a_diverged_run_stops_with_the_last_good_epoch_saved(tiny, tmp_path, mon
     spec, data_dir = tiny
     run = tmp_path / "run"
     monkeypatch.setattr(trainer_module, "_epoch_pass", diverging_pass(trainer_module._epoch_pass, 2))
-    result = runner.invoke(app, train_args(spec, data_dir, run, "--epochs", 3, "--batch-size", 16))
+    result = runner.invoke(app, train_args(spec, data_dir, run, "--epochs", 3, "--batch-size", 16, "--val-split", 0))
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert unwarned(result.stderr).startswith(f"error: {run}: training diverged in epoch 2: train loss nan")
     assert "--resume" in result.stderr
@@ -600,7 +600,9 @@ def test_a_diverged_run_stops_with_the_last_good_epoch_saved(tiny, tmp_path, mon
 def test_a_run_diverging_in_its_first_epoch_leaves_nothing(tiny, tmp_path, monkeypatch):
     spec, data_dir = tiny
     monkeypatch.setattr(trainer_module, "_epoch_pass", diverging_pass(trainer_module._epoch_pass, 1))
-    result = runner.invoke(app, train_args(spec, data_dir, tmp_path / "run", "--epochs", 2, "--batch-size", 16))
+    result = runner.invoke(
+        app, train_args(spec, data_dir, tmp_path / "run", "--epochs", 2, "--batch-size", 16, "--val-split", 0)
+    )
     assert result.exit_code == 2 and "training diverged in epoch 1" in result.stderr
     assert not (tmp_path / "run").exists()
 

@@ -105,7 +105,7 @@ def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(tiny, tmp_path, mon
 
     monkeypatch.setattr(trainer_module, "_epoch_pass", interrupted_in_epoch_two)
     result = runner.invoke(app, ["train", str(spec), "-d", "cifar10", "--data-dir", str(data_dir), "--epochs", "3",
-                                 "-o", str(run), "-q"])  # fmt: skip
+                                 "-o", str(run), "-q", "--val-split", "0"])  # fmt: skip
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert f"interrupted: {run} stopped after epoch 1 of 3" in result.stderr
     command = result.stderr.strip().splitlines()[-1]

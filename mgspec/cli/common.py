@@ -97,6 +97,7 @@ def _train_options(
     amp_dtype: str | None = None,
     sync_bn: bool | None = None,
     cuda_graphs: bool | None = None,
+    val_split: float | None = None,
 ):
     from mgspec.train import recipe
 
@@ -114,6 +115,7 @@ def _train_options(
         "amp": (amp_dtype or True) if amp or (amp is None and amp_dtype) else (False if amp is False else None),
         "sync_bn": sync_bn,
         "cuda_graphs": cuda_graphs,
+        "val_split": val_split,
     }
     config = recipe(dataset, data_dir, **given)
     return config, [k for k, v in given.items() if v is not None]

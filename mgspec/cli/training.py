@@ -45,6 +45,9 @@ from mgspec.cli.common import (
 )
 from mgspec.cli.errors import user_errors
 
+#: The validation fraction of a new ``mgspec train`` run (a resumed run keeps its own).
+DEFAULT_VAL_SPLIT = 0.1
+
 
 @app.command()
 @user_errors
@@ -83,6 +86,15 @@ def train(
     sync_bn: SyncBnOpt = None,
     cuda_graphs: CudaGraphsOpt = None,
     kernels: KernelsOpt = True,
+    val_split: Annotated[
+        float | None,
+        typer.Option(
+            "--val-split",
+            help="Fraction of each class held out to pick the best epoch (default: 0.1, or the run's; "
+            "0: the paper's protocol, no split).",
+            show_default=False,
+        ),
+    ] = None,
     download: Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")] = False,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<spec>-<dataset>).")
@@ -130,6 +142,7 @@ def train(
         dataset = _need(dataset, "--dataset", "(or --resume RUN, which knows it)")
         _need(spec, "SPEC", "(or --resume RUN, which knows it)")
         source, overrides = spec_input(spec), list(set_ or [])
+        val_split = DEFAULT_VAL_SPLIT if val_split is None else val_split
     data_dir = data_dir or Path("data")
     config, explicit = _train_options(
         dataset,
@@ -148,6 +161,7 @@ def train(
         amp_dtype,
         sync_bn,
         cuda_graphs,
+        val_split,
     )
     main_process = launch.main_process()
     if download:

@@ -41,6 +41,7 @@ class TrainConfig:
     gamma: float = 0.1
     seed: int = 0
     max_batches: int | None = None  # train on the first N batches of each epoch only (a smoke test)
+    val_split: float = 0.0  # fraction of each class held out for model selection (0: none, the paper's)
     # How to run, not what to compute: may change on --resume.
     device: str = "cpu"
     workers: int = 0
@@ -196,6 +197,9 @@ def _check(config: TrainConfig) -> None:
     for name in ("momentum", "gamma"):
         if not math.isfinite(getattr(config, name)):
             raise SpecError(f"{name} must be a finite number, not {getattr(config, name)}")
+    from mgspec.train.validation import check_fraction
+
+    check_fraction(config.val_split)
     if config.schedule not in ("cosine", "step"):
         raise SpecError(f"unknown schedule {config.schedule!r}", hint="use cosine or step")
     cores = available_cores()

@@ -38,7 +38,7 @@ from mgspec.build import check_memory
 from mgspec.errors import Location, RunError, SpecError
 from mgspec.load import Source
 from mgspec.schema import Spec
-from mgspec.train import artifacts, distributed
+from mgspec.train import artifacts, distributed, validation
 from mgspec.train.batches import EpochBatches
 from mgspec.train.data import Split, dataset_info, load
 from mgspec.train.device_data import DeviceBatches, DeviceSplit, fits_on_device, host_batches
@@ -255,6 +255,26 @@ def _data_sources(config, info, train_split, test_split, device, dist_: Dist, pe
     return on_host, EpochBatches(test_split, info, per_rank, train=False, **where)
 
 
+def _hold_out(run: Run, data: Split, info, per_rank: int, dist_: Dist):
+    """``(training split, validation batches or None)``; records the split in config.json and refuses
+    a resumed run whose split differs."""
+    kept, held, record = validation.hold_out(data, run.config.val_split, run.config.seed)
+    if run.checkpoint.exists():
+        validation.check_resume(read_run(run.directory), record, str(run.directory))
+    run.record["validation"] = record
+    if held is None:
+        return kept, None
+    return kept, EpochBatches(held, info, per_rank, train=False, rank=dist_.rank, world=dist_.world)
+
+
+def _val_pass(model, batches, config: TrainConfig, device, dist_: Dist) -> dict:
+    """``val_loss`` and ``val_acc`` of the held-out images (eval mode, like test); {} without a split."""
+    if batches is None:
+        return {}
+    loss, accuracy, _ = _epoch_pass(model, batches, config, device, dist_)
+    return {"val_loss": loss, "val_acc": accuracy}
+
+
 def _train_step(model, optimizer, scaler, config: TrainConfig, device, per_rank: int, info, graphs: bool, log) -> Step:
     """The step of a run: captured in a CUDA graph at the per-rank batch shape when ``graphs``,
     else eager; a capture that fails falls back to eager steps, with one line saying why."""
@@ -383,6 +403,7 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
         load(config.dataset, config.data_dir, "train"),
         load(config.dataset, config.data_dir, "test"),
     )
+    train_split, val_batches = _hold_out(run, train_split, info, _batch_size(config, dist_), dist_)
     _check_memory(run.record["spec"]["weights"], device, run.spec_path)
     model = _make_model(run, device)
     if config.sync_bn:
@@ -456,8 +477,10 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
                 for buffer in model.buffers():  # per-forward collectives (test shards may differ in length)
                     dist.broadcast(buffer, 0)
             test_loss, test_acc, _ = _epoch_pass(local, test_batches, config, device, dist_)
+            held = _val_pass(local, val_batches, config, device, dist_)
             elapsed += time.perf_counter() - t0
-            if _diverged(train_loss, info.classes) or _diverged(test_loss, info.classes):
+            losses = (train_loss, test_loss, held.get("val_loss", 0.0))
+            if any(_diverged(loss, info.classes) for loss in losses):
                 # The losses are summed over ranks, so every rank stops here together.
                 saved = (
                     f"epoch {epoch} is saved in {run.checkpoint} (--resume {run.directory} continues it); "
@@ -469,8 +492,6 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
                     Location(str(run.directory)),
                     hint=f"{saved}a smaller --lr trains stably",
                 )
-            if best is None or test_acc > best["test_acc"]:
-                best = {"epoch": epoch + 1, "test_acc": test_acc}
             record = {
                 "epoch": epoch + 1,
                 "lr": lr,
@@ -478,12 +499,16 @@ def _train(run: Run, progress: bool, log: Callable[[str], None]) -> dict:
                 "train_acc": train_acc,
                 "test_loss": test_loss,
                 "test_acc": test_acc,
+                **held,
                 "images_per_s": images / train_time,
                 "elapsed_s": elapsed,
             }
+            best, improved = validation.update_best(best, record)
             cuda_rng = distributed.gather_cuda_rng(dist_)  # a collective: every rank takes part
             if dist_.main:
                 _save(run, model, optimizer, scheduler, epoch + 1, elapsed, best, record, scaler, cuda_rng)
+                if improved and held:  # the weights of the best epoch on validation
+                    artifacts.save_run_weights(run, model, epoch + 1, record, name=validation.BEST_WEIGHTS)
             bar.epoch_done(record)
     if record is None:  # nothing left to train: report the stored run
         metrics = runs.read_metrics(run.directory / METRICS)
@@ -556,6 +581,7 @@ def _summary(run: Run, last: dict, best: dict | None) -> dict:
         "final_test_loss": last["test_loss"],
         "wall_time_s": last["elapsed_s"],
         "images_per_s": last["images_per_s"],
+        **validation.summary_keys(stored.get("validation"), best),
         **{k: v for k, v in stored.get("distributed", {}).items() if k in ("world_size", "per_rank_batch")},
         **({"experiment": stored["experiment"]} if "experiment" in stored else {}),
     }
