@@ -188,7 +188,9 @@ def _coarse_spec(tmp_path):
 
 def test_a_last_batch_of_one_at_a_1x1_batchnorm_is_skipped_and_said(trained, tmp_path):
     args = ["train", _coarse_spec(tmp_path), "-d", "cifar10", "--data-dir", trained / "data", "--epochs", 1, "-q"]
-    result = runner.invoke(app, [str(a) for a in [*args, "-o", tmp_path / "out", "--batch-size", 79]])  # 80 images
+    # 80 training images (all of them: no validation split), so the last batch of 79 holds 1
+    args += ["--val-split", 0, "-o", tmp_path / "out", "--batch-size", 79]
+    result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     assert "each epoch's last batch holds 1 image" in result.stdout
 
