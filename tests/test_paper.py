@@ -175,6 +175,9 @@ def test_reproduce_trains_the_rows_network_with_seeds(tmp_path):
     assert result.exit_code == 0, result.output
     assert "fitted to fashionmnist: --set input.size=28" in result.stdout
     assert "paper: 93.35 (0.09)% test, 97.63% train" in result.stdout
+    assert (
+        "--val-split 0\n" in result.stdout and "the paper's protocol: trains on every training image" in result.stdout
+    )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["experiment"]["paper_row"] == "IV/cK=16,gs=8" and summary["aggregate"]["seeds"] == [0, 1]
     assert summary["aggregate"]["weights"] == paper.count(paper.find("IV/cK=16,gs=8")) == 37_146
@@ -183,6 +186,7 @@ def test_reproduce_trains_the_rows_network_with_seeds(tmp_path):
         assert config["experiment"]["published"] == {"test_acc": 93.35, "test_std": 0.09, "train_acc": 97.63}
         assert config["config"]["schedule"] == "step" and config["config"]["max_batches"] == 1
         assert "layers.norms_per_step=1" in config["spec"]["overrides"]
+        assert config["config"]["val_split"] == 0  # the paper's protocol: no held-out images
 
 
 def test_max_batches_must_be_positive():

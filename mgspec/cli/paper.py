@@ -168,7 +168,9 @@ def reproduce(
         "note": record["note"],
     }
     print(f"{row.id}: {row.model} on {row.dataset}, {registry.count(row):,} weights (paper: {row.printed_k:,}k)")
-    print(f"  = mgspec train {record['spec']} -d {row.dataset}" + "".join(f" --set {o}" for o in row.overrides))
+    sets = "".join(f" --set {o}" for o in row.overrides)
+    print(f"  = mgspec train {record['spec']} -d {row.dataset}{sets} --val-split 0")
+    print("  the paper's protocol: trains on every training image (no validation split), reports the test accuracy")
 
     def started(run) -> None:
         if run.adapted:
