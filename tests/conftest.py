@@ -25,6 +25,17 @@ def spec_id(path: Path) -> str:
     return path.stem
 
 
+@pytest.fixture
+def tiny(tmp_path):
+    """The tiny test spec and a synthetic CIFAR-10 of 80 training and 24 test images."""
+    from tests.synthetic import TINY_SPEC, write_cifar
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    write_cifar(tmp_path / "data", train_per_batch=16, test=24)
+    return spec, tmp_path / "data"
+
+
 @pytest.fixture(autouse=True)
 def _deterministic(monkeypatch):
     torch.manual_seed(0)

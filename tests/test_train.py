@@ -23,14 +23,6 @@ from tests.synthetic import TINY_SPEC, write_cifar, write_idx
 runner = CliRunner()
 
 
-@pytest.fixture
-def tiny(tmp_path):
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text(TINY_SPEC)
-    write_cifar(tmp_path / "data", train_per_batch=16, test=24)
-    return spec, tmp_path / "data"
-
-
 def cli(*args) -> str:
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output

@@ -20,18 +20,10 @@ from mgspec.train import recipe
 from mgspec.train import trainer as trainer_module
 from mgspec.train.recipe import amp_dtype, available_cores, default_threads, oversubscription, uses_loss_scaling
 from tests.conftest import ROOT
-from tests.synthetic import TINY_SPEC, write_cifar
+from tests.synthetic import TINY_SPEC
 
 runner = CliRunner()
 OVERRIDE = "channel_grid.post_smoothing=0"
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text(TINY_SPEC)
-    write_cifar(tmp_path / "data", train_per_batch=16, test=24)
-    return spec, tmp_path / "data"
 
 
 def cli(*args) -> str:

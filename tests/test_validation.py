@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from mgspec.cli.app import app
 from mgspec.errors import SpecError
 from mgspec.train import validation
-from tests.synthetic import TINY_SPEC, write_cifar
 
 runner = CliRunner()
 
@@ -46,14 +45,6 @@ def test_split_is_disjoint_complete_and_fixed_by_the_seed():
 def test_fraction_zero_holds_out_nothing():
     train, val = validation.split(balanced(100), 0.0, seed=0)
     assert len(val) == 0 and len(train) == 100
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text(TINY_SPEC)
-    write_cifar(tmp_path / "data", train_per_batch=16, test=24)
-    return spec, tmp_path / "data"
 
 
 def train_args(spec, data, out, *extra):
