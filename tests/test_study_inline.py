@@ -25,3 +25,12 @@ def test_bad_mapping_is_located_at_origin():
         inline.build(data, "--grid")
     assert err.value.location.source == "--grid"
     assert "did you mean 'lr'" in str(err.value)
+
+
+def test_the_documented_json_schema_is_the_study_models():
+    import json
+
+    from mgspec.study.model import StudyFile
+
+    documented = (Path(__file__).resolve().parent.parent / "docs" / "study.schema.json").read_text()
+    assert json.loads(documented) == StudyFile.model_json_schema(), "regenerate docs/study.schema.json"

@@ -38,8 +38,11 @@ def write(study: Study, out: Path) -> Path:
     return target
 
 
-def from_row(row, seeds: int = 1, train: dict | None = None) -> dict:
-    """A paper row as a one-point study mapping: each ``--set`` override a grid axis of one value."""
+def from_row(row, seeds: int = 1, train: dict | None = None, seed: int = 0) -> dict:
+    """A paper row as a one-point study mapping: each ``--set`` override a grid axis of one value.
+
+    It trains with the paper's protocol (no validation split) unless ``train`` says otherwise.
+    """
     grid = {}
     for override in row.overrides:
         path, _, value = override.partition("=")
@@ -49,7 +52,8 @@ def from_row(row, seeds: int = 1, train: dict | None = None) -> dict:
         "name": name,
         "spec": str(row.spec_path.resolve()),
         "dataset": row.dataset,
-        "train": {k: v for k, v in {**dict(row.recipe), **(train or {})}.items() if v is not None},
+        "train": {k: v for k, v in {"val_split": 0, **dict(row.recipe), **(train or {})}.items() if v is not None},
         "seeds": seeds,
+        "seed": seed,
         "grid": grid,
     }

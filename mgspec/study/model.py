@@ -1,9 +1,11 @@
 """The study file: a pydantic model of its YAML, read with located errors exactly like a spec.
 
 A study names a spec (relative to the study file), a dataset, training options, a number of
-seeds, and either a ``grid`` (every combination is trained) or a ``search`` (an Optuna sampler
-draws ``trials`` points of a ``space``). Grid and space keys are spec fields as dotted paths
-(``channel_grid.coarsest``) or training options as ``train.<option>`` (``train.lr``).
+seeds, and either a ``grid`` (every combination is trained; ``zip`` lists are one more axis whose
+values are taken side by side) or a ``search`` (an Optuna sampler draws ``trials`` points of a
+``space``). The key ``levels`` cuts the spec to its first N resolution levels. Grid and space
+keys are spec fields as dotted paths (``channel_grid.coarsest``) or training options as
+``train.<option>`` (``train.lr``).
 Errors name the study file, line and column (:func:`load_study`).
 """
 
@@ -38,6 +40,7 @@ TRAIN_OPTIONS = (
     "channels_last",
     "threads",
     "amp",
+    "val_split",
 )
 OBJECTIVES = ("accuracy", "weights", "macs")
 
@@ -111,10 +114,14 @@ class StudyFile(_Model):
     dataset: Literal["cifar10", "cifar100", "fashionmnist", "mnist"]
     train: dict[str, Any] = Field(default_factory=dict)
     seeds: int = Field(default=1, gt=0, le=1000)
+    seed: int = Field(default=0, ge=0, description="the first seed: every point trains seeds seed .. seed+seeds-1")
     grid: dict[str, list[Scalar]] | None = None
+    zip: dict[str, list[Scalar]] | None = None  # lists taken side by side: one more axis of the grid
     objectives: dict[Literal["accuracy", "weights", "macs"], Literal["maximize", "minimize"]] | None = None
     search: Search | None = None
     slurm: Slurm | None = None
+    #: A free-form record every trial's config.json keeps under ``experiment`` (``reproduce``: the paper row).
+    experiment: dict[str, Any] | None = None
 
     @field_validator("train")
     @classmethod
@@ -133,17 +140,31 @@ class StudyFile(_Model):
                 raise ValueError(f"{key}: an empty list of values")
         return v
 
+    @field_validator("zip")
+    @classmethod
+    def _zip(cls, v: dict | None) -> dict | None:
+        if v is not None and (not v or len({len(values) for values in v.values()}) != 1 or not next(iter(v.values()))):
+            lengths = ", ".join(f"{key} has {len(values)}" for key, values in v.items()) or "none given"
+            raise ValueError(f"zip lists must be non-empty and have the same number of values ({lengths})")
+        return v
+
     @model_validator(mode="after")
     def _one_kind(self) -> StudyFile:
-        if (self.grid is None) == (self.search is None):
+        gridded = self.grid is not None or self.zip is not None
+        if gridded == (self.search is not None):
             raise ValueError("a study has either a grid or a search (not both, not neither)")
+        if set(self.grid or {}) & set(self.zip or {}):
+            raise ValueError(f"{sorted(set(self.grid or {}) & set(self.zip or {}))[0]} is both in grid and in zip")
         if self.search is not None and self.objectives is not None:
             raise ValueError("a search names its objectives under search.objectives")
         return self
 
     @property
     def axes(self) -> dict[str, list]:
-        return self.grid if self.grid is not None else dict(self.search.space)
+        """Every key and its values (a search's space; a grid's axes and zip lists)."""
+        if self.search is not None:
+            return dict(self.search.space)
+        return {**(self.grid or {}), **(self.zip or {})}
 
 
 class Study:
@@ -175,6 +196,10 @@ class Study:
     def definition(self) -> dict:
         """What the study computes (the file without how it runs), with the spec's text: a re-run must match."""
         data = json.loads(json.dumps(self.model.model_dump(mode="json", exclude={"slurm"})))
+        # Keys added later are left out at their defaults, so studies made before them read back equal.
+        for key, default in (("seed", 0), ("zip", None), ("experiment", None)):
+            if data.get(key) == default:
+                del data[key]
         data["train"] = {k: v for k, v in data["train"].items() if k not in ("workers", "threads", "compile")}
         try:
             data["spec_text"] = self.spec_path.read_text()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import mgspec
 from mgspec.errors import SpecError
+from mgspec.levels import LEVELS, spec_for
 from mgspec.study.model import Range, Study
 
 TRAIN = "train."
@@ -36,7 +37,13 @@ def key(params: dict) -> str:
 
 
 def overrides(params: dict) -> list[str]:
-    return [f"{path}={value_text(v)}" for path, v in params.items() if not path.startswith(TRAIN)]
+    """The point's spec settings as ``--set`` overrides (``levels`` cuts the spec instead: :func:`spec`)."""
+    return [f"{path}={value_text(v)}" for path, v in params.items() if not path.startswith(TRAIN) and path != LEVELS]
+
+
+def spec(study: Study, params: dict):
+    """The spec a point trains: the study's, cut to its first N levels where the point sets ``levels``."""
+    return spec_for(study.spec_path, params)
 
 
 def train_options(study: Study, params: dict) -> dict:
@@ -46,10 +53,17 @@ def train_options(study: Study, params: dict) -> dict:
 def config(
     study: Study, params: dict, seed: int, data_dir: str | Path, device: str = "cpu", threads: int | None = None
 ):
-    """The recipe of one trial: the paper's, then the study's ``train:``, then the point's ``train.*``."""
+    """The recipe of one trial: the paper's, then the study's ``train:``, then the point's ``train.*``.
+
+    A trial holds out a validation split (:data:`~mgspec.train.validation.DEFAULT_VAL_SPLIT`, as a
+    new ``mgspec train`` run does) unless the study sets ``val_split``: a search then selects on
+    validation accuracy, never on the test set it reports.
+    """
     from mgspec.train import recipe
+    from mgspec.train.validation import DEFAULT_VAL_SPLIT
 
     given = train_options(study, params)
+    given.setdefault("val_split", DEFAULT_VAL_SPLIT)
     if threads is not None and "threads" not in given:
         given["threads"] = threads
     given["amp"] = given.get("amp") or None
@@ -64,8 +78,8 @@ def counts(study: Study, params: dict) -> tuple[int, int]:
     from mgspec.train.data import dataset_info
     from mgspec.train.recipe import fit_spec
 
-    spec, _, _ = fit_spec(study.spec_path, overrides(params), dataset_info(study.model.dataset))
-    result = mgspec.count_spec(spec)
+    fitted, _, _ = fit_spec(spec(study, params), overrides(params), dataset_info(study.model.dataset))
+    result = mgspec.count_spec(fitted)
     return result.total, result.macs
 
 
@@ -76,9 +90,19 @@ def check(study: Study, params: dict, data_dir: str | Path = "data", device: str
     return weights_macs
 
 
+def grid_axes(study: Study) -> list[list[dict]]:
+    """A grid's axes, each a list of partial points: one per grid key, and one for all zip lists."""
+    axes = [[{path: v} for v in values] for path, values in (study.model.grid or {}).items()]
+    zipped = study.model.zip or {}
+    if zipped:
+        count = len(next(iter(zipped.values())))
+        axes.append([{path: values[i] for path, values in zipped.items()} for i in range(count)])
+    return axes
+
+
 def grid_points(study: Study) -> list[dict]:
-    grid = study.model.grid or {}
-    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    """Every combination of a grid, in order (the last axis fastest)."""
+    return [{k: v for part in parts for k, v in part.items()} for parts in itertools.product(*grid_axes(study))]
 
 
 def axis_values(axis) -> list:
@@ -86,7 +110,7 @@ def axis_values(axis) -> list:
 
 
 def _relocated(study: Study, exc: SpecError, path: str, index: int | None, what: str) -> SpecError:
-    section = ("search", "space") if study.is_search else ("grid",)
+    section = ("search", "space") if study.is_search else ("zip",) if path in (study.model.zip or {}) else ("grid",)
     where = study.locate(*section, path, *(() if index is None else (index,)))
     field = ".".join(section) + f".{path}" + ("" if index is None else f"[{index}]")
     return SpecError(f"{what}: {exc.message}", where, field, exc.hint)
@@ -97,17 +121,18 @@ def validate(study: Study, data_dir: str | Path = "data", device: str = "cpu") -
 
     Returns the counts of the points checked, by :func:`key`.
     """
-    axes = {p: axis_values(a) for p, a in study.model.axes.items()}
-    first = {p: values[0] for p, values in axes.items()}
     checked: dict[str, tuple[int, int]] = {}
     if not study.is_search:
-        for path, values in axes.items():
-            for i, value in enumerate(values):
-                point = {**first, path: value}
+        axes = grid_axes(study)
+        first = {k: v for axis in axes for k, v in axis[0].items()}
+        for axis in axes:
+            for i, part in enumerate(axis):
+                point = {**first, **part}
                 try:
                     checked[key(point)] = check(study, point, data_dir, device)
                 except SpecError as exc:
-                    raise _relocated(study, exc, path, i, f"{path}={value_text(value)}") from None
+                    text = ", ".join(f"{p}={value_text(v)}" for p, v in part.items())
+                    raise _relocated(study, exc, next(iter(part)), i, text) from None
         for point in grid_points(study):
             if key(point) not in checked:
                 try:
@@ -116,6 +141,7 @@ def validate(study: Study, data_dir: str | Path = "data", device: str = "cpu") -
                     text = ", ".join(f"{p}={value_text(v)}" for p, v in point.items())
                     raise _relocated(study, exc, next(iter(point)), None, f"the combination {text}") from None
         return checked
+    axes = {p: axis_values(a) for p, a in study.model.axes.items()}
     for path, values in axes.items():
         for i, value in enumerate(values):
             others = {p: v for p, v in axes.items() if p != path}

@@ -1,10 +1,13 @@
 """A study's results: its trials, the mean and std over seeds per point, and the Pareto front.
 
 The JSON shape is ``{"study", "objectives", "trials": [{"number", "state", "params", "seed",
-"weights", "macs", "test_acc", "run_dir", "reason"}], "points": [{"params", "weights", "macs",
-"acc_mean", "acc_std", "seeds"}], "pareto": [trial numbers]}``. Trials a later trial continues
-(``retry_of``) and spare draws are left out. The Pareto front is over the study's objectives,
-or accuracy against weights for a study with one objective.
+"weights", "macs", "test_acc", "val_acc", "run_dir", "reason"}], "points": [{"params", "weights",
+"macs", "acc_mean", "acc_std", "val_mean", "val_std", "seeds"}], "pareto": [trial numbers]}``.
+Trials a later trial continues (``retry_of``) and spare draws are left out. The Pareto front is
+over the study's objectives, or accuracy against weights for a study with one objective; its
+accuracy is the one each trial was selected on: validation accuracy where the trial held out a
+validation split (``val_acc``), else test accuracy. ``test_acc`` and ``acc_mean`` are always
+test accuracy (at the epoch chosen on validation, where there is a split).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def trials(handle) -> list[dict]:
                 "weights": attrs.get("weights"),
                 "macs": attrs.get("macs"),
                 "test_acc": attrs.get("test_acc"),
+                "val_acc": attrs.get("val_acc"),
                 "run_dir": attrs.get("run_dir"),
                 "reason": attrs.get("reason"),
             }
@@ -57,6 +61,7 @@ def points(rows: list[dict]) -> list[dict]:
     out = []
     for members in groups.values():
         accs = [m["test_acc"] for m in members]
+        vals = [m["val_acc"] for m in members if m["val_acc"] is not None]
         out.append(
             {
                 "params": members[0]["params"],
@@ -64,6 +69,8 @@ def points(rows: list[dict]) -> list[dict]:
                 "macs": members[0]["macs"],
                 "acc_mean": statistics.fmean(accs),
                 "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "val_mean": statistics.fmean(vals) if vals else None,
+                "val_std": (statistics.stdev(vals) if len(vals) > 1 else 0.0) if vals else None,
                 "seeds": sorted(m["seed"] for m in members),
             }
         )
@@ -71,7 +78,10 @@ def points(rows: list[dict]) -> list[dict]:
 
 
 def _value(row: dict, name: str) -> float:
-    return row["test_acc"] if name == "accuracy" else row[name]
+    """An objective of a trial; accuracy is the one it was selected on (validation where it had a split)."""
+    if name != "accuracy":
+        return row[name]
+    return row["test_acc"] if row.get("val_acc") is None else row["val_acc"]
 
 
 def dominates(a: dict, b: dict, objectives: dict[str, str]) -> bool:
@@ -137,7 +147,8 @@ def _setting(params: dict) -> str:
 
 def csv_text(report: dict) -> str:
     buffer = io.StringIO()
-    fields = ["number", "state", "params", "seed", "weights", "macs", "test_acc", "pareto", "run_dir", "reason"]
+    fields = ["number", "state", "params", "seed", "weights", "macs", "test_acc", "val_acc", "pareto", "run_dir"]
+    fields.append("reason")
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     front = set(report["pareto"])

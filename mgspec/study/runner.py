@@ -29,20 +29,19 @@ class Options:
     tensorboard: bool = False
 
 
-def run(study_file: Path, out: Path | None, options: Options, log=print) -> tuple[dict, int, Path]:
-    """Train the study's points and seeds; the report, the executor's exit code and the out directory."""
-    from mgspec.study import executors, load_study, points, require
-    from mgspec.study import report as reporting
-    from mgspec.study import storage as stores
-    from mgspec.study.worker import Job
+DEFAULT = Options()
+
+
+def check(study, options: Options) -> dict:
+    """Everything that can be refused before anything is written: options, data, every point of ``study``."""
+    from mgspec.study import points, require
     from mgspec.train import data
-    from mgspec.train.recipe import available_cores, check_device
+    from mgspec.train.recipe import check_device
 
     require("optuna")
     if options.executor not in ("local", "slurm"):
         raise SpecError(f"unknown executor {options.executor!r}", Location("--executor"), hint="use local or slurm")
     check_device(options.device)
-    study = load_study(study_file)
     data.check(study.model.dataset, options.data_dir)
     checked = points.validate(study, options.data_dir, options.device)  # every point, before anything trains
     if options.tensorboard:
@@ -51,6 +50,24 @@ def run(study_file: Path, out: Path | None, options: Options, log=print) -> tupl
         check_available()
     if options.executor == "slurm":
         require("submitit")
+    return checked
+
+
+def run(
+    study_file: Path, out: Path | None, options: Options, log=print, checked: dict | None = None
+) -> tuple[dict, int, Path]:
+    """Train the study's points and seeds; the report, the executor's exit code and the out directory.
+
+    ``checked`` (from :func:`check`) says the study was checked already.
+    """
+    from mgspec.study import executors, load_study
+    from mgspec.study import report as reporting
+    from mgspec.study import storage as stores
+    from mgspec.study.worker import Job
+    from mgspec.train.recipe import available_cores
+
+    study = load_study(study_file)
+    checked = check(study, options) if checked is None else checked
     out = out or Path("studies") / study.name
     jobs, storage = options.jobs or 1, options.storage
     handle = stores.open_study(study, stores.open_storage(storage, out, jobs > 1 or options.executor == "slurm"))

@@ -118,7 +118,7 @@ def open_study(study: Study, storage, wait_s: float = 60.0):
     else:
         handle.set_user_attr(DEFINITION, definition)
         for point in points.grid_points(study) if not study.is_search else ():
-            for seed in range(study.model.seeds):
+            for seed in range(study.model.seed, study.model.seed + study.model.seeds):
                 handle.enqueue_trial(point, user_attrs={"seed": seed, "point": points.key(point)})
         handle.set_user_attr(READY, True)
     deadline = time.monotonic() + wait_s

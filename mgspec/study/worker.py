@@ -2,11 +2,13 @@
 
 Each trial is an ordinary ``mgspec train`` run directory, ``<out>/trials/<number>-seed<k>/``
 (a continued trial keeps the directory of the one it continues, and resumes from its
-checkpoint). The trial records its seed, weights, MACs, run directory and test accuracy as
-user attributes; a failure is recorded with its reason and the worker goes on. A search point
-that is not a valid spec, above ``max_weights`` or drawn before, is pruned and never trained.
-SIGTERM (Slurm's scancel, a preemption) marks the running trial interrupted so the next
-``study run`` continues it. ``python -m mgspec.study.worker JOB.json`` runs one worker.
+checkpoint). The trial records its seed, weights, MACs, run directory, test accuracy and (with a
+validation split) validation accuracy as user attributes; its accuracy objective is the
+validation accuracy where there is a split, so a search never selects on the test set. A
+failure is recorded with its reason and the worker goes on. A search point that is not a
+valid spec, above ``max_weights`` or drawn before, is pruned and never trained. SIGTERM
+(Slurm's scancel, a preemption) marks the running trial interrupted so the next ``study run``
+continues it. ``python -m mgspec.study.worker JOB.json`` runs one worker.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def _counted(study: Study, handle) -> tuple[int, int]:
     drawn = sum(
         1
         for t in trials
-        if t.state != state.PRUNED and t.user_attrs.get("seed") == 0 and "retry_of" not in t.user_attrs
+        if t.state != state.PRUNED and t.user_attrs.get("seed") == study.model.seed and "retry_of" not in t.user_attrs
     )
     return drawn, sum(1 for t in trials if t.state == state.PRUNED and not t.user_attrs.get("spare"))
 
@@ -135,21 +137,21 @@ def _run(study: Study, handle, trial, job: Job, log) -> str:
         drawn, _ = _counted(study, handle)
         if drawn >= study.model.search.trials:
             return _prune(handle, trial, "the search has all its trials", spare=True)
-        earlier = _same_point(handle, trial, points.key(params))
+        earlier = _same_point(handle, trial, points.key(params), study.model.seed)
         if earlier is not None:
             return _prune(handle, trial, f"the same point as trial {earlier}")
-        seed = 0
-        trial.set_user_attr("seed", 0)
-        for other in range(1, study.model.seeds):
+        seed = study.model.seed
+        trial.set_user_attr("seed", seed)
+        for other in range(seed + 1, seed + study.model.seeds):
             handle.enqueue_trial(params, user_attrs={"seed": other, "point": points.key(params)})
     return _train(study, handle, trial, params, seed, job, log)
 
 
-def _same_point(handle, trial, key: str) -> int | None:
+def _same_point(handle, trial, key: str, first_seed: int) -> int | None:
     state = require("optuna").trial.TrialState
     for other in handle.get_trials(deepcopy=False):
         if other.number != trial.number and other.user_attrs.get("point") == key and other.state != state.PRUNED:
-            if other.user_attrs.get("seed") == 0:
+            if other.user_attrs.get("seed") == first_seed:
                 return other.number
     return None
 
@@ -167,9 +169,10 @@ def _train(study: Study, handle, trial, params: dict, seed: int, job: Job, log) 
     log(f"trial {trial.number}: {setting}, seed {seed} in {run_dir}")
     try:
         config = points.config(study, params, seed, job.data_dir, job.device, job.threads)
-        experiment = {"study": study.name, "trial": trial.number, "params": params}
+        experiment = {**(study.model.experiment or {}), "study": study.name, "trial": trial.number, "params": params}
         resume = (run_dir / trainer.CONFIG).is_file()
-        run = prepare(study.spec_path, points.overrides(params), config, run_dir, resume=resume, experiment=experiment)
+        spec = points.spec(study, params)
+        run = prepare(spec, points.overrides(params), config, run_dir, resume=resume, experiment=experiment)
         summary = train(run, progress=False, log=log)
     except Interrupted:
         beat.stop()
@@ -186,13 +189,20 @@ def _train(study: Study, handle, trial, params: dict, seed: int, job: Job, log) 
     beat.stop()
     trial.set_user_attr("test_acc", summary["best_test_acc"])
     trial.set_user_attr("final_test_acc", summary["final_test_acc"])
+    trial.set_user_attr("val_acc", summary.get("best_val_acc"))
+    trial.set_user_attr("selected_on", summary.get("selected_on", "test"))
     if job.tensorboard:
         from mgspec.study.tensorboard import write_events
 
         write_events(run_dir)
-    values = {"accuracy": summary["best_test_acc"], "weights": summary["weights"], "macs": summary["macs"]}
+    # The accuracy objective is the one the epoch was selected on: validation, where the trial has a split.
+    accuracy = summary.get("best_val_acc")
+    accuracy = summary["best_test_acc"] if accuracy is None else accuracy
+    values = {"accuracy": accuracy, "weights": summary["weights"], "macs": summary["macs"]}
     handle.tell(trial, [values[name] for name in study.objectives])
-    log(f"trial {trial.number}: test accuracy {100 * summary['best_test_acc']:.2f}%")
+    val = summary.get("best_val_acc")
+    said = f", validation {100 * val:.2f}%" if val is not None else ""
+    log(f"trial {trial.number}: test accuracy {100 * summary['best_test_acc']:.2f}%{said}")
     return "complete"
 
 
