@@ -181,8 +181,10 @@ def test_reproduce_trains_the_rows_network_with_seeds(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["experiment"]["paper_row"] == "IV/cK=16,gs=8" and summary["aggregate"]["seeds"] == [0, 1]
     assert summary["aggregate"]["weights"] == paper.count(paper.find("IV/cK=16,gs=8")) == 37_146
+    assert sorted(d.name for d in (run / "trials").iterdir()) == ["0-seed0", "1-seed1"]  # a one-point study
     for seed in (0, 1):
-        config = json.loads((run / f"seed-{seed}" / "config.json").read_text())
+        config = json.loads((run / "trials" / f"{seed}-seed{seed}" / "config.json").read_text())
+        assert config["config"]["seed"] == seed
         assert config["experiment"]["published"] == {"test_acc": 93.35, "test_std": 0.09, "train_acc": 97.63}
         assert config["config"]["schedule"] == "step" and config["config"]["max_batches"] == 1
         assert "layers.norms_per_step=1" in config["spec"]["overrides"]
@@ -235,15 +237,18 @@ def test_reproduce_a_row_on_the_real_cifar10_subset(tmp_path):
     result = runner.invoke(app, [*args, "--max-batches", "2", "--batch-size", "32", "-o", str(run), "-q"])
     assert result.exit_code == 0, result.output
     assert "paper: 92.44 (0.16)% test, 93.54% train" in result.stdout
-    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.jsonl", "summary.json", "checkpoint.pt"}
-    config = json.loads((run / "config.json").read_text())
-    summary = json.loads((run / "summary.json").read_text())
-    assert config["experiment"]["paper_row"] == summary["experiment"]["paper_row"] == "I/ResNet20"
+    trial = run / "trials" / "0-seed0"  # an ordinary run directory
+    assert {p.name for p in trial.iterdir()} >= {"config.json", "metrics.jsonl", "summary.json", "checkpoint.pt"}
+    config = json.loads((trial / "config.json").read_text())
+    summary = json.loads((trial / "summary.json").read_text())
+    record = json.loads((run / "summary.json").read_text())
+    assert config["experiment"]["paper_row"] == record["experiment"]["paper_row"] == "I/ResNet20"
     assert config["config"]["max_batches"] == 2 and config["config"]["lr"] == 0.05
-    assert summary["weights"] == paper.count(paper.find("I/ResNet20"))
+    assert summary["weights"] == record["aggregate"]["weights"] == paper.count(paper.find("I/ResNet20"))
+    assert record["aggregate"]["best_test_acc"]["mean"] == summary["best_test_acc"]
     evaluated = runner.invoke(
         app,
-        ["evaluate", str(ROOT / "specs" / "resnet20_cifar10.yaml"), str(run), "-d", "cifar10",
+        ["evaluate", str(ROOT / "specs" / "resnet20_cifar10.yaml"), str(trial), "-d", "cifar10",
          "--data-dir", str(SHARED_DATA), "-f", "json"],
     )  # fmt: skip
     assert evaluated.exit_code == 0, evaluated.output

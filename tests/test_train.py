@@ -260,12 +260,16 @@ def test_sweep_with_training(tiny, tmp_path):
     rows = json.loads((out / "sweep.json").read_text())
     assert [r["channel_grid.group_size"] for r in rows] == [2, 4]
     assert all(0 <= r["best_test_acc"] <= 1 for r in rows)
-    assert (out / "runs").is_dir() and len(list((out / "runs").iterdir())) == 2
+    trials = sorted((out / "trials").iterdir())
+    assert [t.name for t in trials] == ["0-seed0", "1-seed0"]  # a study: one run directory per trial
+    assert all((t / "checkpoint.pt").is_file() for t in trials)
     assert (out / "sweep.png").stat().st_size > 1000
-    # running the same sweep again continues (here: reuses) the finished runs
+    # running the same sweep again trains nothing: the rows come from the finished runs, untouched
+    stamps = {t: (t / "checkpoint.pt").stat().st_mtime_ns for t in trials}
     cli("sweep", spec, "--grid", "channel_grid.group_size=2,4", "--train", "-d", "cifar10", "--data-dir", data_dir,
         "--epochs", 1, "-o", out, "-q")  # fmt: skip
     assert json.loads((out / "sweep.json").read_text()) == rows
+    assert {t: (t / "checkpoint.pt").stat().st_mtime_ns for t in trials} == stamps
 
 
 def test_pareto_front():

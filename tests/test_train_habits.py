@@ -263,18 +263,19 @@ def test_sweep_trains_seeds_per_configuration(tiny, tmp_path, monkeypatch):
     out = tmp_path / "sweep"
     text = cli("sweep", spec, "--grid", "levels=1,2", "--train", "--seeds", 2, "-d", "cifar10", "--data-dir", data_dir,
                "--epochs", 1, "-o", out)  # fmt: skip
-    for i, line in enumerate(
-        ["levels=1 (seed 0)", "levels=1 (seed 1)", "levels=2 (seed 0)", "levels=2 (seed 1)"], start=1
-    ):
-        assert f"[{i}/4] training {line}" in text
+    for number, (levels, seed) in enumerate([(1, 0), (1, 1), (2, 0), (2, 1)]):
+        assert f"trial {number}: levels={levels}, seed {seed} in {out / 'trials' / f'{number}-seed{seed}'}" in text
     assert "±" in text and "best_test_acc (mean ± std)" in text
     rows = json.loads((out / "sweep.json").read_text())
-    assert [r["levels"] for r in rows] == [1, 2] and all(r["seeds"] == 2 for r in rows)
-    for row, name in zip(rows, ("000-levels1", "001-levels2"), strict=True):
-        accs = [json.loads((out / "runs" / name / f"seed-{s}" / "summary.json").read_text()) for s in (0, 1)]
+    assert [r["levels"] for r in rows] == [1, 2] and all(r["seeds"] == 2 and r["failed"] == 0 for r in rows)
+    for row, names in zip(rows, (("0-seed0", "1-seed1"), ("2-seed0", "3-seed1")), strict=True):
+        accs = [json.loads((out / "trials" / name / "summary.json").read_text()) for name in names]
+        assert [a["seed"] for a in accs] == [0, 1]
         assert row["final_test_acc"] == pytest.approx(statistics.mean(a["final_test_acc"] for a in accs))
         assert row["final_test_acc_std"] == pytest.approx(statistics.stdev(a["final_test_acc"] for a in accs))
-    stored = json.loads((out / "runs" / "000-levels1" / "seed-0" / "config.json").read_text())
+        assert row["best_val_acc"] == pytest.approx(statistics.mean(a["best_val_acc"] for a in accs))
+        assert all(a["val_split"] == 0.1 for a in accs)  # a sweep holds out a validation split, as train does
+    stored = json.loads((out / "trials" / "0-seed0" / "config.json").read_text())
     assert len(stored["spec"]["resolved"]["resolution_grid"]["levels"]) == 1
     assert len(yaml.safe_load(stored["spec"]["text"])["resolution_grid"]["levels"]) == 1
     assert (out / "sweep.png").stat().st_size > 1000

@@ -3,7 +3,6 @@
 (No ``from __future__ import annotations`` here: typer evaluates the annotations.)
 """
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +23,18 @@ from mgspec.cli.common import (
     app,
 )
 from mgspec.cli.errors import user_errors
+from mgspec.cli.study import (
+    ExecutorOpt,
+    JobsOpt,
+    SlurmGpusOpt,
+    SlurmPartitionOpt,
+    SlurmTimeOpt,
+    StorageOpt,
+    TensorboardOpt,
+    TrialThreadsOpt,
+    _log,
+    exit_status,
+)
 
 TableOpt = Annotated[str | None, typer.Option("--table", "-t", help="One table: I ... IX (or 1 ... 9).")]
 
@@ -127,38 +138,50 @@ def reproduce(
     workers: WorkersOpt = None,
     compile_: CompileOpt = None,
     channels_last: ChannelsLastOpt = None,
+    jobs: JobsOpt = None,
+    executor: ExecutorOpt = "local",
+    storage: StorageOpt = None,
+    threads: TrialThreadsOpt = None,
+    slurm_partition: SlurmPartitionOpt = None,
+    slurm_time: SlurmTimeOpt = None,
+    slurm_gpus: SlurmGpusOpt = None,
+    tensorboard: TensorboardOpt = False,
     download: Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/paper/<table>-<row>).")
+        Path | None, typer.Option("--out", "-o", help="Study directory (default: runs/paper/<table>-<row>).")
     ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train one row of the paper's tables with the paper's recipe and compare with its published accuracy."""
+    """Train one row of the paper's tables with the paper's recipe and compare with its published accuracy.
+
+    The row is a one-point study in OUT (trials/<n>-seed<k>/ are its runs): --jobs trains seeds in
+    parallel, and running the same command again trains only what is not finished.
+    """
+    from mgspec import paper as registry
+    from mgspec.study.runner import Options
+
+    row = registry.find(row_id)  # an unknown row stops here, before anything is written
+    given = {"epochs": epochs, "batch_size": batch_size, "max_batches": max_batches, "workers": workers}
+    given |= {"compile": compile_, "channels_last": channels_last}
+    options = Options(
+        jobs, executor, storage, data_dir, device or "auto", threads,
+        slurm_partition, slurm_time, slurm_gpus, tensorboard,
+    )  # fmt: skip
+    _reproduce(row, {k: v for k, v in given.items() if v is not None}, seeds, seed or 0, options, download, out, quiet)
+
+
+def _reproduce(row, train: dict, seeds: int, seed: int, options, download: bool, out, quiet: bool) -> None:
     import re
 
     from mgspec import paper as registry
-
-    row = registry.find(row_id)  # an unknown row stops here, before anything is written
-    from mgspec import train as training
-    from mgspec.train import launch
+    from mgspec.study import frontends
+    from mgspec.train.data import dataset_info
     from mgspec.train.download import download as fetch
+    from mgspec.train.recipe import fit_spec, recipe
 
-    given = {
-        **dict(row.recipe),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "seed": seed,
-        "max_batches": max_batches,
-        "device": device,
-        "workers": workers,
-        "compile": compile_,
-        "channels_last": channels_last,
-    }
-    config = training.recipe(row.dataset, data_dir, **given)
-    explicit = [k for k, v in given.items() if v is not None]
+    recipe(row.dataset, options.data_dir, **{**dict(row.recipe), **train, "seed": seed})  # located option errors
     if download:
-        fetch(row.dataset, data_dir)
-    training.data.check(row.dataset, data_dir)
+        fetch(row.dataset, options.data_dir)
     directory = out or Path("runs") / "paper" / re.sub(r"[^A-Za-z0-9_.=,-]+", "_", row.id.replace("/", "-"))
     record = registry.record(row)
     experiment = {
@@ -171,38 +194,21 @@ def reproduce(
     sets = "".join(f" --set {o}" for o in row.overrides)
     print(f"  = mgspec train {record['spec']} -d {row.dataset}{sets} --val-split 0")
     print("  the paper's protocol: trains on every training image (no validation split), reports the test accuracy")
-
-    def started(run) -> None:
-        if run.adapted:
-            print(f"fitted to {row.dataset}: --set " + " --set ".join(run.adapted))
-
-    try:
-        outcome = launch.train_seeds(
-            row.spec_path,
-            list(row.overrides),
-            config,
-            directory,
-            seeds=seeds,
-            explicit=explicit,
-            experiment=experiment,
-            progress=not quiet,
-            started=started,
-        )
-    except launch.Interrupted as exc:
-        for line in exc.lines:
-            print(line, file=sys.stderr)
-        raise typer.Exit(exc.status) from None
-    console = render.console()
-    if outcome.aggregate is None:
-        summary = outcome.summaries[0]
-        render.train_summary(summary, directory, console)
-        ours = f"{100 * summary['best_test_acc']:.2f}% test, {100 * summary['final_train_acc']:.2f}% train"
-    else:
-        result = outcome.aggregate
-        render.seeds_summary(result, directory, console)
-        best, train_acc = result["best_test_acc"], result["final_train_acc"]
+    _, _, adapted = fit_spec(row.spec_path, list(row.overrides), dataset_info(row.dataset))
+    if adapted:
+        print(f"fitted to {row.dataset}: --set " + " --set ".join(adapted))
+    result, aggregate = frontends.reproduce(
+        row, directory, seeds=seeds, seed=seed, train=train, experiment=experiment, options=options,
+        log=(lambda m: None) if quiet else _log,
+    )  # fmt: skip
+    if aggregate is not None:
+        render.seeds_summary(aggregate, directory, render.console(), runs="trials/*")
+        best, train_acc = aggregate["best_test_acc"], aggregate["final_train_acc"]
         ours = f"{100 * best['mean']:.2f} ({100 * best['std']:.2f})% test, {100 * train_acc['mean']:.2f}% train"
+        done = len(aggregate["seeds"])
+        epochs = aggregate["epochs"]
+        plural = {n: "" if n == 1 else "s" for n in (epochs, done)}
+        print(f"ours ({epochs} epoch{plural[epochs]}, {done} seed{plural[done]}): {ours}")
     p = row.published
-    plural = {n: "" if n == 1 else "s" for n in (config.epochs, seeds)}
-    print(f"ours ({config.epochs} epoch{plural[config.epochs]}, {seeds} seed{plural[seeds]}): {ours}")
     print(f"paper: {p.test:.2f} ({p.std:.2f})% test, {registry.percent(p.train)}% train")
+    raise typer.Exit(exit_status(result.code, result.report, "the same mgspec reproduce command"))

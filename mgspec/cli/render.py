@@ -176,7 +176,7 @@ def train_summary(summary: dict, directory, console: Console) -> None:
     console.print(f"run directory: {directory} (metrics.jsonl, checkpoint.pt, summary.json)")
 
 
-def seeds_summary(result: dict, directory, console: Console) -> None:
+def seeds_summary(result: dict, directory, console: Console, runs: str = "seed-*") -> None:
     seeds = result["seeds"]
     table = Table(
         title=f"{result['spec']} on {result['dataset']}: {len(seeds)} seeds ({', '.join(map(str, seeds))})",
@@ -194,7 +194,7 @@ def seeds_summary(result: dict, directory, console: Console) -> None:
         table.add_row(label, f"{100 * result[key]['mean']:.2f} ± {100 * result[key]['std']:.2f} %")
     table.add_row("wall time", f"{result['wall_time_s']['mean']:.1f} ± {result['wall_time_s']['std']:.1f} s")
     console.print(table)
-    console.print(f"runs in {directory}/seed-*; mean and std in {directory}/summary.json")
+    console.print(f"runs in {directory}/{runs}; mean and std in {directory}/summary.json")
 
 
 def sweep_table(rows: list[dict], console: Console) -> None:
@@ -206,8 +206,12 @@ def sweep_table(rows: list[dict], console: Console) -> None:
 
     def cell(row: dict, k: str) -> str:
         v = row[k]
+        if v is None:  # a combination none of whose seeds completed (or a std of one value)
+            return "-"
         if f"{k}_std" in row:
             std = row[f"{k}_std"]
+            if std is None:
+                return _pct(v) if k.endswith("_acc") else f"{v:.1f}"
             return f"{100 * v:.2f} ± {100 * std:.2f}%" if k.endswith("_acc") else f"{v:.1f} ± {std:.1f}"
         if k.endswith("_acc"):
             return _pct(v)
@@ -216,7 +220,7 @@ def sweep_table(rows: list[dict], console: Console) -> None:
         if isinstance(v, int):
             return f"{v:,}"
         if isinstance(v, float):
-            return f"{v:.1f}"
+            return f"{v:.1f}" if k.endswith("_s") else f"{v:g}"  # a swept value as given (lr 0.05)
         return str(v)
 
     for row in rows:

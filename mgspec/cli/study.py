@@ -36,41 +36,56 @@ OutOpt = Annotated[
 ]
 
 
+JobsOpt = Annotated[
+    int | None, typer.Option("--jobs", "-j", help="Trainings at once (default 1; Slurm: array tasks).", min=1)
+]
+ExecutorOpt = Annotated[str, typer.Option(help="local (processes here) or slurm (a job array via submitit).")]
+StudyDeviceOpt = Annotated[
+    str, typer.Option(help="auto (CUDA where available), cpu, cuda (one trial per GPU) or cuda:N.")
+]
+TrialThreadsOpt = Annotated[
+    int | None, typer.Option(help="Torch threads per trial (default: the cores / --jobs).", min=1)
+]
+SlurmPartitionOpt = Annotated[str | None, typer.Option(help="Slurm partition (default: the study file's).")]
+SlurmTimeOpt = Annotated[
+    int | None, typer.Option(help="Minutes per Slurm job (default: the study file's, or 60).", min=1)
+]
+SlurmGpusOpt = Annotated[int | None, typer.Option(help="GPUs per Slurm job (default: the study file's, or 0).", min=0)]
+TensorboardOpt = Annotated[bool, typer.Option("--tensorboard", help="TensorBoard event files in every run.")]
+
+
 def _log(message: str) -> None:
     print(message, flush=True)
+
+
+def exit_status(code: int, result: dict, again: str) -> int:
+    """The exit status of a study run: interrupted (told how to continue), bad input, or 1 when a trial failed."""
+    from mgspec.study import executors
+    from mgspec.study import report as reporting
+
+    if code == executors.INTERRUPTED:
+        print(f"interrupted: run the same command again to continue ({again})", file=sys.stderr)
+        return executors.INTERRUPTED
+    return 2 if code == 2 else max(code, reporting.status(result))
 
 
 @study_app.command("run")
 @user_errors
 def run(
     study_file: StudyArg,
-    jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", help="Trainings at once (default 1; Slurm: array tasks).", min=1)
-    ] = None,
-    executor: Annotated[
-        str, typer.Option(help="local (processes here) or slurm (a job array via submitit).")
-    ] = "local",
+    jobs: JobsOpt = None,
+    executor: ExecutorOpt = "local",
     storage: StorageOpt = None,
     out: OutOpt = None,
     data_dir: DataDirOpt = None,
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA where available), cpu, cuda (one trial per GPU) or cuda:N.")
-    ] = "auto",
-    threads: Annotated[
-        int | None, typer.Option(help="Torch threads per trial (default: the cores / --jobs).", min=1)
-    ] = None,
-    slurm_partition: Annotated[str | None, typer.Option(help="Slurm partition (default: the study file's).")] = None,
-    slurm_time: Annotated[
-        int | None, typer.Option(help="Minutes per Slurm job (default: the study file's, or 60).", min=1)
-    ] = None,
-    slurm_gpus: Annotated[
-        int | None, typer.Option(help="GPUs per Slurm job (default: the study file's, or 0).", min=0)
-    ] = None,
-    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="TensorBoard event files in every run.")] = False,
+    device: StudyDeviceOpt = "auto",
+    threads: TrialThreadsOpt = None,
+    slurm_partition: SlurmPartitionOpt = None,
+    slurm_time: SlurmTimeOpt = None,
+    slurm_gpus: SlurmGpusOpt = None,
+    tensorboard: TensorboardOpt = False,
 ) -> None:
     """Create or continue a study: train every grid point and seed, or the trials of a search."""
-    from mgspec.study import executors
-    from mgspec.study import report as reporting
     from mgspec.study.runner import Options
     from mgspec.study.runner import run as run_study
 
@@ -79,16 +94,11 @@ def run(
         slurm_partition, slurm_time, slurm_gpus, tensorboard,
     )  # fmt: skip
     result, code, _ = run_study(study_file, out, options, _log)
-    _print_table(result)
-    if code == executors.INTERRUPTED:
-        print(f"interrupted: run the same command again to continue ({study_file})", file=sys.stderr)
-        raise typer.Exit(executors.INTERRUPTED)
-    if code == 2:
-        raise typer.Exit(2)
-    raise typer.Exit(max(code, reporting.status(result)))
+    print_table(result)
+    raise typer.Exit(exit_status(code, result, str(study_file)))
 
 
-def _print_table(result: dict) -> None:
+def print_table(result: dict) -> None:
     front = set(result["pareto"])
     print(f"{'trial':>5}  {'state':<11} {'seed':>4} {'weights':>10} {'test acc':>8}  params")
     for t in result["trials"]:
@@ -151,6 +161,6 @@ def report(
     elif format == "csv":
         print(reporting.csv_text(result), end="")
     else:
-        _print_table(result)
+        print_table(result)
     if plot is not None:
         print(f"wrote {reporting.plot(result, plot)}", file=sys.stderr if format != "table" else sys.stdout)

@@ -44,6 +44,17 @@ from mgspec.cli.common import (
     spec_input,
 )
 from mgspec.cli.errors import user_errors
+from mgspec.cli.study import (
+    ExecutorOpt,
+    JobsOpt,
+    SlurmGpusOpt,
+    SlurmPartitionOpt,
+    SlurmTimeOpt,
+    StorageOpt,
+    TensorboardOpt,
+    _log,
+    exit_status,
+)
 
 #: The validation fraction of a new ``mgspec train`` run (a resumed run keeps its own).
 DEFAULT_VAL_SPLIT = 0.1
@@ -311,11 +322,14 @@ def sweep(
         typer.Option("--zip", "-z", help="PATH=V1,V2,...; all --zip lists are taken side by side (one axis)."),
     ] = None,
     set_: SetOpt = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for sweep.csv, sweep.json, sweep.png.")] = Path(
-        "sweep"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory for sweep.csv, sweep.json, sweep.png (and the study).")
+    ] = Path("sweep"),
     train_: Annotated[
-        bool, typer.Option("--train", help="Train every combination and plot weights vs accuracy.")
+        bool,
+        typer.Option(
+            "--train", help="Train every combination (a study: see mgspec study) and plot weights vs accuracy."
+        ),
     ] = False,
     seeds: Annotated[
         int, typer.Option(help="With --train: seeds per combination (seed, seed+1, ...); mean ± std.", min=1)
@@ -326,6 +340,15 @@ def sweep(
     batch_size: BatchOpt = None,
     lr: LrOpt = None,
     weight_decay: WdOpt = None,
+    val_split: Annotated[
+        float | None,
+        typer.Option(
+            "--val-split",
+            help=f"With --train: fraction of each class held out to pick each run's best epoch "
+            f"(default: {DEFAULT_VAL_SPLIT}; 0: none).",
+            show_default=False,
+        ),
+    ] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
@@ -334,10 +357,22 @@ def sweep(
     threads: ThreadsOpt = None,
     amp: AmpOpt = None,
     amp_dtype: AmpDtypeOpt = None,
+    jobs: JobsOpt = None,
+    executor: ExecutorOpt = "local",
+    storage: StorageOpt = None,
+    slurm_partition: SlurmPartitionOpt = None,
+    slurm_time: SlurmTimeOpt = None,
+    slurm_gpus: SlurmGpusOpt = None,
+    tensorboard: TensorboardOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Weights and MACs (and accuracy with --train) for every combination of a grid, as CSV/JSON and a plot."""
-    from mgspec import train as training
+    """Weights and MACs (and accuracy with --train) for every combination of a grid, as CSV/JSON and a plot.
+
+    With --train the sweep is a study in OUT (study.yaml, journal.log, trials/): running the same
+    command again trains only what is not finished; a failed combination is reported (exit 1)
+    and the others finish.
+    """
+    from mgspec.study.runner import Options
     from mgspec.train import sweep as sweeping
 
     if not grid and not zip_:
@@ -345,41 +380,40 @@ def sweep(
     parsed = [sweeping.parse_grid(g) for g in grid or ()]
     zipped = [sweeping.parse_grid(z) for z in zip_ or ()]
     source = spec_input(spec)
+    if not train_:
+        rows, written = sweeping.sweep(source, set_ or [], parsed, out, zipped=zipped)
+        render.sweep_table(rows, render.console())
+        for path in written:
+            print(f"wrote {path}")
+        return
     data_dir = data_dir or Path("data")
-    trainer = None
-    seed_list = [0]
-    if train_:
-        config, _ = _train_options(
-            dataset,
-            data_dir,
-            epochs,
-            batch_size,
-            lr,
-            weight_decay,
-            seed,
-            device,
-            workers,
-            compile_,
-            channels_last,
-            threads,
-            amp,
-            amp_dtype,
-        )
-        seed_list = list(range(config.seed, config.seed + seeds))
-        training.data.check(dataset, data_dir)  # fail before anything is trained
-        _warn_if_oversubscribed(config.threads, config.device)
+    given = (epochs, batch_size, lr, weight_decay, seed, device, workers, compile_, channels_last, threads, amp)
+    config, explicit = _train_options(dataset, data_dir, *given, amp_dtype, val_split=val_split)  # located errors
+    options = Options(
+        jobs, executor, storage, data_dir, device or "auto", threads,
+        slurm_partition, slurm_time, slurm_gpus, tensorboard,
+    )  # fmt: skip
+    train = {k: getattr(config, k) for k in explicit if k in SWEEP_TRAIN}
+    _trained_sweep(source, set_ or [], parsed, zipped, out, dataset, train, seeds, config.seed, options, quiet)
 
-        def trainer(spec_for_run, overrides: list[str], run_dir: Path, run_seed: int) -> dict:
-            run = training.prepare(
-                spec_for_run,
-                overrides,
-                dataclasses.replace(config, seed=run_seed),
-                run_dir,
-                resume=(run_dir / training.trainer.CONFIG).exists(),
-            )
-            return training.train(run, progress=not quiet)
 
-    rows, written = sweeping.sweep(source, set_ or [], parsed, out, trainer, zipped=zipped, seeds=seed_list)
+#: The options of ``sweep --train`` that are the trials' training options (the rest say how the study runs).
+SWEEP_TRAIN = ("epochs", "batch_size", "lr", "weight_decay", "workers", "compile", "channels_last", "amp", "val_split")
+
+
+def _trained_sweep(source, sets, parsed, zipped, out, dataset, train, seeds, seed, options, quiet) -> None:
+    from mgspec.study import frontends
+
+    rows, written, result = frontends.sweep(
+        source, sets, parsed, out, zipped=zipped, dataset=dataset, train={"val_split": DEFAULT_VAL_SPLIT, **train},
+        seeds=seeds, seed=seed, options=options, log=(lambda m: None) if quiet else _log,
+    )  # fmt: skip
     render.sweep_table(rows, render.console())
     for path in written:
         print(f"wrote {path}")
+    for t in result.report["trials"]:
+        if t["state"] not in ("complete", "pruned"):
+            setting = ", ".join(f"{k}={v}" for k, v in t["params"].items())
+            why = (t["reason"] or t["state"]).splitlines()[0]
+            print(f"failed: {setting} (seed {t['seed']}): {why}", file=sys.stderr)
+    raise typer.Exit(exit_status(result.code, result.report, "the same mgspec sweep command"))

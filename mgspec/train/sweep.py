@@ -1,9 +1,10 @@
-"""``mgspec sweep``: every combination of a grid of overrides, counted (and optionally trained).
+"""``mgspec sweep``: every combination of a grid of overrides, counted; the table and the plot.
 
 Axes: each ``--grid PATH=V1,V2`` is a product axis; all ``--zip PATH=V1,V2`` lists together are
 one axis whose values are taken side by side. The path ``levels`` sweeps the number of
-resolution levels (the spec's first N). With training, every combination trains ``seeds``
-times and its row holds the mean and the standard deviation (``<metric>_std``).
+resolution levels (the spec's first N, :mod:`mgspec.levels`). Training a sweep (``--train``) is
+a study (:func:`mgspec.study.frontends.sweep`): every combination trains ``seeds`` times and its
+row holds the mean and the standard deviation (``<metric>_std``).
 
 Writes ``sweep.csv`` and ``sweep.json`` (one row per combination: the swept values, weights,
 MACs, and with training the accuracies) and ``sweep.png``: weights against accuracy with the
@@ -17,20 +18,14 @@ import csv
 import io
 import itertools
 import math
-import re
-import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import mgspec
 from mgspec.errors import Location, SpecError
-from mgspec.load import Source, load_source
+from mgspec.levels import LEVELS, spec_for
+from mgspec.load import Source
 from mgspec.runs import json_text
-
-#: The sweep path that sets the number of resolution levels (the spec's first N levels).
-LEVELS = "levels"
-#: Metrics of a trained row; with several seeds each is the mean and ``<name>_std`` the deviation.
-METRICS = ("best_test_acc", "final_test_acc", "final_train_acc", "wall_time_s")
 
 SpecInput = str | Path | Source
 
@@ -71,38 +66,12 @@ def combinations(
     return [dict(pair for part in parts for pair in part) for parts in itertools.product(*axes)]
 
 
-def _spec_for(spec: SpecInput, combo: dict[str, str]) -> SpecInput:
-    """The spec of one combination: the spec itself, or with ``levels=N`` its first N resolution levels.
-
-    The truncated spec's text is the YAML of its data, so a run's config.json reproduces it; its
-    locations stay those of the original file.
-    """
-    if LEVELS not in combo:
-        return spec
-    import yaml
-
-    source = load_source(spec)
-    where = Location(f"--grid {LEVELS}={combo[LEVELS]}")
-    levels = source.data.get("resolution_grid", {}).get("levels") if isinstance(source.data, dict) else None
-    if not isinstance(levels, list):
-        raise SpecError("the spec has no resolution_grid.levels to sweep", where)
-    try:
-        n = int(combo[LEVELS])
-    except ValueError:
-        raise SpecError(f"{LEVELS} must be a whole number of levels, not {combo[LEVELS]!r}", where) from None
-    if not 1 <= n <= len(levels):
-        raise SpecError(f"{LEVELS}={n}: the spec has {len(levels)} levels", where, hint=f"use 1 to {len(levels)}")
-    source.data["resolution_grid"]["levels"] = levels[:n]
-    kept = {path: loc for path, loc in source.locations.items() if not _dropped_level(path, n)}
-    return Source(source.name, yaml.safe_dump(source.data, sort_keys=False), source.data, kept)
-
-
-def _dropped_level(path: tuple, n: int) -> bool:
-    return len(path) > 2 and path[:2] == ("resolution_grid", "levels") and isinstance(path[2], int) and path[2] >= n
+#: Sweep paths under this prefix are training options (``train.lr``): they change no count.
+TRAIN = "train."
 
 
 def _overrides(overrides: Sequence[str], combo: dict[str, str]) -> list[str]:
-    return [*overrides, *(f"{p}={v}" for p, v in combo.items() if p != LEVELS)]
+    return [*overrides, *(f"{p}={v}" for p, v in combo.items() if p != LEVELS and not p.startswith(TRAIN))]
 
 
 def _number(text: str) -> int | float | str:
@@ -119,7 +88,7 @@ def _number(text: str) -> int | float | str:
 def count_rows(spec_path: SpecInput, overrides: Sequence[str], combos: Sequence[dict[str, str]]) -> list[dict]:
     rows = []
     for combo in combos:
-        counts = mgspec.count_spec(_spec_for(spec_path, combo), _overrides(overrides, combo))
+        counts = mgspec.count_spec(spec_for(spec_path, combo), _overrides(overrides, combo))
         rows.append({**{p: _number(v) for p, v in combo.items()}, "weights": counts.total, "macs": counts.macs})
     return rows
 
@@ -160,10 +129,11 @@ def plot(rows: list[dict], paths: list[str], target: Path, trained: bool) -> Non
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     if trained:
+        rows = [r for r in rows if r.get("best_test_acc") is not None]  # a failed combination has none
         front = pareto(rows)
         xs = [r["weights"] for r in rows]
         ys = [100 * r["best_test_acc"] for r in rows]
-        errors = [100 * r.get("best_test_acc_std", 0.0) for r in rows]
+        errors = [100 * (r.get("best_test_acc_std") or 0.0) for r in rows]
         if any(errors):
             ax.errorbar(xs, ys, yerr=errors, fmt="none", ecolor="0.6", capsize=3, zorder=1)
         ax.scatter(xs, ys, color="0.6", label="configurations", zorder=2)
@@ -173,7 +143,7 @@ def plot(rows: list[dict], paths: list[str], target: Path, trained: bool) -> Non
         for i, row in enumerate(rows):
             ax.annotate(_label(row, paths), (xs[i], ys[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("weights")
-        seeds = rows[0].get("seeds", 1)
+        seeds = max((r.get("seeds", 1) for r in rows), default=1)
         ax.set_ylabel("best test accuracy (%)" + (f", mean ± std of {seeds} seeds" if seeds > 1 else ""))
         ax.set_xscale("log")
         ax.set_title("weights vs accuracy")
@@ -205,38 +175,10 @@ def sweep(
     overrides: Sequence[str],
     grid: Sequence[tuple[str, list[str]]],
     out: str | Path,
-    train: Callable[[SpecInput, list[str], Path, int], dict] | None = None,
     *,
     zipped: Sequence[tuple[str, list[str]]] = (),
-    seeds: Sequence[int] = (0,),
-    log: Callable[[str], None] = print,
 ) -> tuple[list[dict], list[Path]]:
-    """Count (and with ``train``, train) every combination; write the table and the plot into ``out``.
-
-    ``train(spec, overrides, run_dir, seed)`` returns a run summary (see
-    :func:`mgspec.train.trainer.train`); it is called once per combination and seed, after a
-    line saying which configuration trains (``log``).
-    """
-    out = Path(out)
+    """Count every combination; write the table and the plot into ``out``."""
     combos = combinations(grid, zipped)
-    paths = list(combos[0])
     rows = count_rows(spec_path, overrides, combos)  # validates every combination first
-    if train is not None:
-        total = len(rows) * len(seeds)
-        for i, (row, combo) in enumerate(zip(rows, combos, strict=True)):
-            slug = "-".join(f"{p.rsplit('.', 1)[-1]}{v}" for p, v in combo.items())
-            base = out / "runs" / f"{i:03d}-{re.sub(r'[^A-Za-z0-9_.]+', '', slug)}"
-            summaries = []
-            for j, seed in enumerate(seeds):
-                run_dir = base if len(seeds) == 1 else base / f"seed-{seed}"
-                setting = ", ".join(f"{p}={v}" for p, v in combo.items())
-                log(f"[{i * len(seeds) + j + 1}/{total}] training {setting} (seed {seed}) in {run_dir}")
-                summaries.append(train(_spec_for(spec_path, combo), _overrides(overrides, combo), run_dir, seed))
-            if len(seeds) > 1:
-                row["seeds"] = len(seeds)
-            for key in METRICS:
-                values = [s[key] for s in summaries]
-                row[key] = statistics.fmean(values)
-                if len(seeds) > 1:
-                    row[f"{key}_std"] = statistics.stdev(values)
-    return rows, write_outputs(rows, paths, out, train is not None)
+    return rows, write_outputs(rows, list(combos[0]), Path(out), trained=False)
