@@ -119,7 +119,7 @@ def generate_source(spec: SpecLike, overrides: Overrides = None, optimized: bool
     """
     from mgspec import codegen
 
-    return codegen.render(compile_graph(spec, overrides, optimized))
+    return codegen.render(compile_graph(spec, overrides, optimized), overrides=_overrides(overrides))
 
 
 def json_schema() -> str:

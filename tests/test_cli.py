@@ -185,3 +185,53 @@ def test_compile_output_follows_the_umask(tmp_path, umask):
     assert result.exit_code == 0, result.output
     (written,) = tmp_path.glob("*.py")
     assert written.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_compile_with_overrides_names_its_file_after_them_and_says_so(tmp_path):
+    plain = (ROOT / "generated" / "mgiad_cifar10.py").read_text()
+    result = runner.invoke(
+        app,
+        [
+            "compile",
+            "specs/mgiad_cifar10.yaml",
+            "--set",
+            "width=2",
+            "--set",
+            "channel_grid.coarsest=32",
+            "-o",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["mgiad_cifar10_width_2_coarsest_32.py"]  # never the plain name
+    text = (tmp_path / "mgiad_cifar10_width_2_coarsest_32.py").read_text()
+    header = text.splitlines()[:3]
+    assert header[1] == "# With overrides: --set width=2 --set channel_grid.coarsest=32"
+    assert (
+        "`mgspec compile specs/mgiad_cifar10.yaml --set width=2 --set channel_grid.coarsest=32 -o <dir>`" in header[2]
+    )
+    assert "With overrides" not in plain  # the plain file has no such line
+    namespace: dict = {}
+    exec(compile(text, "generated", "exec"), namespace)
+    weights = sum(p.numel() for p in namespace["create_model"]().parameters())
+    assert weights == mgspec.count_spec("specs/mgiad_cifar10.yaml", ["width=2", "channel_grid.coarsest=32"]).total
+    # the library's generate_source records them too, and --check looks for the named file
+    assert mgspec.generate_source("specs/mgiad_cifar10.yaml", {"width": 2, "channel_grid.coarsest": 32}) == text
+    sets = ["--set", "width=2", "--set", "channel_grid.coarsest=32"]
+    check = runner.invoke(app, ["compile", "specs/mgiad_cifar10.yaml", *sets, "-o", str(tmp_path), "--check"])
+    assert check.exit_code == 0, check.output
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name"),
+    [
+        ([], "mgiad_cifar10.py"),
+        (["width=2"], "mgiad_cifar10_width_2.py"),
+        (["width = 1.5"], "mgiad_cifar10_width_1_5.py"),
+        (["channel_grid.share=[A,B]"], "mgiad_cifar10_share_A_B.py"),
+    ],
+)
+def test_generated_file_names(overrides, name):
+    from mgspec.codegen import file_name
+
+    assert file_name("mgiad_cifar10", overrides) == name

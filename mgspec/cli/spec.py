@@ -81,7 +81,12 @@ def count(
 @user_errors
 def compile_(
     specs: SpecsArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the generated <name>.py files.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Directory for the generated <name>.py (with --set: <name>_<field>_<value>.py)."
+        ),
+    ],
     set_: SetOpt = None,
     check: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if any file in OUT is missing or stale.")
@@ -95,10 +100,10 @@ def compile_(
     rendered: dict[Path, str] = {}
     for spec in specs:
         graph = mgspec.compile_graph(spec_input(spec), set_, optimize)
-        target = out / f"{graph.graph['spec'].name}.py"
+        target = out / codegen.file_name(graph.graph["spec"].name, set_ or ())
         if target in rendered:
             raise mgspec.SpecError(f"two specs are named {target.stem!r}", mgspec.Location(str(spec)), "name")
-        rendered[target] = codegen.render(graph)
+        rendered[target] = codegen.render(graph, overrides=set_ or ())
     if check:
         import shlex
 

@@ -12,7 +12,9 @@ changes.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import jinja2
@@ -33,15 +35,29 @@ class CodegenError(RuntimeError):
     """The generator produced invalid source: a bug in mgspec, never a user error."""
 
 
-def render(graph: nx.DiGraph, regenerate: str | None = None) -> str:
-    """The generated module's source text."""
+def render(graph: nx.DiGraph, regenerate: str | None = None, overrides: Sequence[str] = ()) -> str:
+    """The generated module's source text; ``overrides`` (the ``--set`` options applied) are named in its header."""
     module = compile_classes(graph)
-    text = _ENV.get_template("model.py.j2").render(**view_model(graph, module, regenerate))
+    text = _ENV.get_template("model.py.j2").render(**view_model(graph, module, regenerate, overrides))
     try:
         compile(text, f"{graph.graph['spec'].name}.py", "exec")
     except SyntaxError as exc:
         raise CodegenError(f"generated source does not compile: {exc}") from exc
     return text
+
+
+def file_name(spec_name: str, overrides: Sequence[str] = ()) -> str:
+    """``<name>.py``, or with overrides ``<name>_<field>_<value>...py`` (``width=2`` -> ``mgiad_cifar10_width_2.py``).
+
+    A spec compiled with ``--set`` is another network: it never takes the plain spec's file name.
+    Each override adds its field's last component and its value, reduced to letters, digits and
+    ``_`` (``resolution_grid.share=[A,B]`` -> ``share_A_B``).
+    """
+    parts = [spec_name]
+    for override in overrides:
+        path, _, value = override.partition("=")
+        parts.append(re.sub(r"[^A-Za-z0-9]+", "_", f"{path.strip().rsplit('.', 1)[-1]}_{value.strip()}").strip("_"))
+    return "_".join(p for p in parts if p) + ".py"
 
 
 def is_current(path: Path, text: str) -> bool:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 import networkx as nx
@@ -43,7 +44,7 @@ def docstring_text(text: str) -> str:
     return "".join(c if c.isprintable() or c == "\n" else "\ufffd" for c in text)
 
 
-def view_model(graph: nx.DiGraph, module: Module, regenerate: str | None = None) -> dict:
+def view_model(graph: nx.DiGraph, module: Module, regenerate: str | None = None, overrides: Sequence[str] = ()) -> dict:
     spec = graph.graph["spec"]
     counts = count(graph)
     source = display_path(graph.graph["source"])
@@ -62,13 +63,15 @@ def view_model(graph: nx.DiGraph, module: Module, regenerate: str | None = None)
         if literal != counts.macs
         else ""
     )
+    sets = "".join(f" --set {shlex.quote(o)}" for o in overrides)
     classes = helper_sources(graph) + [c.text for c in module.classes]
     text = "\n".join(classes)
     return {
         "version": __version__,
         "source_name": source,
         "sha256": graph.graph["sha256"],
-        "regenerate": regenerate or f"mgspec compile {shlex.quote(source)} -o <dir>",
+        "regenerate": regenerate or f"mgspec compile {shlex.quote(source)}{sets} -o <dir>",
+        "overrides": sets.strip(),
         "title": f"{spec.name}: the {spec.family} network compiled by mgspec.",
         "description": docstring_text(spec.description or "(no description)"),
         "total": f"{counts.total:,}",
