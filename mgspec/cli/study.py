@@ -100,27 +100,33 @@ def run(
 
 def print_table(result: dict) -> None:
     front = set(result["pareto"])
-    print(f"{'trial':>5}  {'state':<11} {'seed':>4} {'weights':>10} {'test acc':>8}  params")
+    with_val = any(t.get("val_acc") is not None for t in result["trials"])
+    val_head = f" {'val acc':>8}" if with_val else ""
+    print(f"{'trial':>5}  {'state':<11} {'seed':>4} {'weights':>10} {'test acc':>8}{val_head}  params")
     for t in result["trials"]:
         acc = f"{100 * t['test_acc']:.2f}%" if t["test_acc"] is not None else "-"
+        val_text = f"{100 * t['val_acc']:.2f}%" if t.get("val_acc") is not None else "-"
+        val = f" {val_text:>8}" if with_val else ""
         weights = f"{t['weights']:,}" if t["weights"] is not None else "-"
         seed = "-" if t["seed"] is None else t["seed"]
         mark = " *" if t["number"] in front else ""
         setting = ", ".join(f"{k}={v}" for k, v in t["params"].items())
-        print(f"{t['number']:>5}  {t['state']:<11} {seed:>4} {weights:>10} {acc:>8}  {setting}{mark}")
+        print(f"{t['number']:>5}  {t['state']:<11} {seed:>4} {weights:>10} {acc:>8}{val}  {setting}{mark}")
         if t["state"] in ("failed", "pruned") and t["reason"]:
             print(f"{'':>7}{t['reason'].splitlines()[0]}")
     for p in result["points"]:
         setting = ", ".join(f"{k}={v}" for k, v in p["params"].items())
         print(
             f"point {setting}: {p['weights']:,} weights, {p['macs']:,} MACs, "
-            f"accuracy {100 * p['acc_mean']:.2f} ± {100 * p['acc_std']:.2f}% over {len(p['seeds'])} seed(s)"
+            f"test accuracy {100 * p['acc_mean']:.2f} ± {100 * p['acc_std']:.2f}% over {len(p['seeds'])} seed(s)"
+            + (f" (validation {100 * p['val_mean']:.2f}%)" if p.get("val_mean") is not None else "")
         )
     failed = [t["number"] for t in result["trials"] if t["state"] == "failed"]
     if failed:
         print(f"failed trials: {', '.join(map(str, failed))}")
     if front:
-        print(f"Pareto front (*): trials {', '.join(map(str, sorted(front)))}")
+        chosen = " (accuracy: validation)" if with_val else ""
+        print(f"Pareto front (*){chosen}: trials {', '.join(map(str, sorted(front)))}")
 
 
 @study_app.command("report")
