@@ -16,6 +16,11 @@ Under torchrun (``WORLD_SIZE > 1``) every rank trains on its shard of each epoch
 sampler is distributed, see :mod:`mgspec.train.distributed`), metrics are summed over ranks,
 and only rank 0 writes. On CUDA the data lives on the device (:mod:`mgspec.train.device_data`)
 and the step may be a CUDA graph (:mod:`mgspec.train.step`).
+
+This module is the epoch loop. A run directory is prepared by :mod:`mgspec.train.rundir`, its
+batches and step are made by :mod:`mgspec.train.session`, one pass is
+:func:`mgspec.train.evaluation.epoch_pass`, and the checkpoint, metrics and summary are written
+by :mod:`mgspec.train.checkpoint`; their public names are importable from here as before.
 """
 
 from __future__ import annotations
