@@ -41,6 +41,69 @@ def load_run_weights(model: nn.Module, run: str | Path) -> Path:
     return load_weights(model, run, "cpu", "export with the spec and --set options the run was trained with")
 
 
+def run_overrides(run: Path | None, set_: list[str] | None) -> tuple[list[str], str | None]:
+    """What an export takes from ``--run``: the --set options to build the model with (the given
+    ones, else the run's or the weights file's) and the dataset it was trained on."""
+    overrides, dataset = list(set_ or []), None
+    if run is None:
+        return overrides, None
+    if run.is_file() and run.suffix == ".safetensors":
+        from mgspec.train import artifacts
+
+        info = artifacts.describe_file(run)
+        return overrides or list(info.get("spec_overrides") or []), info.get("dataset")
+    from mgspec.train.trainer import read_run
+
+    stored = read_run(run) if run.exists() else None
+    if stored is not None:
+        dataset = (stored.get("config") or {}).get("dataset")
+        if not set_:
+            overrides = list((stored.get("spec") or {}).get("overrides") or [])
+    return overrides, dataset
+
+
+def export_spec(
+    spec,
+    out: str | Path,
+    set_: list[str] | None = None,
+    *,
+    run: Path | None = None,
+    dataset: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = False,
+    batch: int = 1,
+    embed_normalization: bool = False,
+    where: str | None = None,
+) -> ExportReport:
+    """``mgspec export``: build ``spec`` (with ``run``'s weights, and its --set options unless
+    ``set_`` gives some) and export it with :func:`export_onnx`, with the metadata of ``dataset``
+    (default: the run's, else the spec's fit). ``where`` names the spec in out-of-memory errors."""
+    import mgspec
+    from mgspec import describe
+    from mgspec.train.guards import out_of_memory
+
+    overrides, trained_on = run_overrides(run, set_)
+    graph = mgspec.compile_graph(spec, overrides)
+    with out_of_memory(where or str(spec), hint="reduce width, channels or --batch-size"):
+        model = mgspec.build_model(graph)
+    if run is not None:
+        load_run_weights(model, run)
+    s = graph.graph["spec"]
+    metadata = describe.onnx_metadata(graph, dataset or trained_on, raw_pixels=embed_normalization)
+    facts = describe.preprocessing(s, dataset or trained_on)
+    with out_of_memory(str(out), hint="reduce --batch-size, width or channels"):
+        return export_onnx(
+            model,
+            out,
+            input_shape=(s.input.channels, *s.input.shape),
+            opset=opset,
+            dynamic_batch=dynamic_batch,
+            batch=batch,
+            metadata=metadata,
+            normalization=(facts.mean, facts.std) if embed_normalization else None,
+        )
+
+
 def _attr(gm: torch.fx.GraphModule, node) -> torch.Tensor | None:
     if node is None:
         return None
@@ -170,12 +233,30 @@ def export_onnx(
         raise SpecError(
             "ONNX export needs the onnx and onnxscript packages", hint="pip install 'mgspec[onnx]' (or onnx onnxscript)"
         )
-    import onnx
-
     torch.manual_seed(seed)
     model = model.eval()
     # a batch of 1 would be specialised by the tracer: trace a dynamic batch with 2
     example = torch.randn(max(batch, 2) if dynamic_batch else batch, *input_shape)
+    onnx_program, folded = _onnx_program(model, example, dynamic_batch, opset)
+    report = ExportReport(out, opset, folded, dynamic_batch)
+    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", prefix=f".{out.stem}-", dir=out.parent or ".")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        onnx_program.save(str(tmp))
+        _check_file(tmp, report, metadata)
+        if _installed("onnxruntime"):
+            report.max_error = _compare_onnxruntime(tmp, model, input_shape, batch, dynamic_batch, trials)
+            report.checks.append("onnxruntime")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return report
+
+
+def _onnx_program(model: nn.Module, example: torch.Tensor, dynamic_batch: bool, opset: int):
+    """``(the ONNX program of model with BatchNorm folded, folded pairs)``; folding is checked on
+    ``example`` first, and the exporters' own errors become one-line SpecErrors."""
     try:
         with _quiet_exporters():
             gm, folded = inference_graph(model, example, dynamic_batch)
@@ -185,36 +266,30 @@ def export_onnx(
             raise SpecError("folding BatchNorm changed the model's outputs", hint="please report this with the spec")
         with torch.no_grad(), _quiet_exporters():
             program = torch.export.export(gm, (example,), dynamic_shapes=_dynamic(dynamic_batch))
-            onnx_program = torch.onnx.export(program, dynamo=True, opset_version=opset, verbose=False)
+            return torch.onnx.export(program, dynamo=True, opset_version=opset, verbose=False), folded
     except SpecError:
         raise
     except Exception as exc:  # the exporters' own errors: one line, not their traceback
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise SpecError(f"export failed: {exc.__class__.__name__}: {message}", hint=f"opset {opset}") from None
-    report = ExportReport(out, opset, folded, dynamic_batch)
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", prefix=f".{out.stem}-", dir=out.parent or ".")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        onnx_program.save(str(tmp))
-        if metadata:
-            _write_metadata(onnx, tmp, metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)
-        proto = onnx.load(str(tmp))
-        onnx.checker.check_model(proto, full_check=True)
-        written = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
-        if written != opset:
-            raise SpecError(f"the exporter wrote opset {written}, not {opset}", hint="choose another --opset")
-        report.checks.append("onnx.checker")
-        if _installed("onnxruntime"):
-            report.max_error = _compare_onnxruntime(tmp, model, input_shape, batch, dynamic_batch, trials)
-            report.checks.append("onnxruntime")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return report
+
+
+def _check_file(tmp: Path, report: ExportReport, metadata: dict[str, str] | None) -> None:
+    """Write ``metadata`` into the saved file, give it the umask's permissions and check it with
+    ``onnx.checker``, including that it holds the opset asked for."""
+    import onnx
+
+    if metadata:
+        _write_metadata(onnx, tmp, metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)
+    proto = onnx.load(str(tmp))
+    onnx.checker.check_model(proto, full_check=True)
+    written = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
+    if written != report.opset:
+        raise SpecError(f"the exporter wrote opset {written}, not {report.opset}", hint="choose another --opset")
+    report.checks.append("onnx.checker")
 
 
 class Normalized(nn.Module):

@@ -84,6 +84,18 @@ def rows(table: str | None = None) -> list[Row]:
     return [row for row in ROWS if row.table == table_id(table)]
 
 
+def selection(table: str | None = None, results: Path | None = None) -> tuple[list[Row], dict | None]:
+    """``mgspec paper``'s rows: those of ``table`` (all without one) and, with ``results`` (a study
+    directory, e.g. of ``mgspec reproduce``), our accuracy of each row the study measured
+    (:func:`mgspec.study.results.accuracies`), else None."""
+    selected = rows(table)
+    if results is None:
+        return selected, None
+    from mgspec.study.results import accuracies
+
+    return selected, accuracies(selected, results)
+
+
 def table_id(text: str) -> str:
     """``II``, ``ii`` or ``2`` -> ``II``."""
     name = text.strip().upper()

@@ -3,7 +3,6 @@
 (No ``from __future__ import annotations`` here: typer evaluates the annotations.)
 """
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,7 @@ from typing import Annotated
 import typer
 
 import mgspec
-from mgspec import registry
+from mgspec import registry, run_options
 
 app = typer.Typer(
     name="mgspec",
@@ -80,97 +79,8 @@ DataDirOpt = Annotated[
 ]
 
 
-def _train_options(
-    dataset: str,
-    data_dir: Path,
-    epochs: int | None,
-    batch_size: int | None,
-    lr: float | None,
-    weight_decay: float | None,
-    seed: int | None,
-    device: str | None,
-    workers: int | None,
-    compile_: bool | None,
-    channels_last: bool | None,
-    threads: int | None = None,
-    amp: bool | None = None,
-    amp_dtype: str | None = None,
-    sync_bn: bool | None = None,
-    cuda_graphs: bool | None = None,
-    val_split: float | None = None,
-):
-    from mgspec.train import recipe
-
-    given = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "seed": seed,
-        "device": device,
-        "workers": workers,
-        "compile": compile_,
-        "channels_last": channels_last,
-        "threads": threads,
-        "amp": (amp_dtype or True) if amp or (amp is None and amp_dtype) else (False if amp is False else None),
-        "sync_bn": sync_bn,
-        "cuda_graphs": cuda_graphs,
-        "val_split": val_split,
-    }
-    config = recipe(dataset, data_dir, **given)
-    return config, [k for k, v in given.items() if v is not None]
-
-
-def _warn_if_oversubscribed(threads: int, device: str = "cpu") -> None:
-    """Warn when the CPU threads would share busy cores (not for CUDA runs: there the GPU does the work)."""
-    from mgspec.train.recipe import available_cores, oversubscription
-
-    if device != "cpu":
-        return
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # no load average on this platform
-        return
-    if message := oversubscription(threads, available_cores(), load):
-        print(f"warning: {message}", file=sys.stderr)
-
-
-def _need(value, option: str, why: str):
-    if value is None:
-        raise mgspec.SpecError(f"{option} is required {why}")
-    return value
-
-
-def _from_run(run: dict | None, spec: Path | None, set_: list[str] | None, where: Path):
-    """The spec and overrides to use with a run: the run's own, unless given again.
-
-    A given spec replaces the stored text; given --set options come after the stored ones. Whether
-    the result is the run's spec is checked against the resolved spec the run recorded.
-    """
-    from mgspec.train import trainer
-
-    if run is None:
-        if spec is None:
-            raise mgspec.SpecError(
-                "not a run directory (no config.json), so the spec is not known",
-                mgspec.Location(str(where)),
-                hint=f"give the spec too: mgspec ... SPEC {where}",
-            )
-        return spec_input(spec), list(set_ or [])
-    stored = run["spec"]["overrides"]
-    source = trainer.stored_spec(run) if spec is None else spec_input(spec)
-    return source, [*stored, *(s for s in set_ or [] if s not in stored)]
-
-
-def _check_same_spec(run: dict, source, overrides: list[str], where: Path, what: str) -> None:
-    resolved, _ = mgspec.load_spec(source, overrides)
-    if resolved.model_dump(mode="json") != run["spec"]["resolved"]:
-        raise mgspec.SpecError(
-            f"{what}: the run was trained from a different spec ({run['spec']['path']} "
-            f"with {run['spec']['overrides'] or 'no overrides'})",
-            mgspec.Location(str(where)),
-            hint="leave out the spec and --set options: the run's own are used",
-        )
+# The options' rules live in the library (mgspec.run_options); sweep takes them from here.
+_train_options, _warn_if_oversubscribed = run_options.train_options, run_options.warn_if_oversubscribed
 
 
 EpochsOpt = Annotated[int | None, typer.Option(help="Total epochs (default: 400; 100 for (Fashion)MNIST).", min=1)]

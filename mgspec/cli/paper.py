@@ -70,52 +70,15 @@ def paper(
         return
     if format not in ("table", "json", "csv"):
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use table, json or csv")
-    selected = registry.rows(table)
-    ours = None
-    if results is not None:
-        from mgspec.study.results import accuracies
-
-        ours = accuracies(selected, results)
+    selected, ours = registry.selection(table, results)
     if format == "json":
         print(registry.to_json(selected, ours), end="")
         return
     if format == "csv":
         print(registry.to_csv(selected, ours), end="")
         return
-    from rich.table import Table
-
-    console = render.console()
-    for name in registry.TABLES:
-        members = [r for r in selected if r.table == name]
-        if not members:
-            continue
-        grid = Table(title=f"Table {name}: {registry.TITLES[name]}", title_justify="left")
-        columns = ("row", "model", "data", "paper (k)", "ours", "", "test (std)", "train")
-        for column in (*columns, *(("ours test (std, n)",) if ours is not None else ())):
-            grid.add_column(column, justify="left" if column in ("row", "model", "data", "") else "right")
-        notes = []
-        for row in members:
-            status = "✓" if registry.matches(row) else "✗"
-            if row.note:
-                notes.append(f"  {row.id}: {row.note.kind}: {row.note.text}")
-                status += f" {row.note.kind}"
-            p = row.published
-            grid.add_row(
-                row.id, row.model, row.dataset, f"{row.printed_k:,}", f"{registry.count(row):,}", status,
-                f"{p.test:.2f} ({p.std:.2f})", registry.percent(p.train), *_ours_cell(ours, row.id),
-            )  # fmt: skip
-        console.print(grid)
-        for line in notes:
-            console.print(line, highlight=False)
+    render.paper_tables(selected, ours, render.console())
     print("train a row with the paper's recipe: mgspec reproduce ROW --data-dir DIR [--seeds N]")
-
-
-def _ours_cell(ours: dict | None, row_id: str) -> tuple[str, ...]:
-    """The ``--results`` column of a row: empty where the study did not measure it."""
-    if ours is None:
-        return ()
-    got = ours.get(row_id)
-    return (f"{got['mean']:.2f} ({got['std']:.2f}, {got['seeds']})" if got else "",)
 
 
 @app.command()

@@ -148,6 +148,43 @@ def cost_table(cost: dict, console: Console) -> None:
     )
 
 
+def paper_tables(selected: list, ours: dict | None, console: Console) -> None:
+    """The paper's tables: each row's printed weight count beside ours, and its published accuracies
+    (and ours, with ``--results``); each table's notes below it."""
+    from mgspec import paper as registry
+
+    for name in registry.TABLES:
+        members = [r for r in selected if r.table == name]
+        if not members:
+            continue
+        grid = Table(title=f"Table {name}: {registry.TITLES[name]}", title_justify="left")
+        columns = ("row", "model", "data", "paper (k)", "ours", "", "test (std)", "train")
+        for column in (*columns, *(("ours test (std, n)",) if ours is not None else ())):
+            grid.add_column(column, justify="left" if column in ("row", "model", "data", "") else "right")
+        notes = []
+        for row in members:
+            status = "✓" if registry.matches(row) else "✗"
+            if row.note:
+                notes.append(f"  {row.id}: {row.note.kind}: {row.note.text}")
+                status += f" {row.note.kind}"
+            p = row.published
+            grid.add_row(
+                row.id, row.model, row.dataset, f"{row.printed_k:,}", f"{registry.count(row):,}", status,
+                f"{p.test:.2f} ({p.std:.2f})", registry.percent(p.train), *_ours_cell(ours, row.id),
+            )  # fmt: skip
+        console.print(grid)
+        for line in notes:
+            console.print(line, highlight=False)
+
+
+def _ours_cell(ours: dict | None, row_id: str) -> tuple[str, ...]:
+    """The ``--results`` column of a row: empty where the study did not measure it."""
+    if ours is None:
+        return ()
+    got = ours.get(row_id)
+    return (f"{got['mean']:.2f} ({got['std']:.2f}, {got['seeds']})" if got else "",)
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 

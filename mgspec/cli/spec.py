@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 import mgspec
-from mgspec.cli import exporting, render
+from mgspec.cli import render
 from mgspec.cli.common import OptimizeOpt, SetOpt, SpecArg, SpecsArg, _set_options, app, spec_input
 from mgspec.cli.errors import USER_ERROR, report, user_errors
 
@@ -317,29 +317,20 @@ def export(
     ] = None,
 ) -> None:
     """Export for inference (eval mode, BatchNorm folded) as ONNX with metadata, checked against PyTorch first."""
-    from mgspec import deploy, describe
-    from mgspec.train.guards import out_of_memory
+    from mgspec import deploy
 
-    overrides, trained_on = exporting.run_overrides(run, set_)
-    graph = mgspec.compile_graph(spec_input(spec), overrides)
-    with out_of_memory(str(spec), hint="reduce width, channels or --batch-size"):
-        model = mgspec.build_model(graph)
-    if run is not None:
-        deploy.load_run_weights(model, run)
-    s = graph.graph["spec"]
-    metadata = describe.onnx_metadata(graph, dataset or trained_on, raw_pixels=embed_normalization)
-    facts = describe.preprocessing(s, dataset or trained_on)
-    with out_of_memory(str(onnx), hint="reduce --batch-size, width or channels"):
-        report = deploy.export_onnx(
-            model,
-            onnx,
-            input_shape=(s.input.channels, *s.input.shape),
-            opset=opset,
-            dynamic_batch=dynamic_batch,
-            batch=batch_size,
-            metadata=metadata,
-            normalization=(facts.mean, facts.std) if embed_normalization else None,
-        )
+    report = deploy.export_spec(
+        spec_input(spec),
+        onnx,
+        set_,
+        run=run,
+        dataset=dataset,
+        opset=opset,
+        dynamic_batch=dynamic_batch,
+        batch=batch_size,
+        embed_normalization=embed_normalization,
+        where=str(spec),
+    )
     checked = (
         f"matches PyTorch on random inputs in ONNX Runtime (max abs error {report.max_error:.2g})"
         if report.max_error is not None

@@ -5,7 +5,6 @@
 
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -35,9 +34,6 @@ from mgspec.cli.common import (
     ThreadsOpt,
     WdOpt,
     WorkersOpt,
-    _check_same_spec,
-    _from_run,
-    _need,
     _train_options,
     _warn_if_oversubscribed,
     app,
@@ -59,18 +55,46 @@ from mgspec.cli.study import (
 #: The validation fraction of a new ``mgspec train`` run (a resumed run keeps its own).
 DEFAULT_VAL_SPLIT = 0.1
 
+TrainSpecArg = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="SPEC",
+        help="Spec file (YAML); - reads stdin. Optional with --resume: the run's.",
+        show_default=False,
+    ),
+]
+SeedsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Train N seeds (seed, seed+1, ...) and report mean and std (default: 1, or the run's).",
+        min=1,
+        show_default=False,
+    ),
+]
+ValSplitOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--val-split",
+        help="Fraction of each class held out to pick the best epoch (default: 0.1, or the run's; "
+        "0: the paper's protocol, no split).",
+        show_default=False,
+    ),
+]
+DownloadOpt = Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<spec>-<dataset>).")]
+ResumeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Continue this run directory up to --epochs (the total); spec and --set come from it.",
+        show_default=False,
+    ),
+]
+
 
 @app.command()
 @user_errors
 def train(
-    spec: Annotated[
-        Path | None,
-        typer.Argument(
-            metavar="SPEC",
-            help="Spec file (YAML); - reads stdin. Optional with --resume: the run's.",
-            show_default=False,
-        ),
-    ] = None,
+    spec: TrainSpecArg = None,
     dataset: DatasetOpt = None,
     data_dir: DataDirOpt = None,
     set_: SetOpt = None,
@@ -79,14 +103,7 @@ def train(
     lr: LrOpt = None,
     weight_decay: WdOpt = None,
     seed: SeedOpt = None,
-    seeds: Annotated[
-        int | None,
-        typer.Option(
-            help="Train N seeds (seed, seed+1, ...) and report mean and std (default: 1, or the run's).",
-            min=1,
-            show_default=False,
-        ),
-    ] = None,
+    seeds: SeedsOpt = None,
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
     compile_: CompileOpt = None,
@@ -97,158 +114,57 @@ def train(
     sync_bn: SyncBnOpt = None,
     cuda_graphs: CudaGraphsOpt = None,
     kernels: KernelsOpt = True,
-    val_split: Annotated[
-        float | None,
-        typer.Option(
-            "--val-split",
-            help="Fraction of each class held out to pick the best epoch (default: 0.1, or the run's; "
-            "0: the paper's protocol, no split).",
-            show_default=False,
-        ),
-    ] = None,
-    download: Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")] = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<spec>-<dataset>).")
-    ] = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option(
-            help="Continue this run directory up to --epochs (the total); spec and --set come from it.",
-            show_default=False,
-        ),
-    ] = None,
+    val_split: ValSplitOpt = None,
+    download: DownloadOpt = False,
+    out: OutOpt = None,
+    resume: ResumeOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a spec with the paper's recipe; metrics, checkpoints and a summary go to the run directory."""
-    import torch.distributed as torch_dist
+    from mgspec.train import launch, start
 
-    from mgspec import kernels as cpu_kernels
-    from mgspec import runs
-    from mgspec import train as training
-    from mgspec.train import launch
-
-    cpu_kernels.set_enabled(kernels and cpu_kernels.enabled())  # same function either way; only the speed differs
-    from mgspec.train.download import download as fetch
-
-    trainer = training.trainer
-    stored = None
-    if resume is not None:
-        if out is not None and resume != out:
-            raise mgspec.SpecError("--out and --resume name different runs", hint="--resume RUN alone continues RUN")
-        stored = runs.read(resume).config if (resume / runs.CONFIG).exists() else trainer.read_run(resume)
-        if stored is None:
-            raise mgspec.SpecError(
-                "not a run directory (no config.json)", mgspec.Location(str(resume)), hint="check --resume"
-            )
-        if dataset is not None and dataset != stored["config"]["dataset"]:
-            raise mgspec.SpecError(
-                f"--dataset {dataset}: the run trains on {stored['config']['dataset']}",
-                mgspec.Location(str(resume)),
-                hint="leave out --dataset: the run's own is used",
-            )
-        dataset = stored["config"]["dataset"]
-        data_dir = data_dir or Path(stored["config"]["data_dir"])
-        source, overrides = _from_run(stored, spec, set_, resume)
-    else:
-        dataset = _need(dataset, "--dataset", "(or --resume RUN, which knows it)")
-        _need(spec, "SPEC", "(or --resume RUN, which knows it)")
-        source, overrides = spec_input(spec), list(set_ or [])
-        val_split = DEFAULT_VAL_SPLIT if val_split is None else val_split
-    data_dir = data_dir or Path("data")
-    config, explicit = _train_options(
-        dataset,
-        data_dir,
-        epochs,
-        batch_size,
-        lr,
-        weight_decay,
-        seed,
-        device,
-        workers,
-        compile_,
-        channels_last,
-        threads,
-        amp,
-        amp_dtype,
-        sync_bn,
-        cuda_graphs,
-        val_split,
-    )
-    main_process = launch.main_process()
-    if download:
-        if main_process:
-            fetch(dataset, data_dir)
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # the other ranks wait for rank 0's download
-            training.trainer.init_distributed(config.device)
-            torch_dist.barrier()
-    training.data.check(dataset, data_dir)
-    spec_name = mgspec.load_spec(source, overrides)[0].name
-    directory = resume or out or Path("runs") / f"{spec_name}-{dataset}"
-    if resume is not None:
-        started = runs.started_seeds(resume)
-        if seeds is None and seed is None and started and not (resume / runs.CONFIG).exists():
-            seed, seeds = started[0], len(started)
-        if seed is None:
-            seed = stored["config"]["seed"]
-    seeds = seeds or 1
-    seed = config.seed if seed is None else seed
-    run_dirs = runs.seed_dirs(directory, seed, seeds)
-    # Resuming a run that has every epoch already is an error (checked in prepare, after the spec and recipe).
-    nothing_left = resume is not None and all(
-        trainer.finished_epochs(d) >= (epochs or stored["config"]["epochs"]) for d in run_dirs.values()
-    )
-
-    def started_run(run) -> None:  # once the run is known to start: user errors come first
-        if main_process and run.adapted:
-            print(f"fitted to {dataset}: --set " + " --set ".join(run.adapted))
-        if main_process:
-            _warn_if_oversubscribed(config.threads, config.device)
-
+    options = start.TrainOptions(
+        spec, dataset, data_dir, set_, epochs, batch_size, lr, weight_decay, seed, seeds, device, workers, compile_,
+        channels_last, threads, amp, amp_dtype, sync_bn, cuda_graphs, kernels, val_split, download, out, resume, quiet,
+    )  # fmt: skip
     try:
-        outcome = launch.train_seeds(
-            source,
-            overrides,
-            dataclasses.replace(config, seed=seed),
-            directory,
-            seeds=seeds,
-            resume=resume is not None,
-            explicit=explicit,
-            require_epochs_left=nothing_left,
-            progress=not quiet,
-            started=started_run,
-        )
+        outcome = start.train_from_options(options, open_spec=spec_input)
     except launch.Interrupted as exc:
         for line in exc.lines:
             print(("\n" if line.startswith("interrupted") else "") + line, file=sys.stderr)
         raise typer.Exit(exc.status) from None
-    if not main_process:
+    if outcome is None:  # not the main process
         return
     if outcome.aggregate is None:
-        render.train_summary(outcome.summaries[0], directory, render.console())
+        render.train_summary(outcome.summaries[0], outcome.directory, render.console())
     else:
-        render.seeds_summary(outcome.aggregate, directory, render.console())
+        render.seeds_summary(outcome.aggregate, outcome.directory, render.console())
+
+
+RunOrSpecArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="RUN_OR_SPEC",
+        help="A run directory (its config.json names the spec, --set options and dataset), a "
+        "model.safetensors file (its metadata does), or a spec followed by CHECKPOINT.",
+        show_default=False,
+    ),
+]
+CheckpointArg = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="[CHECKPOINT]",
+        help="After a spec: a checkpoint.pt, model.safetensors, run directory or state_dict file.",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
 @user_errors
 def evaluate(
-    spec_or_run: Annotated[
-        Path,
-        typer.Argument(
-            metavar="RUN_OR_SPEC",
-            help="A run directory (its config.json names the spec, --set options and dataset), a "
-            "model.safetensors file (its metadata does), or a spec followed by CHECKPOINT.",
-            show_default=False,
-        ),
-    ],
-    checkpoint: Annotated[
-        Path | None,
-        typer.Argument(
-            metavar="[CHECKPOINT]",
-            help="After a spec: a checkpoint.pt, model.safetensors, run directory or state_dict file.",
-            show_default=False,
-        ),
-    ] = None,
+    spec_or_run: RunOrSpecArg,
+    checkpoint: CheckpointArg = None,
     dataset: DatasetOpt = None,
     data_dir: DataDirOpt = None,
     set_: SetOpt = None,
@@ -259,52 +175,21 @@ def evaluate(
     format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
     """Test loss and accuracy of a trained run or checkpoint."""
-    from mgspec.train import artifacts, trainer
-    from mgspec.train import evaluate as run_evaluation
-    from mgspec.train.recipe import available_cores, check_device, default_threads
+    from mgspec.train import start
 
     if split not in ("test", "train"):
         raise mgspec.SpecError(f"unknown split {split!r}", hint="use test or train")
     if format not in ("text", "json"):
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use text or json")
-    spec, target = (None, spec_or_run) if checkpoint is None else (spec_or_run, checkpoint)
-    stored = trainer.read_run(target)
-    if stored is None and spec is None and target.suffix == artifacts.SUFFIX:  # a weights file says its spec
-        (source, overrides), dataset = (
-            artifacts.stored_spec(target),
-            dataset or artifacts.describe_file(target)["dataset"],
-        )
-    else:
-        source, overrides = _from_run(stored, spec, set_, target)
-    if stored is not None:
-        _check_same_spec(stored, source, overrides, target, "checkpoint does not fit the spec")
-        dataset = dataset or stored["config"]["dataset"]
-        data_dir = data_dir or Path(stored["config"]["data_dir"])
-    dataset = _need(dataset, "--dataset", "for a checkpoint outside a run directory")
-    threads = threads or default_threads()
-    if threads > available_cores():
-        raise mgspec.SpecError(f"--threads {threads}: this process may use {available_cores()} cores")
-    check_device(device)  # user errors before the warning
-    from mgspec.train.distributed import resolve_device
-
-    device = resolve_device(device)
-    _warn_if_oversubscribed(threads, device)
-    result = run_evaluation(
-        source,
-        overrides,
-        target,
-        dataset,
-        data_dir or Path("data"),
-        batch_size=batch_size,
-        device=device,
-        split=split,
-        threads=threads,
-    )
+    result = start.evaluate_target(
+        spec_or_run, checkpoint, dataset=dataset, data_dir=data_dir, set_=set_, batch_size=batch_size,
+        device=device, threads=threads, split=split, open_spec=spec_input,
+    )  # fmt: skip
     if format == "json":
         print(json.dumps(result, indent=2))
     else:
         print(
-            f"{result['spec']} on {dataset} {split} ({result['images']:,} images): "
+            f"{result['spec']} on {result['dataset']} {split} ({result['images']:,} images): "
             f"accuracy {100 * result['accuracy']:.2f}%, loss {result['loss']:.4f}"
         )
 
