@@ -15,6 +15,11 @@ from pathlib import Path
 import mgspec
 from mgspec import registry
 
+#: The fraction of each class a new ``mgspec train`` run, training sweep or study trial holds out
+#: for model selection unless told otherwise (a resumed run keeps its own; the library's
+#: TrainConfig keeps 0, the paper's protocol, so old runs read back unchanged).
+DEFAULT_VAL_SPLIT = 0.1
+
 
 def train_options(
     dataset: str,

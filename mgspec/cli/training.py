@@ -3,7 +3,6 @@
 (No ``from __future__ import annotations`` here: typer evaluates the annotations.)
 """
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -35,7 +34,6 @@ from mgspec.cli.common import (
     WdOpt,
     WorkersOpt,
     _train_options,
-    _warn_if_oversubscribed,
     app,
     spec_input,
 )
@@ -51,9 +49,7 @@ from mgspec.cli.study import (
     _log,
     exit_status,
 )
-
-#: The validation fraction of a new ``mgspec train`` run (a resumed run keeps its own).
-DEFAULT_VAL_SPLIT = 0.1
+from mgspec.run_options import DEFAULT_VAL_SPLIT
 
 TrainSpecArg = Annotated[
     Path | None,
@@ -194,46 +190,53 @@ def evaluate(
         )
 
 
+GridOpt = Annotated[
+    list[str] | None,
+    typer.Option("--grid", "-g", help="PATH=V1,V2,... to sweep; repeat for a product grid; PATH levels: N levels."),
+]
+ZipOpt = Annotated[
+    list[str] | None,
+    typer.Option("--zip", "-z", help="PATH=V1,V2,...; all --zip lists are taken side by side (one axis)."),
+]
+SweepOutOpt = Annotated[
+    Path, typer.Option("--out", "-o", help="Directory for sweep.csv, sweep.json, sweep.png (and the study).")
+]
+SweepTrainOpt = Annotated[
+    bool,
+    typer.Option("--train", help="Train every combination (a study: see mgspec study) and plot weights vs accuracy."),
+]
+SeedsOpt = Annotated[
+    int, typer.Option(help="With --train: seeds per combination (seed, seed+1, ...); mean ± std.", min=1)
+]
+SweepDatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="With --train: the dataset.")]
+SweepValSplitOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--val-split",
+        help=f"With --train: fraction of each class held out to pick each run's best epoch "
+        f"(default: {DEFAULT_VAL_SPLIT}; 0: none).",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 @user_errors
 def sweep(
     spec: SpecArg,
-    grid: Annotated[
-        list[str] | None,
-        typer.Option("--grid", "-g", help="PATH=V1,V2,... to sweep; repeat for a product grid; PATH levels: N levels."),
-    ] = None,
-    zip_: Annotated[
-        list[str] | None,
-        typer.Option("--zip", "-z", help="PATH=V1,V2,...; all --zip lists are taken side by side (one axis)."),
-    ] = None,
+    grid: GridOpt = None,
+    zip_: ZipOpt = None,
     set_: SetOpt = None,
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Directory for sweep.csv, sweep.json, sweep.png (and the study).")
-    ] = Path("sweep"),
-    train_: Annotated[
-        bool,
-        typer.Option(
-            "--train", help="Train every combination (a study: see mgspec study) and plot weights vs accuracy."
-        ),
-    ] = False,
-    seeds: Annotated[
-        int, typer.Option(help="With --train: seeds per combination (seed, seed+1, ...); mean ± std.", min=1)
-    ] = 1,
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="With --train: the dataset.")] = "cifar10",
+    out: SweepOutOpt = Path("sweep"),
+    train_: SweepTrainOpt = False,
+    seeds: SeedsOpt = 1,
+    dataset: SweepDatasetOpt = "cifar10",
     data_dir: DataDirOpt = None,
     epochs: EpochsOpt = None,
     batch_size: BatchOpt = None,
     lr: LrOpt = None,
     weight_decay: WdOpt = None,
-    val_split: Annotated[
-        float | None,
-        typer.Option(
-            "--val-split",
-            help=f"With --train: fraction of each class held out to pick each run's best epoch "
-            f"(default: {DEFAULT_VAL_SPLIT}; 0: none).",
-            show_default=False,
-        ),
-    ] = None,
+    val_split: SweepValSplitOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
@@ -266,11 +269,7 @@ def sweep(
     zipped = [sweeping.parse_grid(z) for z in zip_ or ()]
     source = spec_input(spec)
     if not train_:
-        rows, written = sweeping.sweep(source, set_ or [], parsed, out, zipped=zipped)
-        render.sweep_table(rows, render.console())
-        for path in written:
-            print(f"wrote {path}")
-        return
+        return _print_sweep(*sweeping.sweep(source, set_ or [], parsed, out, zipped=zipped))
     data_dir = data_dir or Path("data")
     given = (epochs, batch_size, lr, weight_decay, seed, device, workers, compile_, channels_last, threads, amp)
     config, explicit = _train_options(dataset, data_dir, *given, amp_dtype, val_split=val_split)  # located errors
@@ -280,6 +279,12 @@ def sweep(
     )  # fmt: skip
     train = {k: getattr(config, k) for k in explicit if k in SWEEP_TRAIN}
     _trained_sweep(source, set_ or [], parsed, zipped, out, dataset, train, seeds, config.seed, options, quiet)
+
+
+def _print_sweep(rows: list[dict], written: list[Path]) -> None:
+    render.sweep_table(rows, render.console())
+    for path in written:
+        print(f"wrote {path}")
 
 
 #: The options of ``sweep --train`` that are the trials' training options (the rest say how the study runs).
@@ -293,9 +298,7 @@ def _trained_sweep(source, sets, parsed, zipped, out, dataset, train, seeds, see
         source, sets, parsed, out, zipped=zipped, dataset=dataset, train={"val_split": DEFAULT_VAL_SPLIT, **train},
         seeds=seeds, seed=seed, options=options, log=(lambda m: None) if quiet else _log,
     )  # fmt: skip
-    render.sweep_table(rows, render.console())
-    for path in written:
-        print(f"wrote {path}")
+    _print_sweep(rows, written)
     for t in result.report["trials"]:
         if t["state"] not in ("complete", "pruned"):
             setting = ", ".join(f"{k}={v}" for k, v in t["params"].items())

@@ -55,12 +55,12 @@ def config(
 ):
     """The recipe of one trial: the paper's, then the study's ``train:``, then the point's ``train.*``.
 
-    A trial holds out a validation split (:data:`~mgspec.train.validation.DEFAULT_VAL_SPLIT`, as a
+    A trial holds out a validation split (:data:`~mgspec.run_options.DEFAULT_VAL_SPLIT`, as a
     new ``mgspec train`` run does) unless the study sets ``val_split``: a search then selects on
     validation accuracy, never on the test set it reports.
     """
+    from mgspec.run_options import DEFAULT_VAL_SPLIT
     from mgspec.train import recipe
-    from mgspec.train.validation import DEFAULT_VAL_SPLIT
 
     given = train_options(study, params)
     given.setdefault("val_split", DEFAULT_VAL_SPLIT)

@@ -18,13 +18,17 @@ import torch.distributed as torch_dist
 
 import mgspec
 from mgspec import registry, runs
-from mgspec.run_options import check_same_spec, need, spec_of_run, train_options, warn_if_oversubscribed
+from mgspec.run_options import (
+    DEFAULT_VAL_SPLIT,
+    check_same_spec,
+    need,
+    spec_of_run,
+    train_options,
+    warn_if_oversubscribed,
+)
 from mgspec.train import artifacts, data, launch
 from mgspec.train.evaluation import evaluate
 from mgspec.train.rundir import finished_epochs, read_run
-
-#: The validation fraction of a new ``mgspec train`` run (a resumed run keeps its own).
-DEFAULT_VAL_SPLIT = 0.1
 
 
 @dataclass

@@ -17,9 +17,6 @@ from mgspec.errors import Location, SpecError
 from mgspec.train.data import Split
 
 OPTION = "--val-split"
-#: The fraction held out by a new ``mgspec train`` run or study trial unless told otherwise (the
-#: library's TrainConfig keeps 0, the paper's protocol, so old runs read back unchanged).
-DEFAULT_VAL_SPLIT = 0.1
 BEST_WEIGHTS = "best.safetensors"
 
 
