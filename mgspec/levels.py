@@ -32,7 +32,7 @@ def spec_for(spec: SpecInput, values: dict, where: Location | None = None) -> Sp
         raise SpecError("the spec has no resolution_grid.levels to sweep", where)
     try:
         n = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # text, None, inf
         n = None
     if n is None or isinstance(value, bool) or str(n) != str(value).strip():
         raise SpecError(f"{LEVELS} must be a whole number of levels, not {value!r}", where)

@@ -1,0 +1,107 @@
+"""Fuzzed study files: every one loads, or is refused with a SpecError that names the file; never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mgspec
+from mgspec.errors import Location, SpecError
+from mgspec.levels import spec_for
+from mgspec.study import load_study, points
+from tests import synthetic
+
+KEYS = ["name", "spec", "dataset", "train", "seeds", "seed", "grid", "zip", "search", "objectives", "slurm",
+        "experiment", "nmae", "grid.x"]  # fmt: skip
+PATHS = ["width", "levels", "channel_grid.coarsest", "train.lr", "train.epochs", "classes", "", "x" * 70]
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 300),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(PATHS), inner, max_size=3),
+    max_leaves=8,
+)
+wild_axes = st.dictionaries(st.sampled_from(PATHS), st.lists(scalars, max_size=3) | scalars, max_size=3)
+good_axes = st.dictionaries(
+    st.sampled_from(["width", "levels", "channel_grid.coarsest", "train.lr"]),
+    st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    min_size=1,
+    max_size=2,
+)
+axes = good_axes | wild_axes
+
+
+def mostly(good, wild=values):
+    """Valid values most of the time (so the loaders get past the first field), anything else sometimes."""
+    return st.integers(0, 9).flatmap(lambda k: good if k < 8 else wild)
+
+
+search = st.fixed_dictionaries(
+    {"trials": mostly(st.integers(1, 5)), "space": axes},
+    optional={
+        "objectives": mostly(st.just({"accuracy": "maximize", "weights": "minimize"})),
+        "max_weights": mostly(st.integers(1, 10**6)),
+    },  # fmt: skip
+)
+common = {
+    "name": mostly(st.sampled_from(["s", "ok-1"]), st.sampled_from(["a b", "", "x" * 70])),
+    "spec": st.just("tiny.yaml"),
+    "dataset": mostly(st.sampled_from(["cifar10", "mnist"]), st.sampled_from(["imagenet", 3])),
+}
+optional = {
+    "train": mostly(st.fixed_dictionaries({}, optional={"epochs": st.integers(1, 3), "val_split": st.floats(0, 0.5)}),
+                    st.dictionaries(st.sampled_from(["epochs", "lr", "val_split", "lrr"]), values, max_size=2)),
+    "seeds": mostly(st.integers(1, 3)),
+    "seed": mostly(st.integers(0, 9)),
+    "experiment": mostly(st.dictionaries(st.text(max_size=5), scalars, max_size=2)),
+}  # fmt: skip
+grid_studies = st.fixed_dictionaries({**common, "grid": axes}, optional={**optional, "zip": axes})
+search_studies = st.fixed_dictionaries({**common, "search": search}, optional=optional)
+wrong_studies = st.fixed_dictionaries(common, optional={**optional, "grid": axes, "search": search, "nmae": values})
+studies = grid_studies | search_studies | wrong_studies
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=studies)
+def test_a_fuzzed_study_file_loads_or_is_a_located_error(tmp_path: Path, data: dict) -> None:
+    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        study = load_study(path)
+    except SpecError as exc:
+        assert exc.location.source == str(path) and exc.message
+        return
+    assert study.model.name == data["name"]
+    study.definition()  # what a re-run compares: always computable
+    if not study.is_search:  # every combination of a valid grid is a mapping of its keys
+        for point in points.grid_points(study):
+            assert set(point) == set(study.model.axes)
+    try:  # what `study run` checks before anything trains: every point is a spec, or a located error
+        checked = points.validate(study, tmp_path / "data", "cpu")
+    except SpecError as exc:
+        assert exc.location.source == str(path) and exc.location.line is not None, exc
+        return
+    assert all(weights > 0 and macs > 0 for weights, macs in checked.values())
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=scalars)
+def test_a_levels_value_is_a_spec_or_a_located_error(value) -> None:
+    where = Location("--grid levels")
+    try:
+        source = spec_for(mgspec.parse_text(synthetic.TINY_SPEC, "tiny.yaml"), {"levels": value}, where)
+    except SpecError as exc:
+        assert exc.location == where
+        return
+    assert isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2
+    assert len(source.data["resolution_grid"]["levels"]) == value
