@@ -90,6 +90,14 @@ def test_a_bad_value_of_a_trained_sweep_is_located_and_writes_nothing(tiny):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "channel_grid.coarsest" in done.stderr
     assert not (tiny / "out").exists()
+    from_stdin = subprocess.run(
+        [sys.executable, "-m", "mgspec", "sweep", "-", "--grid", "width=1,2", "--train", "--data-dir", "data"],
+        input=(tiny / "tiny.yaml").read_text(), cwd=tiny, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert from_stdin.returncode == 2 and from_stdin.stderr.startswith(
+        "error: <stdin>: sweep --train needs the spec as"
+    )
     bad_lr = _mgspec(tiny, "sweep", "tiny.yaml", "--grid", "width=1,2", "--train", "--data-dir", "data", "--lr", "-1",
                      "-o", "out")  # fmt: skip
     assert bad_lr.returncode == 2 and "--lr" in bad_lr.stderr and not (tiny / "out").exists()

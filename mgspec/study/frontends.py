@@ -23,6 +23,7 @@ from pathlib import Path
 
 from mgspec import runs
 from mgspec.errors import Location, SpecError
+from mgspec.load import Source
 from mgspec.study import inline, runner
 from mgspec.study import points as study_points
 from mgspec.train import sweep as sweeping
@@ -98,8 +99,9 @@ def sweep(
     log: Callable[[str], None] = print,
 ) -> tuple[list[dict], list[Path], Result]:
     """Train every combination of a sweep as a study; the rows, the files written and the study's result."""
-    if not isinstance(spec, Path) or not spec.is_file():
-        raise SpecError("sweep --train needs the spec as a file", Location(str(spec)), hint="save it to a file")
+    if not isinstance(spec, Path) or not spec.is_file():  # stdin: its runs must name a file to reproduce
+        where = Location(spec.name if isinstance(spec, Source) else str(spec))
+        raise SpecError("sweep --train needs the spec as a file", where, hint="save it to a file and name that")
     combos = sweeping.combinations(grid, zipped)
     counted = sweeping.count_rows(spec, sets, combos)  # every combination, located at --grid/--zip
     data = sweep_study(spec, sets, grid, zipped, dataset=dataset, train=train, seeds=seeds, seed=seed)
