@@ -93,21 +93,26 @@ def test_compile_check_says_missing_or_stale_and_repeats_the_set_options(specs, 
     out = tmp_path / "gen"
     missing = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--check", "--set", "width=2", "-s", "classes=5")
     assert missing.returncode == 1
-    assert f"missing: {out / 'small.py'}" in missing.stderr and "stale" not in missing.stderr
+    named = out / "small_width_2_classes_5.py"  # a spec compiled with overrides is named after them
+    assert f"missing: {named}" in missing.stderr and "stale" not in missing.stderr
     fix = missing.stderr.splitlines()[-1].removeprefix("update with: ")
     assert fix == f"mgspec compile {specs / 'ok.yml'} -o {out} --set width=2 --set classes=5"
     assert not out.exists()
     wrote = mgspec_cli(*fix.split()[1:])  # the printed command, run as printed
     assert wrote.returncode == 0, wrote.stderr
+    assert [p.name for p in out.iterdir()] == [named.name]
     assert (
         mgspec_cli("compile", specs / "ok.yml", "-o", out, "--check", "-s", "width=2", "-s", "classes=5").returncode
         == 0
     )
-    stale = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--check")
-    assert stale.returncode == 1 and f"stale: {out / 'small.py'}" in stale.stderr and "missing" not in stale.stderr
-    assert stale.stderr.splitlines()[-1] == f"update with: mgspec compile {specs / 'ok.yml'} -o {out}"
+    plain = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--check")  # the overridden file is not the plain one
+    assert plain.returncode == 1 and f"missing: {out / 'small.py'}" in plain.stderr and "stale" not in plain.stderr
+    assert plain.stderr.splitlines()[-1] == f"update with: mgspec compile {specs / 'ok.yml'} -o {out}"
+    assert mgspec_cli("compile", specs / "ok.yml", "-o", out).returncode == 0
     literal = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--check", "--no-optimize")
-    assert literal.returncode == 1 and literal.stderr.splitlines()[-1].endswith(f"-o {out} --no-optimize")
+    assert literal.returncode == 1 and f"stale: {out / 'small.py'}" in literal.stderr
+    assert "missing" not in literal.stderr
+    assert literal.stderr.splitlines()[-1].endswith(f"-o {out} --no-optimize")
 
 
 @pytest.mark.slow
