@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -173,3 +174,33 @@ def test_stdin_is_read_afresh_by_each_invocation_in_one_process():
     assert runner.invoke(app, ["validate", "-"], input=OK).exit_code == 0
     second = runner.invoke(app, ["validate", "-"], input=BAD)
     assert second.exit_code == 2 and "<stdin>:2:9: clases" in second.stderr
+
+
+def test_a_set_value_with_a_newline_keeps_the_header_one_comment_line_that_bash_reads_back(specs, tmp_path):
+    out, override = tmp_path / "gen", "description=first line\nsecond line"
+    done = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--set", override)
+    assert done.returncode == 0, done.stderr
+    (written,) = out.iterdir()
+    text = written.read_text()
+    ast.parse(text)
+    header = text.split('"""', 1)[0].splitlines()
+    assert all(line.startswith("# ") for line in header) and len(header) == 3
+    word = header[1].removeprefix("# With overrides: --set ")
+    assert word.startswith("$'") and "\n" not in word
+    echoed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, text=True, check=True)
+    assert echoed.stdout == override  # the header's command gives the same value back
+
+
+@pytest.mark.slow
+def test_two_override_sets_that_share_a_file_name_never_replace_each_other(specs, tmp_path):
+    out = tmp_path / "gen"
+    first = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--set", "width=.5")
+    assert first.returncode == 0, first.stderr
+    (written,) = out.iterdir()
+    kept = written.read_text()
+    other = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--set", "width=5")
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert f"{written} holds small compiled with --set width=.5, another network" in other.stderr
+    assert written.read_text() == kept and [p.name for p in out.iterdir()] == [written.name]
+    again = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--set", "width=.5")
+    assert again.returncode == 0 and f"unchanged {written}" in again.stdout

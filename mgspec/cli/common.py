@@ -55,9 +55,9 @@ def spec_input(path: Path) -> Path | mgspec.Source:
 
 
 def _set_options(set_: list[str] | None) -> str:
-    import shlex
+    from mgspec.codegen.view import set_options
 
-    return "".join(f" --set {shlex.quote(s)}" for s in set_ or ())
+    return set_options(set_ or ())
 
 
 DatasetOpt = Annotated[

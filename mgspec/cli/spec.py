@@ -104,6 +104,12 @@ def compile_(
         if target in rendered:
             raise mgspec.SpecError(f"two specs are named {target.stem!r}", mgspec.Location(str(spec)), "name")
         rendered[target] = codegen.render(graph, overrides=set_ or ())
+        if not check and (other := codegen.other_overrides(target, rendered[target])) is not None:
+            raise mgspec.SpecError(
+                f"{target} holds {graph.graph['spec'].name} compiled with {other}, another network",
+                mgspec.Location(str(spec)),
+                hint="compile into another directory (-o), or remove that file",
+            )
     if check:
         import shlex
 

@@ -38,6 +38,34 @@ def display_path(source: str) -> str:
     return shown if shown.isprintable() and shown.isascii() else json.dumps(shown)
 
 
+def shell_word(text: str) -> str:
+    """``text`` as one word of a shell command that fits on one line of a comment.
+
+    Printable text is quoted as :func:`shlex.quote` does; text with a newline or another
+    non-printable character is written with bash's ``$'...'`` escapes, so the command in the
+    header still runs and the comment never ends early.
+    """
+    if text.isprintable():
+        return shlex.quote(text)
+    named = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}
+    out = []
+    for c in text:
+        if c in named:
+            out.append(named[c])
+        elif c.isprintable():
+            out.append(c)
+        else:
+            out.append(
+                f"\\x{ord(c):02x}" if ord(c) < 0x80 else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
+            )
+    return "$'" + "".join(out) + "'"
+
+
+def set_options(overrides: Sequence[str]) -> str:
+    """The ``--set`` options of a command line, each a :func:`shell_word` (empty without overrides)."""
+    return "".join(f" --set {shell_word(o)}" for o in overrides)
+
+
 def docstring_text(text: str) -> str:
     """``text`` made safe inside a triple-quoted docstring."""
     text = text.replace('"""', "'''").replace("\\", "/")
@@ -63,14 +91,14 @@ def view_model(graph: nx.DiGraph, module: Module, regenerate: str | None = None,
         if literal != counts.macs
         else ""
     )
-    sets = "".join(f" --set {shlex.quote(o)}" for o in overrides)
+    sets = set_options(overrides)
     classes = helper_sources(graph) + [c.text for c in module.classes]
     text = "\n".join(classes)
     return {
         "version": __version__,
         "source_name": source,
         "sha256": graph.graph["sha256"],
-        "regenerate": regenerate or f"mgspec compile {shlex.quote(source)}{sets} -o <dir>",
+        "regenerate": regenerate or f"mgspec compile {shell_word(source)}{sets} -o <dir>",
         "overrides": sets.strip(),
         "title": f"{spec.name}: the {spec.family} network compiled by mgspec.",
         "description": docstring_text(spec.description or "(no description)"),
