@@ -27,7 +27,8 @@ def spec_for(spec: SpecInput, values: dict, where: Location | None = None) -> Sp
     value = values[LEVELS]
     where = where or Location(f"--grid {LEVELS}={value}")
     source = load_source(spec)
-    levels = source.data.get("resolution_grid", {}).get("levels") if isinstance(source.data, dict) else None
+    grid = source.data.get("resolution_grid") if isinstance(source.data, dict) else None
+    levels = grid.get("levels") if isinstance(grid, dict) else None
     if not isinstance(levels, list):
         raise SpecError("the spec has no resolution_grid.levels to sweep", where)
     try:

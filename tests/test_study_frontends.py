@@ -64,6 +64,15 @@ def test_a_2x2_sweep_with_a_diverging_point_finishes_the_others_and_a_rerun_trai
     assert _stamps(tiny / "out") == stamps
     assert json.loads((tiny / "out" / "sweep.json").read_text()) == rows
 
+    retried = _mgspec(tiny, *sweep, "--retry-failed")  # the failed points train once more (and diverge again)
+    assert retried.returncode == 1, retried.stderr
+    assert retried.stdout.count("trained again") == 2 and retried.stdout.count("seed 0 in") == 2
+    assert _stamps(tiny / "out") == stamps
+    report = json.loads(_mgspec(tiny, "study", "report", "out", "-f", "json").stdout)
+    assert len(report["trials"]) == 4  # the retries replace the trials they retry
+    assert sorted(t["number"] for t in report["trials"] if t["state"] == "failed") == [4, 5]
+    assert json.loads((tiny / "out" / "sweep.json").read_text()) == rows
+
 
 @pytest.mark.slow
 def test_zip_and_set_sweep_trains_the_points_side_by_side(tiny):

@@ -26,6 +26,7 @@ from mgspec.cli.errors import user_errors
 from mgspec.cli.study import (
     ExecutorOpt,
     JobsOpt,
+    RetryFailedOpt,
     SlurmGpusOpt,
     SlurmPartitionOpt,
     SlurmTimeOpt,
@@ -109,6 +110,7 @@ def reproduce(
     slurm_time: SlurmTimeOpt = None,
     slurm_gpus: SlurmGpusOpt = None,
     tensorboard: TensorboardOpt = False,
+    retry_failed: RetryFailedOpt = False,
     download: Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")] = False,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Study directory (default: runs/paper/<table>-<row>).")
@@ -128,7 +130,7 @@ def reproduce(
     given |= {"compile": compile_, "channels_last": channels_last}
     options = Options(
         jobs, executor, storage, data_dir, device or "auto", threads,
-        slurm_partition, slurm_time, slurm_gpus, tensorboard,
+        slurm_partition, slurm_time, slurm_gpus, tensorboard, retry_failed,
     )  # fmt: skip
     _reproduce(row, {k: v for k, v in given.items() if v is not None}, seeds, seed or 0, options, download, out, quiet)
 

@@ -52,6 +52,9 @@ SlurmTimeOpt = Annotated[
 ]
 SlurmGpusOpt = Annotated[int | None, typer.Option(help="GPUs per Slurm job (default: the study file's, or 0).", min=0)]
 TensorboardOpt = Annotated[bool, typer.Option("--tensorboard", help="TensorBoard event files in every run.")]
+RetryFailedOpt = Annotated[
+    bool, typer.Option("--retry-failed", help="Train failed trials again (a plain re-run leaves them failed).")
+]
 
 
 def _log(message: str) -> None:
@@ -84,6 +87,7 @@ def run(
     slurm_time: SlurmTimeOpt = None,
     slurm_gpus: SlurmGpusOpt = None,
     tensorboard: TensorboardOpt = False,
+    retry_failed: RetryFailedOpt = False,
 ) -> None:
     """Create or continue a study: train every grid point and seed, or the trials of a search."""
     from mgspec.study.runner import Options
@@ -91,7 +95,7 @@ def run(
 
     options = Options(
         jobs, executor, storage, data_dir or Path("data"), device, threads,
-        slurm_partition, slurm_time, slurm_gpus, tensorboard,
+        slurm_partition, slurm_time, slurm_gpus, tensorboard, retry_failed,
     )  # fmt: skip
     result, code, _ = run_study(study_file, out, options, _log)
     print_table(result)
@@ -161,7 +165,7 @@ def report(
             hint="give --out or --storage",
         )
     name, objectives, handle = reporting.load(name, stores.open_storage(storage, directory, parallel=False))
-    result = reporting.build(name, objectives, handle)
+    result = reporting.build(name, objectives, handle, directory)
     if format == "json":
         print(json.dumps(result, indent=2))
     elif format == "csv":

@@ -41,6 +41,7 @@ from mgspec.cli.errors import user_errors
 from mgspec.cli.study import (
     ExecutorOpt,
     JobsOpt,
+    RetryFailedOpt,
     SlurmGpusOpt,
     SlurmPartitionOpt,
     SlurmTimeOpt,
@@ -252,6 +253,7 @@ def sweep(
     slurm_time: SlurmTimeOpt = None,
     slurm_gpus: SlurmGpusOpt = None,
     tensorboard: TensorboardOpt = False,
+    retry_failed: RetryFailedOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Weights and MACs (and accuracy with --train) for every combination of a grid, as CSV/JSON and a plot.
@@ -275,7 +277,7 @@ def sweep(
     config, explicit = _train_options(dataset, data_dir, *given, amp_dtype, val_split=val_split)  # located errors
     options = Options(
         jobs, executor, storage, data_dir, device or "auto", threads,
-        slurm_partition, slurm_time, slurm_gpus, tensorboard,
+        slurm_partition, slurm_time, slurm_gpus, tensorboard, retry_failed,
     )  # fmt: skip
     train = {k: getattr(config, k) for k in explicit if k in SWEEP_TRAIN}
     _trained_sweep(source, set_ or [], parsed, zipped, out, dataset, train, seeds, config.seed, options, quiet)
@@ -302,6 +304,11 @@ def _trained_sweep(source, sets, parsed, zipped, out, dataset, train, seeds, see
     for t in result.report["trials"]:
         if t["state"] not in ("complete", "pruned"):
             setting = ", ".join(f"{k}={v}" for k, v in t["params"].items())
-            why = (t["reason"] or t["state"]).splitlines()[0]
-            print(f"failed: {setting} (seed {t['seed']}): {why}", file=sys.stderr)
+            if t["state"] == "failed":
+                print(
+                    f"failed: {setting} (seed {t['seed']}): {(t['reason'] or 'failed').splitlines()[0]}",
+                    file=sys.stderr,
+                )
+            else:  # interrupted, or never started: the same command continues it
+                print(f"{t['state']}: {setting} (seed {t['seed']})", file=sys.stderr)
     raise typer.Exit(exit_status(result.code, result.report, "the same mgspec sweep command"))

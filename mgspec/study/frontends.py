@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,10 +47,23 @@ def _name(prefix: str, text: str) -> str:
     return (prefix + re.sub(r"[^A-Za-z0-9_.-]+", "_", text))[:64]
 
 
-def _run(data: dict, origin: str, out: Path, options: runner.Options, log: Callable[[str], None]) -> Result:
-    """Check the study (nothing is written when it is refused), write it into ``out`` and run it."""
-    study = inline.build(data, origin)
+def _run(
+    data: dict, origin: str, out: Path, options: runner.Options, log: Callable[[str], None], origins=None
+) -> Result:
+    """Check the study and open it in its storage, then write it into ``out`` and run it.
+
+    Nothing is written when it is refused: not its points, not its storage, not a changed study
+    (``<out>/study.yaml`` keeps the study the storage holds; a new ``out`` is removed again).
+    """
+    study = inline.build(data, origin, origins)
     checked = runner.check(study, options)
+    fresh = not out.exists()
+    try:
+        runner.open_handle(study, out, options)
+    except SpecError:
+        if fresh:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     report, code, out = runner.run(inline.write(study, out), out, options, log, checked=checked)
     return Result(report, code, out)
 
@@ -105,7 +119,8 @@ def sweep(
     combos = sweeping.combinations(grid, zipped)
     counted = sweeping.count_rows(spec, sets, combos)  # every combination, located at --grid/--zip
     data = sweep_study(spec, sets, grid, zipped, dataset=dataset, train=train, seeds=seeds, seed=seed)
-    result = _run(data, "--grid", out, options, log)
+    origins = {"seeds": "--seeds", "seed": "--seed", "zip": "--zip"}
+    result = _run(data, "--grid", out, options, log, origins)
     fixed = {p: v[0] for p, v in data["grid"].items() if p not in combos[0]}
     rows = sweep_rows(result.report, combos, fixed, counted)
     return rows, sweeping.write_outputs(rows, list(combos[0]), out, trained=True), result
@@ -114,21 +129,23 @@ def sweep(
 def sweep_rows(report: dict, combos: list[dict[str, str]], fixed: dict, counted: list[dict]) -> list[dict]:
     """One row per combination: its values, weights, MACs and the mean (and std) of each metric over seeds.
 
-    Weights and MACs are those of the network the trials trained (fitted to the dataset); a
-    combination none of whose seeds completed has empty metrics and counts its failures.
+    Weights and MACs are those of the network the trials trained (fitted to the dataset, as each
+    trial recorded them, also when it failed). ``failed`` counts the seeds whose training failed,
+    ``unfinished`` those not trained to the end yet (interrupted, or still waiting); a re-run
+    continues the unfinished ones. A combination none of whose seeds completed has empty metrics.
     """
     by_point: dict[str, list[dict]] = {}
     for trial in report["trials"]:
         by_point.setdefault(study_points.key(trial["params"]), []).append(trial)
-    summaries_of = [_summaries(by_point, {**fixed, **_values(combo)}) for combo in combos]
-    with_val = any(s.get(VAL_METRIC) is not None for summaries, _ in summaries_of for s in summaries)
+    trials_of = [by_point.get(study_points.key({**fixed, **_values(combo)}), []) for combo in combos]
+    summaries_of = [_summaries(trials) for trials in trials_of]
+    with_val = any(s.get(VAL_METRIC) is not None for summaries in summaries_of for s in summaries)
     metrics = METRICS + ((VAL_METRIC,) if with_val else ())
-    seeds = max((len(s) + f for s, f in summaries_of), default=1)
+    seeds = max((len(trials) for trials in trials_of), default=1)
     rows = []
-    for combo, base, (summaries, failed) in zip(combos, counted, summaries_of, strict=True):
-        row = {**_values(combo), "weights": base["weights"], "macs": base["macs"]}
-        if summaries:
-            row["weights"], row["macs"] = summaries[0]["weights"], summaries[0]["macs"]
+    for combo, base, trials, summaries in zip(combos, counted, trials_of, summaries_of, strict=True):
+        fitted = next((t for t in trials if t.get("weights") is not None), base)
+        row = {**_values(combo), "weights": fitted["weights"], "macs": fitted["macs"]}
         if seeds > 1:
             row["seeds"] = len(summaries)
         for name in metrics:
@@ -136,7 +153,8 @@ def sweep_rows(report: dict, combos: list[dict[str, str]], fixed: dict, counted:
             row[name] = statistics.fmean(values) if values else None
             if seeds > 1:
                 row[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else None
-        row["failed"] = failed
+        row["failed"] = sum(1 for t in trials if t["state"] == "failed")
+        row["unfinished"] = sum(1 for t in trials if t["state"] not in ("complete", "failed", "pruned"))
         rows.append(row)
     return rows
 
@@ -145,11 +163,9 @@ def _values(combo: dict[str, str]) -> dict:
     return {p: sweeping._number(v) for p, v in combo.items()}
 
 
-def _summaries(by_point: dict[str, list[dict]], params: dict) -> tuple[list[dict], int]:
-    trials = by_point.get(study_points.key(params), [])
+def _summaries(trials: list[dict]) -> list[dict]:
     done = sorted((t for t in trials if t["state"] == "complete"), key=lambda t: t["seed"])
-    failed = sum(1 for t in trials if t["state"] not in ("complete", "pruned"))
-    return [json.loads((Path(t["run_dir"]) / runs.SUMMARY).read_text()) for t in done], failed
+    return [json.loads((Path(t["run_dir"]) / runs.SUMMARY).read_text()) for t in done]
 
 
 def reproduce(
@@ -170,7 +186,7 @@ def reproduce(
     """
     data = inline.from_row(row, seeds=seeds, train=train, seed=seed)
     data["experiment"] = experiment
-    result = _run(data, f"reproduce {row.id}", out, options, log)
+    result = _run(data, f"reproduce {row.id}", out, options, log, {"seeds": "--seeds", "seed": "--seed"})
     done = sorted((t for t in result.report["trials"] if t["state"] == "complete"), key=lambda t: t["seed"])
     summaries = [json.loads((Path(t["run_dir"]) / runs.SUMMARY).read_text()) for t in done]
     aggregate = runs.write_seed_summary(out, summaries, experiment) if summaries else None

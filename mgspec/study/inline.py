@@ -8,6 +8,7 @@ e.g. ``--grid``), and :func:`write` stores it as ``<out>/study.yaml`` so the wor
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -17,12 +18,22 @@ from mgspec.load import Source
 from mgspec.study.model import Study, validate
 
 
-def build(data: dict, origin: str) -> Study:
-    """The :class:`Study` of ``data`` (its ``spec`` an absolute path); errors name ``origin``."""
+def build(data: dict, origin: str, origins: dict[str, str] | None = None) -> Study:
+    """The :class:`Study` of ``data`` (its ``spec`` an absolute path).
+
+    Errors name ``origin``, or ``origins[key]`` for a problem under a top-level ``key`` (the
+    option it came from, e.g. ``{"seeds": "--seeds"}``).
+    """
     spec = Path(str(data.get("spec", "")))
     if not spec.is_absolute():
         raise SpecError("an in-memory study names its spec by absolute path", Location(origin))
-    study = validate(Source(origin, yaml.safe_dump(data, sort_keys=False), data), spec.parent / "study.yaml")
+    try:
+        study = validate(Source(origin, yaml.safe_dump(data, sort_keys=False), data), spec.parent / "study.yaml")
+    except SpecError as exc:
+        top = re.split(r"[.\[]", exc.field or "")[0]
+        if origins and top in origins:
+            exc.location = Location(origins[top])
+        raise
     if not study.spec_path.is_file():
         raise SpecError(f"no such spec file: {study.spec_path}", Location(origin), "spec")
     return study

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from mgspec.errors import Location, SpecError
 from mgspec.load import DataPath, Source, format_path, read_spec_file
@@ -43,6 +43,8 @@ TRAIN_OPTIONS = (
     "val_split",
 )
 OBJECTIVES = ("accuracy", "weights", "macs")
+#: The largest seed (numpy's and torch's generators take 32-bit seeds).
+MAX_SEED = 2**32 - 1
 
 
 class _Model(BaseModel):
@@ -113,8 +115,10 @@ class StudyFile(_Model):
     spec: str = Field(min_length=1)
     dataset: Literal["cifar10", "cifar100", "fashionmnist", "mnist"]
     train: dict[str, Any] = Field(default_factory=dict)
+    seed: int = Field(
+        default=0, ge=0, le=MAX_SEED, description="the first seed: every point trains seeds seed .. seed+seeds-1"
+    )
     seeds: int = Field(default=1, gt=0, le=1000)
-    seed: int = Field(default=0, ge=0, description="the first seed: every point trains seeds seed .. seed+seeds-1")
     grid: dict[str, list[Scalar]] | None = None
     zip: dict[str, list[Scalar]] | None = None  # lists taken side by side: one more axis of the grid
     objectives: dict[Literal["accuracy", "weights", "macs"], Literal["maximize", "minimize"]] | None = None
@@ -130,6 +134,14 @@ class StudyFile(_Model):
             if key not in TRAIN_OPTIONS:
                 close = difflib.get_close_matches(key, TRAIN_OPTIONS, n=1)
                 raise ValueError(f"unknown train option {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seed_range(cls, v: int, info: ValidationInfo) -> int:
+        first = info.data.get("seed")
+        if first is not None and first + v - 1 > MAX_SEED:
+            raise ValueError(f"seeds {first} to {first + v - 1} go past the last seed, {MAX_SEED:,}")
         return v
 
     @field_validator("grid")
@@ -253,7 +265,48 @@ def validate(source: Source, path: Path) -> Study:
             close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
             hint = f"did you mean {close[0]!r}?" if close else None
         raise SpecError(_message(err), source.locate(where), field or None, hint) from None
-    return Study(model, source, path)
+    study = Study(model, source, path)
+    _refuse_duplicates(study)
+    return study
+
+
+def _refuse_duplicates(study: Study) -> None:
+    """A value listed twice (``[1, 1.0]``) or a zip row repeated would train the same point twice."""
+    model = study.model
+    lists = {("grid", k): v for k, v in (model.grid or {}).items()}
+    if model.search is not None:
+        lists.update({("search", "space", k): v for k, v in model.search.space.items() if isinstance(v, list)})
+    for where, values in lists.items():
+        for i, value in enumerate(values):
+            if _same(value, values[:i]):
+                raise SpecError(
+                    f"{value!r} is listed twice", study.locate(*where, i), format_path((*where, i)), "list it once"
+                )
+    rows = list(zip(*(model.zip or {}).values(), strict=True))
+    for i, row in enumerate(rows):
+        if _same(row, rows[:i]):
+            first = next(iter(model.zip))
+            raise SpecError(
+                f"zip row {i} ({', '.join(f'{k}={v!r}' for k, v in zip(model.zip, row, strict=True))}) repeats "
+                f"row {[_key(r) for r in rows].index(_key(row))}",
+                study.locate("zip", first, i),
+                format_path(("zip", first, i)),
+                "list each combination once",
+            )
+
+
+def _key(value) -> str:
+    """Values that train the same point have the same key (1 and 1.0 do; True and 1 do not)."""
+
+    def one(v):
+        number = isinstance(v, float) and v.is_integer()
+        return [type(v).__name__ if isinstance(v, bool | str) else "number", int(v) if number else v]
+
+    return json.dumps([one(v) for v in (value if isinstance(value, tuple) else (value,))])
+
+
+def _same(value, earlier) -> bool:
+    return _key(value) in {_key(v) for v in earlier}
 
 
 def load_study(path: str | Path) -> Study:

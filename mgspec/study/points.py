@@ -51,19 +51,27 @@ def train_options(study: Study, params: dict) -> dict:
 
 
 def config(
-    study: Study, params: dict, seed: int, data_dir: str | Path, device: str = "cpu", threads: int | None = None
+    study: Study,
+    params: dict,
+    seed: int,
+    data_dir: str | Path,
+    device: str = "cpu",
+    threads: int | None = None,
+    val_split: float | None = None,
 ):
     """The recipe of one trial: the paper's, then the study's ``train:``, then the point's ``train.*``.
 
-    A trial holds out a validation split (:data:`~mgspec.run_options.DEFAULT_VAL_SPLIT`, as a
-    new ``mgspec train`` run does) unless the study sets ``val_split``: a search then selects on
-    validation accuracy, never on the test set it reports.
+    A trial holds out a validation split unless the study sets ``val_split``: a search then
+    selects on validation accuracy, never on the test set it reports. The split's default is
+    ``val_split`` (what the study's storage recorded when it was created, see
+    :func:`mgspec.study.storage.default_val_split`), else
+    :data:`~mgspec.run_options.DEFAULT_VAL_SPLIT`, as a new ``mgspec train`` run has.
     """
     from mgspec.run_options import DEFAULT_VAL_SPLIT
     from mgspec.train import recipe
 
     given = train_options(study, params)
-    given.setdefault("val_split", DEFAULT_VAL_SPLIT)
+    given.setdefault("val_split", DEFAULT_VAL_SPLIT if val_split is None else val_split)
     if threads is not None and "threads" not in given:
         given["threads"] = threads
     given["amp"] = given.get("amp") or None

@@ -23,8 +23,12 @@ from mgspec.study import require
 STATES = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting"}
 
 
-def trials(handle) -> list[dict]:
-    """One row per trial that counts (continued and spare trials left out)."""
+def trials(handle, out: Path | None = None) -> list[dict]:
+    """One row per trial that counts (continued and spare trials left out).
+
+    A trial records its run directory relative to the study's directory; ``out`` (that
+    directory, where the reader finds it) is joined to it. Absolute ones stay as recorded.
+    """
     raw = handle.get_trials(deepcopy=False)
     continued = {t.user_attrs["retry_of"] for t in raw if "retry_of" in t.user_attrs}
     rows = []
@@ -45,11 +49,15 @@ def trials(handle) -> list[dict]:
                 "macs": attrs.get("macs"),
                 "test_acc": attrs.get("test_acc"),
                 "val_acc": attrs.get("val_acc"),
-                "run_dir": attrs.get("run_dir"),
+                "run_dir": _run_dir(attrs.get("run_dir"), out),
                 "reason": attrs.get("reason"),
             }
         )
     return rows
+
+
+def _run_dir(recorded: str | None, out: Path | None) -> str | None:
+    return str(Path(out).resolve() / recorded) if recorded is not None and out is not None else recorded
 
 
 def points(rows: list[dict]) -> list[dict]:
@@ -105,8 +113,9 @@ def pareto(rows: list[dict], objectives: dict[str, str]) -> list[int]:
     return sorted(r["number"] for r in done if not any(dominates(o, r, objectives) for o in done))
 
 
-def build(name: str, objectives: dict[str, str], handle) -> dict:
-    rows = trials(handle)
+def build(name: str, objectives: dict[str, str], handle, out: Path | None = None) -> dict:
+    """The report of a study; ``out`` is its directory, which the trials' run directories are in."""
+    rows = trials(handle, out)
     return {
         "study": name,
         "objectives": objectives,
@@ -157,22 +166,42 @@ def csv_text(report: dict) -> str:
     return buffer.getvalue()
 
 
+def accuracy_label(trials: list[dict]) -> str:
+    """What :func:`_value`'s accuracy is for these trials: validation, test, or each its own."""
+    held_out = {t.get("val_acc") is not None for t in trials}
+    return {frozenset({True}): "validation", frozenset({False}): "test"}.get(frozenset(held_out), "validation or test")
+
+
+def drawn(report: dict) -> dict:
+    """What :func:`plot` draws: (weights, accuracy %) of every completed trial and of the front, by weights."""
+    done = [t for t in report["trials"] if t["state"] == "complete"]
+    front = sorted((t for t in done if t["number"] in set(report["pareto"])), key=lambda t: t["weights"])
+    return {
+        "trials": [(t["weights"], 100 * _value(t, "accuracy")) for t in done],
+        "front": [(t["weights"], 100 * _value(t, "accuracy")) for t in front],
+        "label": f"{accuracy_label(done)} accuracy (%)",
+    }
+
+
 def plot(report: dict, target: Path) -> Path:
-    """Accuracy against weights for every completed trial, the Pareto front drawn as a line."""
+    """Accuracy against weights for every completed trial, the Pareto front drawn as a line.
+
+    The accuracy drawn is the one the front is chosen on (validation where a trial held out a
+    split, see :func:`pareto`), so the red line joins the points that are not dominated in the
+    picture; the axis says which accuracy it is.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [t for t in report["trials"] if t["state"] == "complete"]
-    front = sorted((t for t in done if t["number"] in set(report["pareto"])), key=lambda t: t["weights"])
+    picture = drawn(report)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.scatter([t["weights"] for t in done], [100 * t["test_acc"] for t in done], color="0.6", label="trials")
-    ax.plot(
-        [t["weights"] for t in front], [100 * t["test_acc"] for t in front], "o-", color="tab:red", label="Pareto front"
-    )
+    trials, front = picture["trials"], picture["front"]
+    ax.scatter([w for w, _ in trials], [a for _, a in trials], color="0.6", label="trials")
+    ax.plot([w for w, _ in front], [a for _, a in front], "o-", color="tab:red", label="Pareto front")
     ax.set_xlabel("weights")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(picture["label"])
     ax.set_title(f"{report['study']}: accuracy against weights")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)

@@ -26,7 +26,7 @@ def load(directory: Path) -> tuple[dict, dict]:
             hint="give the --out of mgspec study run, sweep --train or reproduce",
         )
     name, objectives, handle = report.load(None, stores.open_storage(None, Path(directory), parallel=False))
-    return handle.user_attrs.get(stores.DEFINITION) or {}, report.build(name, objectives, handle)
+    return handle.user_attrs.get(stores.DEFINITION) or {}, report.build(name, objectives, handle, Path(directory))
 
 
 def accuracies(rows, directory: Path) -> dict[str, dict]:

@@ -27,6 +27,7 @@ class Options:
     slurm_time: int | None = None
     slurm_gpus: int | None = None
     tensorboard: bool = False
+    retry_failed: bool = False
 
 
 DEFAULT = Options()
@@ -53,6 +54,14 @@ def check(study, options: Options) -> dict:
     return checked
 
 
+def open_handle(study, out: Path, options: Options):
+    """The study in its storage, created or continued: a bad storage or a changed study is refused here."""
+    from mgspec.study import storage as stores
+
+    parallel = (options.jobs or 1) > 1 or options.executor == "slurm"
+    return stores.open_study(study, stores.open_storage(options.storage, out, parallel))
+
+
 def run(
     study_file: Path, out: Path | None, options: Options, log=print, checked: dict | None = None
 ) -> tuple[dict, int, Path]:
@@ -70,7 +79,9 @@ def run(
     checked = check(study, options) if checked is None else checked
     out = out or Path("studies") / study.name
     jobs, storage = options.jobs or 1, options.storage
-    handle = stores.open_study(study, stores.open_storage(storage, out, jobs > 1 or options.executor == "slurm"))
+    handle = open_handle(study, out, options)
+    if options.retry_failed:
+        stores.retry_failed(handle, log)
     where = stores.redact(storage) if storage else out / "journal.log"
     log(f"study {study.name}: {len(checked)} points checked; storage {where}")
     job = Job(
@@ -91,4 +102,4 @@ def run(
         code = executors.run_local(job, jobs, available_cores(), log)
     if code == 0:
         stores.wait_for_others(handle, log)
-    return reporting.build(study.name, study.objectives, handle), code, out
+    return reporting.build(study.name, study.objectives, handle, out), code, out

@@ -27,6 +27,10 @@ from mgspec.study import points, require
 from mgspec.study.model import Study
 
 DEFINITION, READY = "mgspec_definition", "mgspec_ready"
+#: The training defaults a study was created with; a study made before one was recorded keeps the old value.
+DEFAULTS = "mgspec_defaults"
+#: What a study created before validation splits were recorded trained with: the whole training set.
+LEGACY_DEFAULTS = {"val_split": 0.0}
 #: A running trial whose heartbeat is older than this (seconds) is taken over by the next run.
 GRACE_S = 600
 HEARTBEAT_S = 60
@@ -117,6 +121,7 @@ def open_study(study: Study, storage, wait_s: float = 60.0):
         handle = optuna.load_study(study_name=study.name, storage=storage, sampler=_sampler(study))
     else:
         handle.set_user_attr(DEFINITION, definition)
+        handle.set_user_attr(DEFAULTS, current_defaults())
         for point in points.grid_points(study) if not study.is_search else ():
             for seed in range(study.model.seed, study.model.seed + study.model.seeds):
                 handle.enqueue_trial(point, user_attrs={"seed": seed, "point": points.key(point)})
@@ -134,6 +139,22 @@ def open_study(study: Study, storage, wait_s: float = 60.0):
             hint="restore the file, or give the changed study another name (or --out)",
         )
     return handle
+
+
+def current_defaults() -> dict:
+    """The defaults a study created now records (a study file's ``train:`` overrides them)."""
+    from mgspec.run_options import DEFAULT_VAL_SPLIT
+
+    return {"val_split": DEFAULT_VAL_SPLIT}
+
+
+def default_val_split(handle) -> float:
+    """The validation split of a trial whose study does not set one: the study's own default.
+
+    Every trial of a study selects the same way, also when the default changed since the study
+    was created (its later trials would otherwise select on validation, its earlier on test).
+    """
+    return float(handle.user_attrs.get(DEFAULTS, LEGACY_DEFAULTS)["val_split"])
 
 
 def owner() -> dict:
@@ -202,6 +223,28 @@ def take_over(handle, log=print) -> int:
         log(f"trial {trial.number} was interrupted: it continues from {attrs.get('run_dir', 'its run directory')}")
         taken += 1
     return taken
+
+
+def retry_failed(handle, log=print) -> int:
+    """Queue every failed trial again, each as a new trial in a new run directory; returns how many.
+
+    A failed trial stays failed on a plain re-run (a diverged training would diverge again);
+    ``--retry-failed`` trains its point and seed once more, when what failed was passing (memory,
+    a node, a file system). The new trial names the old one in ``retry_of``, so reports show the
+    new one; the old run directory is left as it was.
+    """
+    state = require("optuna").trial.TrialState
+    trials = handle.get_trials(deepcopy=False)
+    continued = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    queued = 0
+    for trial in trials:
+        if trial.state != state.FAIL or "seed" not in trial.user_attrs or trial.number in continued:
+            continue
+        attrs = {k: trial.user_attrs[k] for k in ("seed", "point") if k in trial.user_attrs}
+        handle.enqueue_trial(trial.params, user_attrs={**attrs, "retry_of": trial.number})
+        log(f"trial {trial.number} failed ({trial.user_attrs.get('reason') or 'no reason'}): trained again")
+        queued += 1
+    return queued
 
 
 def wait_for_others(handle, log=print, poll_s: float = 2.0) -> None:

@@ -55,7 +55,7 @@ def _terminate(signum, frame):
 def work(job: Job, log=print) -> dict:
     """Train trials until the study has none left; returns counts by outcome."""
     study = load_study(job.study_file)
-    store = stores.open_storage(job.storage, Path(job.out))
+    store = stores.open_storage(job.storage, Path(job.out), parallel=False)  # the runner refused parallel SQLite
     handle = stores.open_study(study, store)
     stores.take_over(handle, log)
     previous = (
@@ -160,15 +160,22 @@ def _train(study: Study, handle, trial, params: dict, seed: int, job: Job, log) 
     from mgspec.train import prepare, train, trainer
 
     optuna = require("optuna")
-    run_dir = Path(trial.user_attrs.get("run_dir") or Path(job.out) / "trials" / f"{trial.number}-seed{seed}")
-    trial.set_user_attr("run_dir", str(run_dir))
+    # With the journal in the study's directory, recorded relative to it: a copied or moved
+    # directory keeps its trials. A shared database's trials live under the --out of whichever
+    # process trained them, so those are recorded in full.
+    recorded = trial.user_attrs.get("run_dir") or f"trials/{trial.number}-seed{seed}"
+    if job.storage is not None and not trial.user_attrs.get("run_dir"):
+        recorded = str(Path(job.out) / recorded)
+    run_dir = Path(job.out) / recorded  # a study made before kept absolute paths: they stay as they are
+    trial.set_user_attr("run_dir", recorded)
     trial.set_user_attr("owner", stores.owner())
     trial.set_user_attr("heartbeat", time.time())
     beat = _Heartbeat(handle, trial)
     setting = ", ".join(f"{p}={points.value_text(v)}" for p, v in params.items())
     log(f"trial {trial.number}: {setting}, seed {seed} in {run_dir}")
     try:
-        config = points.config(study, params, seed, job.data_dir, job.device, job.threads)
+        val_split = stores.default_val_split(handle)
+        config = points.config(study, params, seed, job.data_dir, job.device, job.threads, val_split)
         experiment = {**(study.model.experiment or {}), "study": study.name, "trial": trial.number, "params": params}
         resume = (run_dir / trainer.CONFIG).is_file()
         spec = points.spec(study, params)

@@ -121,6 +121,15 @@ def _label(row: dict, paths: list[str]) -> str:
     return ", ".join(f"{p.rsplit('.', 1)[-1]}={row[p]}" for p in paths)
 
 
+def _selected_metric(row: dict) -> str:
+    return "best_val_acc" if row.get("best_val_acc") is not None else "best_test_acc"
+
+
+def selected_accuracy(row: dict) -> float | None:
+    """The accuracy a trained row was selected on: validation where it held out a split, else test."""
+    return row.get(_selected_metric(row))
+
+
 def plot(rows: list[dict], paths: list[str], target: Path, trained: bool) -> None:
     import matplotlib
 
@@ -129,11 +138,15 @@ def plot(rows: list[dict], paths: list[str], target: Path, trained: bool) -> Non
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     if trained:
-        rows = [r for r in rows if r.get("best_test_acc") is not None]  # a failed combination has none
-        front = pareto(rows)
+        # The accuracy each combination was selected on: validation where it held out a split.
+        rows = [
+            {**r, "selected": selected_accuracy(r)} for r in rows if selected_accuracy(r) is not None
+        ]  # failed ones have none
+        front = pareto(rows, y="selected")
         xs = [r["weights"] for r in rows]
-        ys = [100 * r["best_test_acc"] for r in rows]
-        errors = [100 * (r.get("best_test_acc_std") or 0.0) for r in rows]
+        ys = [100 * r["selected"] for r in rows]
+        errors = [100 * (r.get(f"{_selected_metric(r)}_std") or 0.0) for r in rows]
+        metric = {_selected_metric(r) for r in rows}
         if any(errors):
             ax.errorbar(xs, ys, yerr=errors, fmt="none", ecolor="0.6", capsize=3, zorder=1)
         ax.scatter(xs, ys, color="0.6", label="configurations", zorder=2)
@@ -144,7 +157,10 @@ def plot(rows: list[dict], paths: list[str], target: Path, trained: bool) -> Non
             ax.annotate(_label(row, paths), (xs[i], ys[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("weights")
         seeds = max((r.get("seeds", 1) for r in rows), default=1)
-        ax.set_ylabel("best test accuracy (%)" + (f", mean ± std of {seeds} seeds" if seeds > 1 else ""))
+        which = {frozenset({"best_val_acc"}): "validation", frozenset({"best_test_acc"}): "test"}.get(
+            frozenset(metric), "validation (or test)"
+        )
+        ax.set_ylabel(f"best {which} accuracy (%)" + (f", mean ± std of {seeds} seeds" if seeds > 1 else ""))
         ax.set_xscale("log")
         ax.set_title("weights vs accuracy")
     else:

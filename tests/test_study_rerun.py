@@ -1,0 +1,239 @@
+"""Re-running studies and sweeps: what a refusal leaves, how old studies select, what rows count.
+
+A refused re-run leaves the study's directory as it was; a study made before validation splits
+were the default keeps selecting the way it began; a point listed twice is refused before it
+trains twice; an interrupted sweep says which seeds are unfinished, not failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mgspec.errors import SpecError
+from mgspec.study import frontends, inline, load_study, runner
+from mgspec.study import storage as stores
+from tests import synthetic
+
+optuna = pytest.importorskip("optuna", reason="studies need the study extra: pip install 'mgspec[study]'")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mgspec(cwd: Path, *args, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    command = [sys.executable, "-m", "mgspec", *map(str, args)]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
+    synthetic.write_cifar(tmp_path / "data")
+    return tmp_path
+
+
+def _sweep_args(grid: str, *more) -> list:
+    return ["sweep", "tiny.yaml", "--grid", grid, "--train", "--data-dir", "data", "--epochs", 1, "-o", "out", *more]
+
+
+def _create_sweep(tiny: Path, grid: str) -> None:
+    """The study a sweep makes in ``out``, created (not trained) the way the sweep does it."""
+    from mgspec.train import sweep as sweeping
+
+    data = frontends.sweep_study(
+        tiny / "tiny.yaml", [], [sweeping.parse_grid(grid)], [], dataset="cifar10", train={"epochs": 1}
+    )
+    study = inline.build(data, "--grid")
+    runner.open_handle(study, tiny / "out", runner.Options(data_dir=tiny / "data"))
+    inline.write(study, tiny / "out")
+
+
+def test_a_refused_sweep_rerun_keeps_the_study_file_the_storage_holds(tiny):
+    _create_sweep(tiny, "width=1,2")
+    before = (tiny / "out" / "study.yaml").read_text()
+    files = sorted(p.name for p in (tiny / "out").iterdir())
+    done = _mgspec(tiny, *_sweep_args("width=1,3"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "made from a different study file" in done.stderr
+    assert "grid.width ([1, 2] -> [1, 3])" in done.stderr
+    assert (tiny / "out" / "study.yaml").read_text() == before  # still the study its journal holds
+    assert sorted(p.name for p in (tiny / "out").iterdir()) == files
+    assert not (tiny / "out" / "trials").exists()
+
+
+def test_a_refused_storage_leaves_no_new_directory_behind(tiny):
+    done = _mgspec(tiny, *_sweep_args("width=1,2", "--storage", "sqlite:///db.sqlite", "--jobs", 2))
+    assert done.returncode == 2 and "SQLite cannot take parallel writers" in done.stderr
+    assert not (tiny / "out").exists()
+    unknown = _mgspec(tiny, *_sweep_args("width=1,2", "--storage", "redis://x"))
+    assert unknown.returncode == 2 and "unknown storage" in unknown.stderr
+    assert not (tiny / "out").exists()
+
+
+def test_sweep_options_are_named_in_their_errors(tiny):
+    done = _mgspec(tiny, *_sweep_args("width=1,2", "--seeds", 1001))
+    assert done.returncode == 2 and done.stderr.startswith("error: --seeds: seeds:"), done.stderr
+    last = _mgspec(tiny, *_sweep_args("width=1,2", "--seed", 2**32 - 1, "--seeds", 2))
+    assert last.returncode == 2 and "--seed" in last.stderr and "last seed" in last.stderr, last.stderr
+    assert not (tiny / "out").exists()
+
+
+def _study_file(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
+    path = tmp_path / "study.yaml"
+    path.write_text("name: d\nspec: tiny.yaml\ndataset: cifar10\n" + body)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "message"),
+    [
+        ("grid:\n  width: [1, 2, 1.0]\n", (5, "grid.width[2]"), "1.0 is listed twice"),
+        ("grid:\n  levels: [2, 2]\n", (5, "grid.levels[1]"), "2 is listed twice"),
+        ("zip:\n  levels: [1, 2, 1]\n  width: [2, 2, 2.0]\n", (5, "zip.levels[2]"), "zip row 2 .* repeats row 0"),
+        ("search:\n  trials: 2\n  space:\n    width: [1, 1]\n", (7, "search.space.width[1]"), "listed twice"),
+    ],
+)
+def test_a_point_listed_twice_is_refused_where_it_is_listed(tmp_path, body, where, message):
+    with pytest.raises(SpecError, match=message) as err:
+        load_study(_study_file(tmp_path, body))
+    assert (err.value.location.line, err.value.field) == where
+
+
+def test_values_that_train_different_points_are_not_duplicates(tmp_path):
+    study = load_study(_study_file(tmp_path, "grid:\n  width: [1, 1.5]\n  train.amp: [true, false]\n"))
+    assert study.model.grid == {"width": [1, 1.5], "train.amp": [True, False]}
+    zipped = load_study(_study_file(tmp_path, "zip:\n  levels: [1, 1, 2]\n  width: [1, 2, 1]\n"))
+    assert zipped.model.zip == {"levels": [1, 1, 2], "width": [1, 2, 1]}
+
+
+def test_a_sweep_value_listed_twice_is_refused_before_training(tiny):
+    done = _mgspec(tiny, *_sweep_args("width=1,2,1"))
+    assert done.returncode == 2 and "--grid: grid.width[2]: 1 is listed twice" in done.stderr, done.stderr
+    assert not (tiny / "out").exists()
+
+
+def test_the_seed_range_ends_at_the_last_seed(tmp_path):
+    with pytest.raises(SpecError, match="go past the last seed") as err:
+        load_study(_study_file(tmp_path, f"seed: {2**32 - 2}\nseeds: 3\ngrid: {{width: [1]}}\n"))
+    assert err.value.location.source.endswith("study.yaml")
+    assert load_study(_study_file(tmp_path, f"seed: {2**32 - 3}\nseeds: 3\ngrid: {{width: [1]}}\n")).model.seed
+
+
+def test_a_study_records_its_validation_default_and_an_older_study_keeps_its_own(tmp_path):
+    """Trials of one study select the same way: one made before the default recorded none and trains without."""
+    path = _study_file(tmp_path, "train: {epochs: 1, max_batches: 1}\ngrid: {width: [1]}\n")
+    synthetic.write_cifar(tmp_path / "data")
+    study = load_study(path)
+    new = stores.open_study(study, stores.open_storage(None, tmp_path / "new"))
+    assert new.user_attrs[stores.DEFAULTS] == {"val_split": 0.1}
+    assert stores.default_val_split(new) == 0.1
+
+    old_out = tmp_path / "old"
+    storage = stores.open_storage(None, old_out)
+    made_before = optuna.create_study(study_name="d", storage=storage, directions=["maximize"])
+    made_before.set_user_attr(stores.DEFINITION, study.definition())  # as a study of the previous release
+    made_before.enqueue_trial({"width": 1}, user_attrs={"seed": 0, "point": '{"width": 1}'})
+    made_before.set_user_attr(stores.READY, True)
+    assert stores.default_val_split(stores.open_study(study, storage)) == 0.0
+
+    from mgspec.study.worker import Job, work
+
+    done = work(Job(str(path), str(old_out), data_dir=str(tmp_path / "data"), device="cpu"), log=lambda m: None)
+    assert done == {"complete": 1, "failed": 0, "pruned": 0}
+    config = json.loads((old_out / "trials" / "0-seed0" / "config.json").read_text())
+    assert config["config"]["val_split"] == 0.0
+    summary = json.loads((old_out / "trials" / "0-seed0" / "summary.json").read_text())
+    assert summary.get("best_val_acc") is None  # selected on test, like the trials before it
+
+
+def _summary_dir(root: Path, name: str, acc: float) -> str:
+    run = root / name
+    run.mkdir(parents=True)
+    keys = ("best_test_acc", "final_test_acc", "final_train_acc", "wall_time_s")
+    (run / "summary.json").write_text(json.dumps({**dict.fromkeys(keys, acc), "weights": 7, "macs": 9}))
+    return str(run)
+
+
+def test_sweep_rows_count_failed_and_unfinished_seeds_apart_with_the_trained_counts(tmp_path):
+    trial = {"params": {"width": 1}, "weights": 7, "macs": 9, "reason": None}
+    report = {
+        "trials": [
+            {**trial, "number": 0, "state": "complete", "seed": 0, "run_dir": _summary_dir(tmp_path, "a", 0.5)},
+            {**trial, "number": 1, "state": "failed", "seed": 1, "run_dir": None},
+            {**trial, "number": 2, "state": "interrupted", "seed": 2, "run_dir": None},
+            {**trial, "number": 3, "state": "waiting", "seed": 3, "run_dir": None, "weights": None, "macs": None},
+            {**trial, "params": {"width": 2}, "number": 4, "state": "waiting", "seed": 0, "weights": 70, "macs": 90},
+        ]
+    }
+    counted = [{"width": 1, "weights": 1, "macs": 1}, {"width": 2, "weights": 2, "macs": 2}]
+    rows = frontends.sweep_rows(report, [{"width": "1"}, {"width": "2"}], {}, counted)
+    assert [(r["weights"], r["macs"], r["failed"], r["unfinished"], r["seeds"]) for r in rows] == [
+        (7, 9, 1, 2, 1),
+        (70, 90, 0, 1, 0),
+    ]
+    assert rows[0]["best_test_acc"] == 0.5 and rows[1]["best_test_acc"] is None
+
+
+@pytest.mark.parametrize("grid", ["null", "[1, 2]", "{levels: 3}"])
+def test_levels_of_a_spec_without_a_list_of_levels_is_a_located_error(tmp_path, grid):
+    from mgspec.levels import spec_for
+
+    (tmp_path / "odd.yaml").write_text(f"name: odd\nresolution_grid: {grid}\n")
+    with pytest.raises(SpecError, match="no resolution_grid.levels to sweep") as err:
+        spec_for(tmp_path / "odd.yaml", {"levels": 1})
+    assert str(err.value.location) == "--grid levels=1"
+
+
+def test_the_study_plot_draws_the_accuracy_its_front_is_chosen_on():
+    from mgspec.study import report
+
+    def trial(number, weights, test, val):
+        return {"number": number, "state": "complete", "weights": weights, "test_acc": test, "val_acc": val}
+
+    # By test accuracy trial 1 would dominate trial 0; by validation (what selected them) neither does.
+    trials = [trial(0, 10, 0.5, 0.9), trial(1, 5, 0.6, 0.8), {**trial(2, 1, None, None), "state": "failed"}]
+    result = {"study": "s", "trials": trials, "pareto": report.pareto(trials, {"accuracy": "maximize"})}
+    assert result["pareto"] == [0, 1]
+    picture = report.drawn(result)
+    assert picture["trials"] == [(10, 90.0), (5, 80.0)]
+    assert picture["front"] == [(5, 80.0), (10, 90.0)]
+    assert picture["label"] == "validation accuracy (%)"
+    assert report.drawn({**result, "trials": [trial(0, 3, 0.5, None)], "pareto": [0]})["label"] == "test accuracy (%)"
+
+
+def test_a_sweep_row_is_placed_by_the_accuracy_it_was_selected_on():
+    from mgspec.train.sweep import pareto, selected_accuracy
+
+    rows = [{"weights": 10, "best_test_acc": 0.5, "best_val_acc": 0.9}, {"weights": 5, "best_test_acc": 0.6}]
+    assert [selected_accuracy(r) for r in rows] == [0.9, 0.6]
+    assert pareto([{**r, "selected": selected_accuracy(r)} for r in rows], y="selected") == [1, 0]
+
+
+@pytest.mark.slow
+def test_sqlite_takes_one_job_and_a_moved_study_directory_keeps_its_trials(tmp_path):
+    path = _study_file(tmp_path, "train: {epochs: 1, max_batches: 1, batch_size: 8}\ngrid: {width: [1]}\n")
+    synthetic.write_cifar(tmp_path / "data")
+    args = ["study", "run", path.name, "--data-dir", "data", "--out", "out"]
+    done = _mgspec(tmp_path, *args, "--storage", "sqlite:///db.sqlite", "--jobs", 1)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "out" / "trials" / "0-seed0" / "summary.json").is_file()
+    parallel = _mgspec(tmp_path, *args, "--storage", "sqlite:///db.sqlite", "--jobs", 2)
+    assert parallel.returncode == 2 and "SQLite cannot take parallel writers" in parallel.stderr
+
+    journal = _mgspec(tmp_path, *args[:-1], "first")
+    assert journal.returncode == 0 and "trial 0:" in journal.stdout, journal.stdout + journal.stderr
+    (tmp_path / "first").rename(tmp_path / "moved")
+    shown = _mgspec(tmp_path, "study", "report", "moved", "-f", "json")
+    assert shown.returncode == 0, shown.stderr
+    (trial,) = json.loads(shown.stdout)["trials"]
+    assert trial["run_dir"] == str((tmp_path / "moved" / "trials" / "0-seed0").resolve())
+    assert (Path(trial["run_dir"]) / "summary.json").is_file()
+    again = _mgspec(tmp_path, "study", "run", path.name, "--data-dir", "data", "--out", "moved")
+    assert again.returncode == 0 and "trial 0:" not in again.stdout, again.stdout  # nothing trained again
