@@ -198,9 +198,31 @@ def test_two_override_sets_that_share_a_file_name_never_replace_each_other(specs
     assert first.returncode == 0, first.stderr
     (written,) = out.iterdir()
     kept = written.read_text()
-    other = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--set", "width=5")
-    assert other.returncode == 2 and "Traceback" not in other.stderr
-    assert f"{written} holds small compiled with --set width=.5, another network" in other.stderr
+    for command in (["--set", "width=5"], ["--set", "width=5", "--check"]):
+        other = mgspec_cli("compile", specs / "ok.yml", "-o", out, *command)
+        assert other.returncode == 2 and "Traceback" not in other.stderr
+        expected = f"{written} holds another network, compiled from ok.yml with --set width=.5"
+        assert expected in other.stderr, other.stderr
     assert written.read_text() == kept and [p.name for p in out.iterdir()] == [written.name]
-    again = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--set", "width=.5")
-    assert again.returncode == 0 and f"unchanged {written}" in again.stdout
+    again = mgspec_cli("compile", specs / "ok.yml", "-o", out, "--set", "width = .5")  # the same override
+    assert again.returncode == 0 and f"unchanged {written}" in again.stdout, again.stderr
+
+    # A spec whose own name is the overridden file's name: the same file name, another network.
+    (specs / "named.yml").write_text(OK.replace("name: small", "name: small_width_5"))
+    named = mgspec_cli("compile", specs / "named.yml", "-o", out)
+    assert named.returncode == 2 and "with --set width=.5" in named.stderr, named.stderr
+    assert written.read_text() == kept
+
+
+def test_compile_never_replaces_a_file_it_did_not_generate(specs, tmp_path):
+    out = tmp_path / "gen"
+    out.mkdir()
+    mine = out / "small.py"
+    mine.write_text("# my own model\n")
+    done = mgspec_cli("compile", specs / "ok.yml", "-o", out)
+    assert done.returncode == 2 and f"{mine} is not a file mgspec generated" in done.stderr, done.stderr
+    assert mine.read_text() == "# my own model\n"
+    mine.unlink()
+    os.mkfifo(mine)  # reading it would wait for a writer
+    fifo = mgspec_cli("compile", specs / "ok.yml", "-o", out)
+    assert fifo.returncode == 2 and f"{mine} is not a regular file" in fifo.stderr, fifo.stderr

@@ -80,7 +80,9 @@ def test_sweep_options_are_named_in_their_errors(tiny):
     done = _mgspec(tiny, *_sweep_args("width=1,2", "--seeds", 1001))
     assert done.returncode == 2 and done.stderr.startswith("error: --seeds: seeds:"), done.stderr
     last = _mgspec(tiny, *_sweep_args("width=1,2", "--seed", 2**32 - 1, "--seeds", 2))
-    assert last.returncode == 2 and "--seed" in last.stderr and "last seed" in last.stderr, last.stderr
+    assert last.returncode == 2, last.stderr
+    assert last.stderr.startswith("error: --seeds: seeds: the last seed is 4,294,967,295: from seed 4294967295 there")
+    assert "room for 1, got 2" in last.stderr
     assert not (tiny / "out").exists()
 
 
@@ -120,37 +122,75 @@ def test_a_sweep_value_listed_twice_is_refused_before_training(tiny):
 
 
 def test_the_seed_range_ends_at_the_last_seed(tmp_path):
-    with pytest.raises(SpecError, match="go past the last seed") as err:
+    with pytest.raises(
+        SpecError, match="the last seed is 4,294,967,295: from seed 4294967294 there is room for 2"
+    ) as err:
         load_study(_study_file(tmp_path, f"seed: {2**32 - 2}\nseeds: 3\ngrid: {{width: [1]}}\n"))
     assert err.value.location.source.endswith("study.yaml")
     assert load_study(_study_file(tmp_path, f"seed: {2**32 - 3}\nseeds: 3\ngrid: {{width: [1]}}\n")).model.seed
 
 
-def test_a_study_records_its_validation_default_and_an_older_study_keeps_its_own(tmp_path):
-    """Trials of one study select the same way: one made before the default recorded none and trains without."""
-    path = _study_file(tmp_path, "train: {epochs: 1, max_batches: 1}\ngrid: {width: [1]}\n")
+def _made_before(study, out: Path, completed: dict | None):
+    """A study as releases before ``mgspec_defaults`` made it: one trial completed with ``completed``
+    user attributes (none: no trial completed), and seed 1 of the point waiting."""
+    from optuna.distributions import CategoricalDistribution
+
+    storage = stores.open_storage(None, out)
+    handle = optuna.create_study(study_name="d", storage=storage, directions=["maximize"])
+    handle.set_user_attr(stores.DEFINITION, study.definition())
+    if completed is not None:
+        trial = optuna.trial.create_trial(
+            params={"width": 1},
+            distributions={"width": CategoricalDistribution([1])},
+            value=0.5,
+            user_attrs={"seed": 0, "point": '{"width": 1}', **completed},
+        )
+        handle.add_trial(trial)
+    handle.enqueue_trial({"width": 1}, user_attrs={"seed": 1, "point": '{"width": 1}'})
+    handle.set_user_attr(stores.READY, True)
+    return storage
+
+
+def test_a_study_records_its_validation_default_and_an_older_study_keeps_the_one_it_began_with(tmp_path):
+    """Trials of one study select the same way, also when the default changed since it was created."""
+    path = _study_file(tmp_path, "train: {epochs: 1, max_batches: 1}\nseeds: 2\ngrid: {width: [1]}\n")
     synthetic.write_cifar(tmp_path / "data")
     study = load_study(path)
     new = stores.open_study(study, stores.open_storage(None, tmp_path / "new"))
     assert new.user_attrs[stores.DEFAULTS] == {"val_split": 0.1}
-    assert stores.default_val_split(new) == 0.1
 
-    old_out = tmp_path / "old"
-    storage = stores.open_storage(None, old_out)
-    made_before = optuna.create_study(study_name="d", storage=storage, directions=["maximize"])
-    made_before.set_user_attr(stores.DEFINITION, study.definition())  # as a study of the previous release
-    made_before.enqueue_trial({"width": 1}, user_attrs={"seed": 0, "point": '{"width": 1}'})
-    made_before.set_user_attr(stores.READY, True)
-    assert stores.default_val_split(stores.open_study(study, storage)) == 0.0
+    # Trials that held out nothing (the releases before validation splits): the study goes on without.
+    storage = _made_before(study, tmp_path / "nosplit", {"test_acc": 0.5})
+    assert stores.open_study(study, storage).user_attrs[stores.DEFAULTS] == {"val_split": 0.0}  # recorded
+    # Trials that held out the default split: the study goes on with it.
+    split = {"test_acc": 0.5, "val_acc": 0.6, "selected_on": "val"}
+    storage = _made_before(study, tmp_path / "split", split)
+    assert stores.default_val_split(stores.open_study(study, storage)) == 0.1
+    # Nothing completed yet: today's default.
+    assert stores.default_val_split(stores.open_study(study, _made_before(study, tmp_path / "none", None))) == 0.1
 
     from mgspec.study.worker import Job, work
 
-    done = work(Job(str(path), str(old_out), data_dir=str(tmp_path / "data"), device="cpu"), log=lambda m: None)
-    assert done == {"complete": 1, "failed": 0, "pruned": 0}
-    config = json.loads((old_out / "trials" / "0-seed0" / "config.json").read_text())
+    job = Job(str(path), str(tmp_path / "nosplit"), data_dir=str(tmp_path / "data"), device="cpu")
+    assert work(job, log=lambda m: None) == {"complete": 1, "failed": 0, "pruned": 0}
+    config = json.loads((tmp_path / "nosplit" / "trials" / "1-seed1" / "config.json").read_text())
     assert config["config"]["val_split"] == 0.0
-    summary = json.loads((old_out / "trials" / "0-seed0" / "summary.json").read_text())
-    assert summary.get("best_val_acc") is None  # selected on test, like the trials before it
+    summary = json.loads((tmp_path / "nosplit" / "trials" / "1-seed1" / "summary.json").read_text())
+    assert summary.get("best_val_acc") is None  # selected on test, like the trial before it
+
+
+def test_retry_failed_leaves_a_trial_that_is_being_taken_over_to_take_over(tmp_path):
+    path = _study_file(tmp_path, "grid: {width: [1, 2]}\n")
+    handle = stores.open_study(load_study(path), stores.open_storage(None, tmp_path / "out"))
+    first, second = handle.ask(), handle.ask()  # seed 0 of both points, running
+    handle.tell(first, state=optuna.trial.TrialState.FAIL)  # failed training
+    # take_over's first steps on an interrupted trial: marked, failed, its continuation not queued yet
+    handle._storage.set_trial_user_attr(second._trial_id, stores.TAKEN_OVER, True)
+    handle.tell(second, state=optuna.trial.TrialState.FAIL)
+    assert stores.retry_failed(handle, log=lambda m: None) == 1
+    retries = [t.user_attrs.get("retry_of") for t in handle.get_trials() if t.state.name == "WAITING"]
+    assert retries == [first.number]
+    assert stores.retry_failed(handle, log=lambda m: None) == 0  # a retried trial is not retried twice
 
 
 def _summary_dir(root: Path, name: str, acc: float) -> str:

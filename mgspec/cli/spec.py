@@ -97,6 +97,7 @@ def compile_(
     from mgspec import codegen
 
     # Render everything first: one bad spec leaves no partial output behind.
+    set_ = [_tidy(s) for s in set_ or ()]  # `width = 2` is `width=2`: one file name, one header
     rendered: dict[Path, str] = {}
     for spec in specs:
         graph = mgspec.compile_graph(spec_input(spec), set_, optimize)
@@ -104,12 +105,8 @@ def compile_(
         if target in rendered:
             raise mgspec.SpecError(f"two specs are named {target.stem!r}", mgspec.Location(str(spec)), "name")
         rendered[target] = codegen.render(graph, overrides=set_ or ())
-        if not check and (other := codegen.other_overrides(target, rendered[target])) is not None:
-            raise mgspec.SpecError(
-                f"{target} holds {graph.graph['spec'].name} compiled with {other}, another network",
-                mgspec.Location(str(spec)),
-                hint="compile into another directory (-o), or remove that file",
-            )
+        if (why := codegen.conflict(target, rendered[target])) is not None:
+            raise mgspec.SpecError(why, mgspec.Location(str(spec)), hint="compile into another directory (-o)")
     if check:
         import shlex
 
@@ -127,6 +124,11 @@ def compile_(
         return
     for path, changed in _write_all(rendered).items():
         print(f"{'wrote' if changed else 'unchanged'} {path}")
+
+
+def _tidy(override: str) -> str:
+    path, sep, value = override.partition("=")
+    return f"{path.strip()}{sep}{value.strip()}"
 
 
 def _write_all(rendered: dict[Path, str]) -> dict[Path, bool]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,22 +47,22 @@ def _name(prefix: str, text: str) -> str:
 
 
 def _run(
-    data: dict, origin: str, out: Path, options: runner.Options, log: Callable[[str], None], origins=None
+    data: dict,
+    origin: str,
+    out: Path,
+    options: runner.Options,
+    log: Callable[[str], None],
+    origins: dict[str, str] | None = None,
 ) -> Result:
     """Check the study and open it in its storage, then write it into ``out`` and run it.
 
-    Nothing is written when it is refused: not its points, not its storage, not a changed study
-    (``<out>/study.yaml`` keeps the study the storage holds; a new ``out`` is removed again).
+    Nothing is written when it is refused: not for a bad point, not for a bad storage (refused
+    before a journal is made), not for a changed study (``<out>/study.yaml`` keeps the study the
+    storage holds, since the storage is opened first).
     """
     study = inline.build(data, origin, origins)
     checked = runner.check(study, options)
-    fresh = not out.exists()
-    try:
-        runner.open_handle(study, out, options)
-    except SpecError:
-        if fresh:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    runner.open_handle(study, out, options)
     report, code, out = runner.run(inline.write(study, out), out, options, log, checked=checked)
     return Result(report, code, out)
 

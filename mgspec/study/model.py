@@ -141,7 +141,9 @@ class StudyFile(_Model):
     def _seed_range(cls, v: int, info: ValidationInfo) -> int:
         first = info.data.get("seed")
         if first is not None and first + v - 1 > MAX_SEED:
-            raise ValueError(f"seeds {first} to {first + v - 1} go past the last seed, {MAX_SEED:,}")
+            raise ValueError(
+                f"the last seed is {MAX_SEED:,}: from seed {first} there is room for {MAX_SEED - first + 1}"
+            )
         return v
 
     @field_validator("grid")
@@ -277,36 +279,38 @@ def _refuse_duplicates(study: Study) -> None:
     if model.search is not None:
         lists.update({("search", "space", k): v for k, v in model.search.space.items() if isinstance(v, list)})
     for where, values in lists.items():
+        keys = [_key(v) for v in values]
         for i, value in enumerate(values):
-            if _same(value, values[:i]):
+            if keys[i] in keys[:i]:
                 raise SpecError(
-                    f"{value!r} is listed twice", study.locate(*where, i), format_path((*where, i)), "list it once"
+                    f"{value!r} is listed twice (as {values[keys.index(keys[i])]!r}): both train the same point",
+                    study.locate(*where, i),
+                    format_path((*where, i)),
+                    "list it once",
                 )
-    rows = list(zip(*(model.zip or {}).values(), strict=True))
+    rows = [tuple(r) for r in zip(*(model.zip or {}).values(), strict=True)]
+    keys = [_key(*r) for r in rows]
     for i, row in enumerate(rows):
-        if _same(row, rows[:i]):
+        if keys[i] in keys[:i]:
             first = next(iter(model.zip))
             raise SpecError(
                 f"zip row {i} ({', '.join(f'{k}={v!r}' for k, v in zip(model.zip, row, strict=True))}) repeats "
-                f"row {[_key(r) for r in rows].index(_key(row))}",
+                f"row {keys.index(keys[i])}",
                 study.locate("zip", first, i),
                 format_path(("zip", first, i)),
                 "list each combination once",
             )
 
 
-def _key(value) -> str:
-    """Values that train the same point have the same key (1 and 1.0 do; True and 1 do not)."""
-
-    def one(v):
-        number = isinstance(v, float) and v.is_integer()
-        return [type(v).__name__ if isinstance(v, bool | str) else "number", int(v) if number else v]
-
-    return json.dumps([one(v) for v in (value if isinstance(value, tuple) else (value,))])
-
-
-def _same(value, earlier) -> bool:
-    return _key(value) in {_key(v) for v in earlier}
+def _key(*values) -> tuple[str, ...]:
+    """Values that train the same point have the same key: the text ``--set`` reads (``1``, ``1.0`` and
+    ``'1'`` are one point; ``true`` and ``1`` are two)."""
+    return tuple(
+        ("true" if v else "false")
+        if isinstance(v, bool)
+        else str(int(v) if isinstance(v, float) and v.is_integer() else v).strip()
+        for v in values
+    )
 
 
 def load_study(path: str | Path) -> Study:

@@ -27,10 +27,11 @@ from mgspec.study import points, require
 from mgspec.study.model import Study
 
 DEFINITION, READY = "mgspec_definition", "mgspec_ready"
-#: The training defaults a study was created with; a study made before one was recorded keeps the old value.
+#: The training defaults a study was created with (a study made before they were recorded: see
+#: :func:`recorded_defaults`).
 DEFAULTS = "mgspec_defaults"
-#: What a study created before validation splits were recorded trained with: the whole training set.
-LEGACY_DEFAULTS = {"val_split": 0.0}
+#: Set on a trial :func:`take_over` failed in order to continue it (so it is never retried as well).
+TAKEN_OVER = "taken_over"
 #: A running trial whose heartbeat is older than this (seconds) is taken over by the next run.
 GRACE_S = 600
 HEARTBEAT_S = 60
@@ -129,6 +130,8 @@ def open_study(study: Study, storage, wait_s: float = 60.0):
     deadline = time.monotonic() + wait_s
     while READY not in handle.user_attrs and time.monotonic() < deadline:  # another process is creating it
         time.sleep(0.5)
+    if READY in handle.user_attrs and DEFAULTS not in handle.user_attrs:
+        handle.set_user_attr(DEFAULTS, recorded_defaults(handle))
     stored = handle.user_attrs.get(DEFINITION)
     if stored != definition:
         what = "; ".join(differences(stored or {}, definition)) or "it is not set up"
@@ -148,13 +151,31 @@ def current_defaults() -> dict:
     return {"val_split": DEFAULT_VAL_SPLIT}
 
 
+def recorded_defaults(handle) -> dict:
+    """The defaults of a study made before they were recorded, read from what its trials did.
+
+    Trials that completed record what they were selected on: with a validation split (the
+    default from when trials first held one out) or without (the releases before: every trial
+    trained on the whole training set, ``val_split`` 0). A study none of whose trials completed
+    takes today's defaults: nothing trained differs.
+    """
+    state = require("optuna").trial.TrialState
+    done = [t for t in handle.get_trials(deepcopy=False, states=(state.COMPLETE,)) if "seed" in t.user_attrs]
+    defaults = current_defaults()
+    if done and not any(
+        t.user_attrs.get("val_acc") is not None or t.user_attrs.get("selected_on") == "val" for t in done
+    ):
+        defaults["val_split"] = 0.0
+    return defaults
+
+
 def default_val_split(handle) -> float:
     """The validation split of a trial whose study does not set one: the study's own default.
 
     Every trial of a study selects the same way, also when the default changed since the study
     was created (its later trials would otherwise select on validation, its earlier on test).
     """
-    return float(handle.user_attrs.get(DEFAULTS, LEGACY_DEFAULTS)["val_split"])
+    return float(handle.user_attrs.get(DEFAULTS, current_defaults())["val_split"])
 
 
 def owner() -> dict:
@@ -215,6 +236,7 @@ def take_over(handle, log=print) -> int:
             continue
         try:
             handle._storage.set_trial_user_attr(trial._trial_id, "reason", "interrupted; continued by a new trial")
+            handle._storage.set_trial_user_attr(trial._trial_id, TAKEN_OVER, True)
             handle.tell(trial.number, state=state.FAIL)
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
             continue  # another process took it over first
@@ -240,9 +262,12 @@ def retry_failed(handle, log=print) -> int:
     for trial in trials:
         if trial.state != state.FAIL or "seed" not in trial.user_attrs or trial.number in continued:
             continue
+        if trial.user_attrs.get(TAKEN_OVER):  # interrupted, and continued by take_over (perhaps just now)
+            continue
         attrs = {k: trial.user_attrs[k] for k in ("seed", "point") if k in trial.user_attrs}
         handle.enqueue_trial(trial.params, user_attrs={**attrs, "retry_of": trial.number})
-        log(f"trial {trial.number} failed ({trial.user_attrs.get('reason') or 'no reason'}): trained again")
+        reason = (trial.user_attrs.get("reason") or "no reason").splitlines()[0]
+        log(f"trial {trial.number} failed ({reason}): trained again")
         queued += 1
     return queued
 
