@@ -154,3 +154,12 @@ def test_added_layers_are_drawn_and_counted_by_operator(norm, act):
         assert f"[{entry.op} {entry.operator}]" in to_text(graph)
         assert f"{entry.symbol}(conv(x))" in prose(codegen.render(graph))
     assert f"= {activation.op}(" in to_text(graph)
+
+
+@pytest.mark.parametrize("shape", ["V", "W"])
+def test_mgic_prose_names_the_cycle_the_block_runs(shape):
+    text = prose(mgspec.generate_source(ROOT / "specs" / "mgic_cifar10.yaml", [f"channel_grid.cycle={shape}"]))
+    other = "W" if shape == "V" else "V"
+    assert f"MGIC block: x <- relu(x + {shape}(f = x, u = 0)), one channel {shape}-cycle." in text
+    written = text.replace("stride-1 blocks are channel V-cycles", "")  # the spec's own description
+    assert f"SiC {shape}-cycle" in written and f"{other}-cycle" not in written

@@ -76,7 +76,8 @@ class ResNetStage:
                 where = f"{path}.blocks.{n}"
                 stride = 2 if (n == 0 and i > 0) else 1
                 if cwidths and stride == 1 and cin == c:
-                    doc = f"MGIC block: x <- {b.act_text('x + V(f = x, u = 0)')}, one channel V-cycle."
+                    shape = cgrid.cycle  # the docstring names the cycle the block runs (V, W, ...)
+                    doc = f"MGIC block: x <- {b.act_text(f'x + {shape}(f = x, u = 0)')}, one channel {shape}-cycle."
                     with b.declare("cycle_block", where, (("channels", c),), doc) as block:
                         cycle = self.cycle.declare(f"{where}.cycle", cwidths, 0, cgrid, grid_origin(spec, i))
                     blocks.append(CycleBlock(block, cycle))
