@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import ROOT
 
@@ -226,3 +228,21 @@ def test_compile_never_replaces_a_file_it_did_not_generate(specs, tmp_path):
     os.mkfifo(mine)  # reading it would wait for a writer
     fifo = mgspec_cli("compile", specs / "ok.yml", "-o", out)
     assert fifo.returncode == 2 and f"{mine} is not a regular file" in fifo.stderr, fifo.stderr
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=_TEXT)
+def test_a_header_word_is_one_comment_line_that_bash_reads_back(value):
+    """Any --set text (but NUL, which no argv holds): the header's word keeps the comment one line
+    and bash reads back exactly the text (found by hand first: newlines, quotes, control characters)."""
+    from mgspec.codegen.view import shell_word
+
+    word = shell_word(f"description={value}")
+    line = f"# With overrides: --set {word}"
+    assert len(line.splitlines()) == 1 and ast.parse(line + "\nx = 1\n")
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    echoed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, env=env, check=True)
+    assert echoed.stdout.decode("utf-8") == f"description={value}"
