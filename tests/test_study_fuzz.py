@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -84,8 +85,12 @@ def test_a_fuzzed_study_file_loads_or_is_a_located_error(tmp_path: Path, data: d
     assert study.model.name == data["name"]
     study.definition()  # what a re-run compares: always computable
     if not study.is_search:  # every combination of a valid grid is a mapping of its keys
+        trained = []
         for point in points.grid_points(study):
             assert set(point) == set(study.model.axes)
+            options = json.dumps(points.train_options(study, point), sort_keys=True, default=str)
+            trained.append((tuple(sorted(points.overrides(point))), options, points.value_text(point.get("levels"))))
+        assert len(set(trained)) == len(trained), "two points of a loaded study train the same network"
     try:  # what `study run` checks before anything trains: every point is a spec, or a located error
         checked = points.validate(study, tmp_path / "data", "cpu")
     except SpecError as exc:
