@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,19 @@ def tiny(tmp_path):
     spec.write_text(TINY_SPEC)
     write_cifar(tmp_path / "data", train_per_batch=16, test=24)
     return spec, tmp_path / "data"
+
+
+@pytest.fixture
+def tiny_dir(tiny) -> Path:
+    """The folder holding the tiny fixture's ``tiny.yaml`` and ``data/``: where commands on it run."""
+    return tiny[0].parent
+
+
+def run_mgspec(cwd: Path, *args, timeout: int = 400) -> subprocess.CompletedProcess:
+    """``python -m mgspec ARGS`` in ``cwd`` (this checkout, one thread, a wide table), output captured."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    command = [sys.executable, "-m", "mgspec", *map(str, args)]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(autouse=True)

@@ -15,23 +15,11 @@ import mgspec
 from mgspec.errors import SpecError
 from mgspec.study import inline, load_study, points
 from tests import synthetic
+from tests.conftest import run_mgspec
 
 pytest.importorskip("optuna", reason="sweep --train and reproduce run studies: pip install 'mgspec[study]'")
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _mgspec(cwd: Path, *args, timeout: int = 400) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    command = [sys.executable, "-m", "mgspec", *map(str, args)]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture
-def tiny(tmp_path: Path) -> Path:
-    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
-    synthetic.write_cifar(tmp_path / "data")
-    return tmp_path
 
 
 def _stamps(out: Path) -> dict[str, int]:
@@ -39,77 +27,77 @@ def _stamps(out: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_a_2x2_sweep_with_a_diverging_point_finishes_the_others_and_a_rerun_trains_nothing(tiny):
+def test_a_2x2_sweep_with_a_diverging_point_finishes_the_others_and_a_rerun_trains_nothing(tiny_dir):
     sweep = ["sweep", "tiny.yaml", "--grid", "channel_grid.coarsest=2,4", "--grid", "train.lr=0.05,1e6", "--train"]
     sweep += ["-d", "cifar10", "--data-dir", "data", "--epochs", 1, "--batch-size", 16, "-o", "out", "--jobs", 2]
-    done = _mgspec(tiny, *sweep)
+    done = run_mgspec(tiny_dir, *sweep)
     assert done.returncode == 1, done.stdout + done.stderr  # some trials failed: reported, not fatal
     assert "Traceback" not in done.stderr
-    rows = json.loads((tiny / "out" / "sweep.json").read_text())
+    rows = json.loads((tiny_dir / "out" / "sweep.json").read_text())
     assert [(r["channel_grid.coarsest"], r["train.lr"]) for r in rows] == [(2, 0.05), (2, 1e6), (4, 0.05), (4, 1e6)]
     for row in rows:
-        counted = mgspec.count_spec(tiny / "tiny.yaml", [f"channel_grid.coarsest={row['channel_grid.coarsest']}"])
+        counted = mgspec.count_spec(tiny_dir / "tiny.yaml", [f"channel_grid.coarsest={row['channel_grid.coarsest']}"])
         assert (row["weights"], row["macs"]) == (counted.total, counted.macs)
         if row["train.lr"] == 0.05:
             assert row["failed"] == 0 and 0 <= row["best_test_acc"] <= 1 and 0 <= row["best_val_acc"] <= 1
         else:
             assert row["failed"] == 1 and row["best_test_acc"] is None
     assert done.stderr.count("failed: ") == 2 and "diverged" in done.stderr
-    assert len(_stamps(tiny / "out")) == 2  # the two stable points trained; the diverged ones kept no epoch
+    assert len(_stamps(tiny_dir / "out")) == 2  # the two stable points trained; the diverged ones kept no epoch
 
-    stamps = _stamps(tiny / "out")
-    again = _mgspec(tiny, *sweep)
+    stamps = _stamps(tiny_dir / "out")
+    again = run_mgspec(tiny_dir, *sweep)
     assert again.returncode == 1, again.stderr
     assert "seed 0 in" not in again.stdout  # no trial started
-    assert _stamps(tiny / "out") == stamps
-    assert json.loads((tiny / "out" / "sweep.json").read_text()) == rows
+    assert _stamps(tiny_dir / "out") == stamps
+    assert json.loads((tiny_dir / "out" / "sweep.json").read_text()) == rows
 
-    retried = _mgspec(tiny, *sweep, "--retry-failed")  # the failed points train once more (and diverge again)
+    retried = run_mgspec(tiny_dir, *sweep, "--retry-failed")  # the failed points train once more (and diverge again)
     assert retried.returncode == 1, retried.stderr
     assert retried.stdout.count("trained again") == 2 and retried.stdout.count("seed 0 in") == 2
-    assert _stamps(tiny / "out") == stamps
-    report = json.loads(_mgspec(tiny, "study", "report", "out", "-f", "json").stdout)
+    assert _stamps(tiny_dir / "out") == stamps
+    report = json.loads(run_mgspec(tiny_dir, "study", "report", "out", "-f", "json").stdout)
     assert len(report["trials"]) == 4  # the retries replace the trials they retry
     assert sorted(t["number"] for t in report["trials"] if t["state"] == "failed") == [4, 5]
-    assert json.loads((tiny / "out" / "sweep.json").read_text()) == rows
+    assert json.loads((tiny_dir / "out" / "sweep.json").read_text()) == rows
 
 
 @pytest.mark.slow
-def test_zip_and_set_sweep_trains_the_points_side_by_side(tiny):
+def test_zip_and_set_sweep_trains_the_points_side_by_side(tiny_dir):
     sweep = ["sweep", "tiny.yaml", "--zip", "channel_grid.coarsest=2,4", "--zip", "levels=1,2", "--set", "width=2"]
     sweep += ["--train", "-d", "cifar10", "--data-dir", "data", "--epochs", 1, "--val-split", 0, "-o", "out", "-q"]
-    done = _mgspec(tiny, *sweep)
+    done = run_mgspec(tiny_dir, *sweep)
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = json.loads((tiny / "out" / "sweep.json").read_text())
+    rows = json.loads((tiny_dir / "out" / "sweep.json").read_text())
     assert [(r["channel_grid.coarsest"], r["levels"]) for r in rows] == [(2, 1), (4, 2)]
     assert all("width" not in r and "best_val_acc" not in r for r in rows)  # --set is fixed; no split asked
-    study = load_study(tiny / "out" / "study.yaml")
+    study = load_study(tiny_dir / "out" / "study.yaml")
     assert study.model.zip == {"channel_grid.coarsest": [2, 4], "levels": [1, 2]}
     assert study.model.grid == {"width": [2]} and study.model.train["val_split"] == 0
-    for trial in sorted((tiny / "out" / "trials").iterdir()):
+    for trial in sorted((tiny_dir / "out" / "trials").iterdir()):
         config = json.loads((trial / "config.json").read_text())
         levels = config["experiment"]["params"]["levels"]
         assert len(config["spec"]["resolved"]["resolution_grid"]["levels"]) == levels
         assert "width=2" in config["spec"]["overrides"]
 
 
-def test_a_bad_value_of_a_trained_sweep_is_located_and_writes_nothing(tiny):
-    done = _mgspec(tiny, "sweep", "tiny.yaml", "--grid", "channel_grid.coarsest=0,2", "--train", "--data-dir", "data",
-                   "-o", "out")  # fmt: skip
+def test_a_bad_value_of_a_trained_sweep_is_located_and_writes_nothing(tiny_dir):
+    done = run_mgspec(tiny_dir, "sweep", "tiny.yaml", "--grid", "channel_grid.coarsest=0,2", "--train",
+                      "--data-dir", "data", "-o", "out")  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "channel_grid.coarsest" in done.stderr
-    assert not (tiny / "out").exists()
+    assert not (tiny_dir / "out").exists()
     from_stdin = subprocess.run(
         [sys.executable, "-m", "mgspec", "sweep", "-", "--grid", "width=1,2", "--train", "--data-dir", "data"],
-        input=(tiny / "tiny.yaml").read_text(), cwd=tiny, capture_output=True, text=True,
+        input=(tiny_dir / "tiny.yaml").read_text(), cwd=tiny_dir, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert from_stdin.returncode == 2 and from_stdin.stderr.startswith(
         "error: <stdin>: sweep --train needs the spec as"
     )
-    bad_lr = _mgspec(tiny, "sweep", "tiny.yaml", "--grid", "width=1,2", "--train", "--data-dir", "data", "--lr", "-1",
-                     "-o", "out")  # fmt: skip
-    assert bad_lr.returncode == 2 and "--lr" in bad_lr.stderr and not (tiny / "out").exists()
+    bad_lr = run_mgspec(tiny_dir, "sweep", "tiny.yaml", "--grid", "width=1,2", "--train", "--data-dir", "data",
+                        "--lr", "-1", "-o", "out")  # fmt: skip
+    assert bad_lr.returncode == 2 and "--lr" in bad_lr.stderr and not (tiny_dir / "out").exists()
 
 
 def _zip_study(tmp_path: Path, body: str) -> Path:
@@ -180,17 +168,17 @@ def test_reproduce_rerun_trains_nothing_and_paper_results_reads_it(tmp_path):
     data = synthetic.write_idx(tmp_path / "fashion", train=16, test=8)
     args = ["reproduce", "IV/cK=16,gs=8", "--data-dir", data, "--epochs", 1, "--batch-size", 8, "--max-batches", 1]
     args += ["--seeds", 2, "--jobs", 2, "-o", "run"]
-    done = _mgspec(tmp_path, *args)
+    done = run_mgspec(tmp_path, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     stamps = _stamps(tmp_path / "run")
     assert len(stamps) == 2
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["aggregate"]["seeds"] == [0, 1] and summary["experiment"]["paper_row"] == "IV/cK=16,gs=8"
-    again = _mgspec(tmp_path, *args)
+    again = run_mgspec(tmp_path, *args)
     assert again.returncode == 0, again.stderr
     assert _stamps(tmp_path / "run") == stamps
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["aggregate"] == summary["aggregate"]
-    shown = _mgspec(tmp_path, "paper", "-t", "IV", "-f", "json", "--results", "run")
+    shown = run_mgspec(tmp_path, "paper", "-t", "IV", "-f", "json", "--results", "run")
     assert shown.returncode == 0, shown.stderr
     ours = {r["id"]: r for r in json.loads(shown.stdout)}["IV/cK=16,gs=8"]
     assert ours["ours_seeds"] == 2

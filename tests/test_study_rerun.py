@@ -8,9 +8,6 @@ trains twice; an interrupted sweep says which seeds are unfinished, not failed.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,71 +16,57 @@ from mgspec.errors import SpecError
 from mgspec.study import frontends, inline, load_study, runner
 from mgspec.study import storage as stores
 from tests import synthetic
+from tests.conftest import run_mgspec
 
 optuna = pytest.importorskip("optuna", reason="studies need the study extra: pip install 'mgspec[study]'")
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _mgspec(cwd: Path, *args, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    command = [sys.executable, "-m", "mgspec", *map(str, args)]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture
-def tiny(tmp_path: Path) -> Path:
-    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
-    synthetic.write_cifar(tmp_path / "data")
-    return tmp_path
 
 
 def _sweep_args(grid: str, *more) -> list:
     return ["sweep", "tiny.yaml", "--grid", grid, "--train", "--data-dir", "data", "--epochs", 1, "-o", "out", *more]
 
 
-def _create_sweep(tiny: Path, grid: str) -> None:
+def _create_sweep(tiny_dir: Path, grid: str) -> None:
     """The study a sweep makes in ``out``, created (not trained) the way the sweep does it."""
     from mgspec.train import sweep as sweeping
 
     data = frontends.sweep_study(
-        tiny / "tiny.yaml", [], [sweeping.parse_grid(grid)], [], dataset="cifar10", train={"epochs": 1}
+        tiny_dir / "tiny.yaml", [], [sweeping.parse_grid(grid)], [], dataset="cifar10", train={"epochs": 1}
     )
     study = inline.build(data, "--grid")
-    runner.open_handle(study, tiny / "out", runner.Options(data_dir=tiny / "data"))
-    inline.write(study, tiny / "out")
+    runner.open_handle(study, tiny_dir / "out", runner.Options(data_dir=tiny_dir / "data"))
+    inline.write(study, tiny_dir / "out")
 
 
-def test_a_refused_sweep_rerun_keeps_the_study_file_the_storage_holds(tiny):
-    _create_sweep(tiny, "width=1,2")
-    before = (tiny / "out" / "study.yaml").read_text()
-    files = sorted(p.name for p in (tiny / "out").iterdir())
-    done = _mgspec(tiny, *_sweep_args("width=1,3"))
+def test_a_refused_sweep_rerun_keeps_the_study_file_the_storage_holds(tiny_dir):
+    _create_sweep(tiny_dir, "width=1,2")
+    before = (tiny_dir / "out" / "study.yaml").read_text()
+    files = sorted(p.name for p in (tiny_dir / "out").iterdir())
+    done = run_mgspec(tiny_dir, *_sweep_args("width=1,3"))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and "made from a different study file" in done.stderr
     assert "grid.width ([1, 2] -> [1, 3])" in done.stderr
-    assert (tiny / "out" / "study.yaml").read_text() == before  # still the study its journal holds
-    assert sorted(p.name for p in (tiny / "out").iterdir()) == files
-    assert not (tiny / "out" / "trials").exists()
+    assert (tiny_dir / "out" / "study.yaml").read_text() == before  # still the study its journal holds
+    assert sorted(p.name for p in (tiny_dir / "out").iterdir()) == files
+    assert not (tiny_dir / "out" / "trials").exists()
 
 
-def test_a_refused_storage_leaves_no_new_directory_behind(tiny):
-    done = _mgspec(tiny, *_sweep_args("width=1,2", "--storage", "sqlite:///db.sqlite", "--jobs", 2))
+def test_a_refused_storage_leaves_no_new_directory_behind(tiny_dir):
+    done = run_mgspec(tiny_dir, *_sweep_args("width=1,2", "--storage", "sqlite:///db.sqlite", "--jobs", 2))
     assert done.returncode == 2 and "SQLite cannot take parallel writers" in done.stderr
-    assert not (tiny / "out").exists()
-    unknown = _mgspec(tiny, *_sweep_args("width=1,2", "--storage", "redis://x"))
+    assert not (tiny_dir / "out").exists()
+    unknown = run_mgspec(tiny_dir, *_sweep_args("width=1,2", "--storage", "redis://x"))
     assert unknown.returncode == 2 and "unknown storage" in unknown.stderr
-    assert not (tiny / "out").exists()
+    assert not (tiny_dir / "out").exists()
 
 
-def test_sweep_options_are_named_in_their_errors(tiny):
-    done = _mgspec(tiny, *_sweep_args("width=1,2", "--seeds", 1001))
+def test_sweep_options_are_named_in_their_errors(tiny_dir):
+    done = run_mgspec(tiny_dir, *_sweep_args("width=1,2", "--seeds", 1001))
     assert done.returncode == 2 and done.stderr.startswith("error: --seeds: seeds:"), done.stderr
-    last = _mgspec(tiny, *_sweep_args("width=1,2", "--seed", 2**32 - 1, "--seeds", 2))
+    last = run_mgspec(tiny_dir, *_sweep_args("width=1,2", "--seed", 2**32 - 1, "--seeds", 2))
     assert last.returncode == 2, last.stderr
     assert last.stderr.startswith("error: --seeds: seeds: the last seed is 4,294,967,295: from seed 4294967295 there")
     assert "room for 1, got 2" in last.stderr
-    assert not (tiny / "out").exists()
+    assert not (tiny_dir / "out").exists()
 
 
 def _study_file(tmp_path: Path, body: str) -> Path:
@@ -115,10 +98,10 @@ def test_values_that_train_different_points_are_not_duplicates(tmp_path):
     assert zipped.model.zip == {"levels": [1, 1, 2], "width": [1, 2, 1]}
 
 
-def test_a_sweep_value_listed_twice_is_refused_before_training(tiny):
-    done = _mgspec(tiny, *_sweep_args("width=1,2,1"))
+def test_a_sweep_value_listed_twice_is_refused_before_training(tiny_dir):
+    done = run_mgspec(tiny_dir, *_sweep_args("width=1,2,1"))
     assert done.returncode == 2 and "--grid: grid.width[2]: 1 is listed twice" in done.stderr, done.stderr
-    assert not (tiny / "out").exists()
+    assert not (tiny_dir / "out").exists()
 
 
 def test_the_seed_range_ends_at_the_last_seed(tmp_path):
@@ -261,19 +244,19 @@ def test_sqlite_takes_one_job_and_a_moved_study_directory_keeps_its_trials(tmp_p
     path = _study_file(tmp_path, "train: {epochs: 1, max_batches: 1, batch_size: 8}\ngrid: {width: [1]}\n")
     synthetic.write_cifar(tmp_path / "data")
     args = ["study", "run", path.name, "--data-dir", "data", "--out", "out"]
-    done = _mgspec(tmp_path, *args, "--storage", "sqlite:///db.sqlite", "--jobs", 1)
+    done = run_mgspec(tmp_path, *args, "--storage", "sqlite:///db.sqlite", "--jobs", 1)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "out" / "trials" / "0-seed0" / "summary.json").is_file()
-    parallel = _mgspec(tmp_path, *args, "--storage", "sqlite:///db.sqlite", "--jobs", 2)
+    parallel = run_mgspec(tmp_path, *args, "--storage", "sqlite:///db.sqlite", "--jobs", 2)
     assert parallel.returncode == 2 and "SQLite cannot take parallel writers" in parallel.stderr
 
-    journal = _mgspec(tmp_path, *args[:-1], "first")
+    journal = run_mgspec(tmp_path, *args[:-1], "first")
     assert journal.returncode == 0 and "trial 0:" in journal.stdout, journal.stdout + journal.stderr
     (tmp_path / "first").rename(tmp_path / "moved")
-    shown = _mgspec(tmp_path, "study", "report", "moved", "-f", "json")
+    shown = run_mgspec(tmp_path, "study", "report", "moved", "-f", "json")
     assert shown.returncode == 0, shown.stderr
     (trial,) = json.loads(shown.stdout)["trials"]
     assert trial["run_dir"] == str((tmp_path / "moved" / "trials" / "0-seed0").resolve())
     assert (Path(trial["run_dir"]) / "summary.json").is_file()
-    again = _mgspec(tmp_path, "study", "run", path.name, "--data-dir", "data", "--out", "moved")
+    again = run_mgspec(tmp_path, "study", "run", path.name, "--data-dir", "data", "--out", "moved")
     assert again.returncode == 0 and "trial 0:" not in again.stdout, again.stdout  # nothing trained again

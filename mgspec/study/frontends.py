@@ -163,6 +163,7 @@ def _values(combo: dict[str, str]) -> dict:
 
 
 def _summaries(trials: list[dict]) -> list[dict]:
+    """The summaries of the completed ``trials``, by seed."""
     done = sorted((t for t in trials if t["state"] == "complete"), key=lambda t: t["seed"])
     return [json.loads((Path(t["run_dir"]) / runs.SUMMARY).read_text()) for t in done]
 
@@ -186,7 +187,6 @@ def reproduce(
     data = inline.from_row(row, seeds=seeds, train=train, seed=seed)
     data["experiment"] = experiment
     result = _run(data, f"reproduce {row.id}", out, options, log, {"seeds": "--seeds", "seed": "--seed"})
-    done = sorted((t for t in result.report["trials"] if t["state"] == "complete"), key=lambda t: t["seed"])
-    summaries = [json.loads((Path(t["run_dir"]) / runs.SUMMARY).read_text()) for t in done]
+    summaries = _summaries(result.report["trials"])
     aggregate = runs.write_seed_summary(out, summaries, experiment) if summaries else None
     return result, aggregate

@@ -302,15 +302,17 @@ def _refuse_duplicates(study: Study) -> None:
             )
 
 
+def value_text(value) -> str:
+    """A value as ``--set`` reads it back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _key(*values) -> tuple[str, ...]:
     """Values that train the same point have the same key: the text ``--set`` reads (``1``, ``1.0`` and
     ``'1'`` are one point; ``true`` and ``1`` are two)."""
-    return tuple(
-        ("true" if v else "false")
-        if isinstance(v, bool)
-        else str(int(v) if isinstance(v, float) and v.is_integer() else v).strip()
-        for v in values
-    )
+    return tuple(value_text(int(v) if isinstance(v, float) and v.is_integer() else v).strip() for v in values)
 
 
 def load_study(path: str | Path) -> Study:

@@ -17,18 +17,11 @@ from pathlib import Path
 import mgspec
 from mgspec.errors import SpecError
 from mgspec.levels import LEVELS, spec_for
-from mgspec.study.model import Range, Study
+from mgspec.study.model import Range, Study, value_text
 
 TRAIN = "train."
 #: Most combinations tried to find a valid one for a value of a search space.
 MAX_TRIES = 4096
-
-
-def value_text(value) -> str:
-    """A value as ``--set`` reads it back."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def key(params: dict) -> str:

@@ -169,7 +169,9 @@ def csv_text(report: dict) -> str:
 def accuracy_label(trials: list[dict]) -> str:
     """What :func:`_value`'s accuracy is for these trials: validation, test, or each its own."""
     held_out = {t.get("val_acc") is not None for t in trials}
-    return {frozenset({True}): "validation", frozenset({False}): "test"}.get(frozenset(held_out), "validation or test")
+    if held_out == {True}:
+        return "validation"
+    return "test" if held_out == {False} else "validation or test"
 
 
 def drawn(report: dict) -> dict:

@@ -138,10 +138,8 @@ def plot(rows: list[dict], paths: list[str], target: Path, trained: bool) -> Non
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     if trained:
-        # The accuracy each combination was selected on: validation where it held out a split.
-        rows = [
-            {**r, "selected": selected_accuracy(r)} for r in rows if selected_accuracy(r) is not None
-        ]  # failed ones have none
+        # The accuracy each combination was selected on (validation where it held out a split; none if it failed).
+        rows = [{**r, "selected": accuracy} for r in rows if (accuracy := selected_accuracy(r)) is not None]
         front = pareto(rows, y="selected")
         xs = [r["weights"] for r in rows]
         ys = [100 * r["selected"] for r in rows]
@@ -157,9 +155,8 @@ def plot(rows: list[dict], paths: list[str], target: Path, trained: bool) -> Non
             ax.annotate(_label(row, paths), (xs[i], ys[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("weights")
         seeds = max((r.get("seeds", 1) for r in rows), default=1)
-        which = {frozenset({"best_val_acc"}): "validation", frozenset({"best_test_acc"}): "test"}.get(
-            frozenset(metric), "validation (or test)"
-        )
+        names = {"best_val_acc": "validation", "best_test_acc": "test"}
+        which = names[next(iter(metric))] if len(metric) == 1 else "validation (or test)"
         ax.set_ylabel(f"best {which} accuracy (%)" + (f", mean ± std of {seeds} seeds" if seeds > 1 else ""))
         ax.set_xscale("log")
         ax.set_title("weights vs accuracy")
