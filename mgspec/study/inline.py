@@ -8,7 +8,6 @@ e.g. ``--grid``), and :func:`write` stores it as ``<out>/study.yaml`` so the wor
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import yaml
@@ -27,13 +26,9 @@ def build(data: dict, origin: str, origins: dict[str, str] | None = None) -> Stu
     spec = Path(str(data.get("spec", "")))
     if not spec.is_absolute():
         raise SpecError("an in-memory study names its spec by absolute path", Location(origin))
-    try:
-        study = validate(Source(origin, yaml.safe_dump(data, sort_keys=False), data), spec.parent / "study.yaml")
-    except SpecError as exc:
-        top = re.split(r"[.\[]", exc.field or "")[0]
-        if origins and top in origins:
-            exc.location = Location(origins[top])
-        raise
+    located = {(key,): Location(option) for key, option in (origins or {}).items()}
+    source = Source(origin, yaml.safe_dump(data, sort_keys=False), data, located)
+    study = validate(source, spec.parent / "study.yaml")
     if not study.spec_path.is_file():
         raise SpecError(f"no such spec file: {study.spec_path}", Location(origin), "spec")
     return study
