@@ -54,12 +54,6 @@ def spec_input(path: Path) -> Path | mgspec.Source:
     return _stdin[0][1]
 
 
-def _set_options(set_: list[str] | None) -> str:
-    from mgspec.codegen.view import set_options
-
-    return set_options(set_ or ())
-
-
 DatasetOpt = Annotated[
     str | None,
     typer.Option(

@@ -13,7 +13,7 @@ from rich.markup import escape
 
 import mgspec
 from mgspec.cli import render
-from mgspec.cli.common import OptimizeOpt, SetOpt, SpecArg, SpecsArg, _set_options, app, spec_input
+from mgspec.cli.common import OptimizeOpt, SetOpt, SpecArg, SpecsArg, app, spec_input
 from mgspec.cli.errors import USER_ERROR, report, user_errors
 
 
@@ -108,7 +108,7 @@ def compile_(
         if (why := codegen.conflict(target, rendered[target])) is not None:
             raise mgspec.SpecError(why, mgspec.Location(str(spec)), hint="compile into another directory (-o)")
     if check:
-        import shlex
+        from mgspec.codegen.view import set_options, shell_word
 
         missing = [str(path) for path in rendered if not path.exists()]
         stale = [str(path) for path, text in rendered.items() if path.exists() and not codegen.is_current(path, text)]
@@ -117,8 +117,8 @@ def compile_(
                 print("missing: " + ", ".join(missing), file=sys.stderr)
             if stale:
                 print("stale: " + ", ".join(stale), file=sys.stderr)
-            command = f"mgspec compile {' '.join(shlex.quote(str(s)) for s in specs)} -o {shlex.quote(str(out))}"
-            print(f"update with: {command}{_set_options(set_)}{'' if optimize else ' --no-optimize'}", file=sys.stderr)
+            command = f"mgspec compile {' '.join(shell_word(str(s)) for s in specs)} -o {shell_word(str(out))}"
+            print(f"update with: {command}{set_options(set_)}{'' if optimize else ' --no-optimize'}", file=sys.stderr)
             raise typer.Exit(1)
         print(f"{len(rendered)} file(s) up to date in {out}")
         return
