@@ -318,6 +318,19 @@ def _parse_value(text: str, where: Location, field: str) -> Any:
         loader.dispose()
 
 
+def value_text(value: Any) -> str:
+    """A value as ``--set`` reads it back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def point_key(*values: Any) -> tuple[str, ...]:
+    """Values that build the same network have one key: the text ``--set`` reads (``1``, ``1.0`` and
+    ``'1'`` are one value; ``true`` and ``1`` are two)."""
+    return tuple(value_text(int(v) if isinstance(v, float) and v.is_integer() else v).strip() for v in values)
+
+
 def apply_override(source: Source, assignment: str) -> None:
     """Apply one ``PATH=VALUE`` override in place; VALUE is a YAML scalar."""
     where = Location(f"--set {assignment}")

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import mgspec
 from mgspec.errors import Location, SpecError
 from mgspec.levels import spec_for
+from mgspec.load import value_text
 from mgspec.study import load_study, points
 from tests import synthetic
 
@@ -89,7 +90,7 @@ def test_a_fuzzed_study_file_loads_or_is_a_located_error(tmp_path: Path, data: d
         for point in points.grid_points(study):
             assert set(point) == set(study.model.axes)
             options = json.dumps(points.train_options(study, point), sort_keys=True, default=str)
-            trained.append((tuple(sorted(points.overrides(point))), options, points.value_text(point.get("levels"))))
+            trained.append((tuple(sorted(points.overrides(point))), options, value_text(point.get("levels"))))
         assert len(set(trained)) == len(trained), "two points of a loaded study train the same network"
     try:  # what `study run` checks before anything trains: every point is a spec, or a located error
         checked = points.validate(study, tmp_path / "data", "cpu")

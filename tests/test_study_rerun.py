@@ -100,8 +100,33 @@ def test_values_that_train_different_points_are_not_duplicates(tmp_path):
 
 def test_a_sweep_value_listed_twice_is_refused_before_training(tiny_dir):
     done = run_mgspec(tiny_dir, *_sweep_args("width=1,2,1"))
-    assert done.returncode == 2 and "--grid: grid.width[2]: 1 is listed twice" in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert "--grid width=...: '1' (value 2) repeats '1' (value 0): both build the same network" in done.stderr
     assert not (tiny_dir / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grid", "width=1,1.0"], "--grid width=...: '1.0' (value 1) repeats '1' (value 0)"),
+        (["--grid", "width=2", "--grid", "channel_grid.coarsest=4,2,4.0"], "'4.0' (value 2) repeats '4' (value 0)"),
+        (
+            ["--zip", "width=1,2,1.0", "--zip", "classes=10,10,10"],
+            "--zip: 'width=1.0, classes=10' (value 2) repeats 'width=1, classes=10' (value 0)",
+        ),
+    ],
+)
+def test_a_counted_sweep_refuses_a_repeated_value_too(tiny_dir, args, message):
+    """Without --train a repeat would print the same row twice: the same refusal as a trained sweep's."""
+    done = run_mgspec(tiny_dir, "sweep", "tiny.yaml", *args, "--out", "out")
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (tiny_dir / "out").exists()
+
+
+def test_zip_rows_that_differ_in_one_path_are_not_repeats(tiny_dir):
+    done = run_mgspec(tiny_dir, "sweep", "tiny.yaml", "--zip", "width=1,1", "--zip", "classes=10,5", "--out", "out")
+    assert done.returncode == 0, done.stderr
+    assert [r["classes"] for r in json.loads((tiny_dir / "out" / "sweep.json").read_text())] == [10, 5]
 
 
 def test_the_seed_range_ends_at_the_last_seed(tmp_path):

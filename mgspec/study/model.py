@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from mgspec.errors import Location, SpecError
-from mgspec.load import DataPath, Source, format_path, read_spec_file
+from mgspec.load import DataPath, Source, format_path, point_key, read_spec_file
 
 Scalar = str | int | float | bool
 
@@ -279,7 +279,7 @@ def _refuse_duplicates(study: Study) -> None:
     if model.search is not None:
         lists.update({("search", "space", k): v for k, v in model.search.space.items() if isinstance(v, list)})
     for where, values in lists.items():
-        keys = [_key(v) for v in values]
+        keys = [point_key(v) for v in values]
         for i, value in enumerate(values):
             if keys[i] in keys[:i]:
                 raise SpecError(
@@ -289,7 +289,7 @@ def _refuse_duplicates(study: Study) -> None:
                     "list it once",
                 )
     rows = [tuple(r) for r in zip(*(model.zip or {}).values(), strict=True)]
-    keys = [_key(*r) for r in rows]
+    keys = [point_key(*r) for r in rows]
     for i, row in enumerate(rows):
         if keys[i] in keys[:i]:
             first = next(iter(model.zip))
@@ -300,19 +300,6 @@ def _refuse_duplicates(study: Study) -> None:
                 format_path(("zip", first, i)),
                 "list each combination once",
             )
-
-
-def value_text(value) -> str:
-    """A value as ``--set`` reads it back."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _key(*values) -> tuple[str, ...]:
-    """Values that train the same point have the same key: the text ``--set`` reads (``1``, ``1.0`` and
-    ``'1'`` are one point; ``true`` and ``1`` are two)."""
-    return tuple(value_text(int(v) if isinstance(v, float) and v.is_integer() else v).strip() for v in values)
 
 
 def load_study(path: str | Path) -> Study:

@@ -17,7 +17,8 @@ from pathlib import Path
 import mgspec
 from mgspec.errors import SpecError
 from mgspec.levels import LEVELS, spec_for
-from mgspec.study.model import Range, Study, value_text
+from mgspec.load import value_text
+from mgspec.study.model import Range, Study
 
 TRAIN = "train."
 #: Most combinations tried to find a valid one for a value of a search space.

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mgspec.errors import SpecError
+from mgspec.load import value_text
 from mgspec.study import points, require
 from mgspec.study import storage as stores
 from mgspec.study.model import Range, Study, load_study
@@ -171,7 +172,7 @@ def _train(study: Study, handle, trial, params: dict, seed: int, job: Job, log) 
     trial.set_user_attr("owner", stores.owner())
     trial.set_user_attr("heartbeat", time.time())
     beat = _Heartbeat(handle, trial)
-    setting = ", ".join(f"{p}={points.value_text(v)}" for p, v in params.items())
+    setting = ", ".join(f"{p}={value_text(v)}" for p, v in params.items())
     log(f"trial {trial.number}: {setting}, seed {seed} in {run_dir}")
     try:
         val_split = stores.default_val_split(handle)

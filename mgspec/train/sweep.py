@@ -24,7 +24,7 @@ from pathlib import Path
 import mgspec
 from mgspec.errors import Location, SpecError
 from mgspec.levels import LEVELS, spec_for
-from mgspec.load import Source
+from mgspec.load import Source, point_key
 from mgspec.runs import json_text
 
 SpecInput = str | Path | Source
@@ -60,10 +60,28 @@ def combinations(
     if zipped and len({len(v) for _, v in zipped}) > 1:
         lengths = ", ".join(f"{p} has {len(v)}" for p, v in zipped)
         raise SpecError(f"--zip lists must have the same number of values ({lengths})", Location("--zip"))
+    for path, values in grid:
+        _refuse_repeats(f"--grid {path}=...", [point_key(_number(v)) for v in values], values)
+    if zipped:
+        rows = list(zip(*(values for _, values in zipped), strict=True))
+        shown = [", ".join(f"{p}={v}" for (p, _), v in zip(zipped, row, strict=True)) for row in rows]
+        _refuse_repeats("--zip", [point_key(*map(_number, row)) for row in rows], shown)
     axes = [[((p, v),) for v in values] for p, values in grid]
     if zipped:
         axes.append([tuple((p, values[i]) for p, values in zipped) for i in range(len(zipped[0][1]))])
     return [dict(pair for part in parts for pair in part) for parts in itertools.product(*axes)]
+
+
+def _refuse_repeats(where: str, keys: list[tuple[str, ...]], shown: list[str]) -> None:
+    """A value given twice (``width=1,1.0``) builds the same network twice: refused, naming both."""
+    for i, key in enumerate(keys):
+        if key in keys[:i]:
+            first = keys.index(key)
+            raise SpecError(
+                f"{shown[i]!r} (value {i}) repeats {shown[first]!r} (value {first}): both build the same network",
+                Location(where),
+                hint="list each value once",
+            )
 
 
 #: Sweep paths under this prefix are training options (``train.lr``): they change no count.
