@@ -117,3 +117,46 @@ def test_an_unreachable_postgresql_is_one_clear_error(tmp_path):
     assert "cannot open the storage" in done.stderr and "Traceback" not in done.stderr
     assert "secret" not in done.stderr
     assert not (tmp_path / "studies").exists()
+
+
+def _sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    common = ("sweep", "tiny.yaml", "--train", "--data-dir", "data", "--epochs", "1", "--batch-size", "16")
+    return subprocess.run(
+        [sys.executable, "-m", "mgspec", *common, *args],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_two_sweeps_of_one_spec_share_a_database_under_their_own_names(tmp_path, database):
+    """Sweeps are named after their spec; a second sweep of it on the same storage needs --name."""
+    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
+    synthetic.write_cifar(tmp_path / "data", train_per_batch=16, test=24)
+    first = _sweep(tmp_path, "--grid", "width=1", "--storage", database, "-o", "narrow")
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    clash = _sweep(tmp_path, "--grid", "width=2", "--storage", database, "-o", "wide")
+    assert clash.returncode == 2, clash.stdout + clash.stderr
+    assert "sweep-tiny" in clash.stderr and "grid.width" in clash.stderr, clash.stderr
+    assert "Traceback" not in clash.stderr and not (tmp_path / "wide" / "trials").exists()
+
+    named = _sweep(tmp_path, "--grid", "width=2", "--storage", database, "-o", "wide", "--name", "tiny-wide")
+    assert named.returncode == 0, named.stdout + named.stderr
+    assert [p.name for p in (tmp_path / "wide" / "trials").iterdir()] == ["0-seed0"]
+    report = _report(tmp_path, "wide", database)
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["study"] == "tiny-wide"
+    assert json.loads(report.stdout)["trials"][0]["params"]["width"] == 2
+    # A directory names the study whose trials ran in it; one where none ran is one clear error.
+    assert json.loads(_report(tmp_path, "narrow", database).stdout)["study"] == "sweep-tiny"
+    (tmp_path / "elsewhere").mkdir()
+    nowhere = _report(tmp_path, "elsewhere", database)
+    assert nowhere.returncode == 2 and "Traceback" not in nowhere.stderr
+    assert "none of the 2 studies in the storage ran in elsewhere: 'sweep-tiny', 'tiny-wide'" in nowhere.stderr
+
+
+def _report(tmp_path: Path, target: str, database: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mgspec", "study", "report", target, "--storage", database, "-f", "json"],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip

@@ -123,6 +123,27 @@ def test_a_counted_sweep_refuses_a_repeated_value_too(tiny_dir, args, message):
     assert "Traceback" not in done.stderr and not (tiny_dir / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--epochs", "5"], "--epochs"),
+        (["-j", "2"], "--jobs"),
+        (["--seeds", "1"], "--seeds"),
+        (["--no-compile"], "--compile/--no-compile"),
+        (["--storage", "sqlite:///x.db"], "--storage"),
+        (["--name", "mine"], "--name"),
+        (["--data-dir", "data"], "--data-dir"),
+    ],
+)
+def test_a_training_option_without_train_is_refused_not_ignored(tiny_dir, args, option):
+    done = run_mgspec(tiny_dir, "sweep", "tiny.yaml", "--grid", "width=1,2", *args, "--out", "out")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"error: {option}: an option of a trained sweep: it does nothing without --train" in done.stderr
+    assert not (tiny_dir / "out").exists()
+    counted = run_mgspec(tiny_dir, "sweep", "tiny.yaml", "--grid", "width=1,2", "--quiet", "--out", "out")
+    assert counted.returncode == 0 and (tiny_dir / "out" / "sweep.json").is_file(), counted.stderr
+
+
 def test_zip_rows_that_differ_in_one_path_are_not_repeats(tiny_dir):
     done = run_mgspec(tiny_dir, "sweep", "tiny.yaml", "--zip", "width=1,1", "--zip", "classes=10,5", "--out", "out")
     assert done.returncode == 0, done.stderr

@@ -164,7 +164,7 @@ def report(
             mgspec.Location(str(directory)),
             hint="give --out or --storage",
         )
-    name, objectives, handle = reporting.load(name, stores.open_storage(storage, directory, parallel=False))
+    name, objectives, handle = reporting.load(name, stores.open_storage(storage, directory, parallel=False), directory)
     result = reporting.build(name, objectives, handle, directory)
     if format == "json":
         print(json.dumps(result, indent=2))

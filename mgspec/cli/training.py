@@ -50,6 +50,7 @@ from mgspec.cli.study import (
     _log,
     exit_status,
 )
+from mgspec.errors import Location
 from mgspec.run_options import DEFAULT_VAL_SPLIT
 
 TrainSpecArg = Annotated[
@@ -209,6 +210,14 @@ SweepTrainOpt = Annotated[
 SeedsOpt = Annotated[
     int, typer.Option(help="With --train: seeds per combination (seed, seed+1, ...); mean ± std.", min=1)
 ]
+SweepNameOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="With --train: the study's name in its storage (default: sweep-<spec file stem>); "
+        "name each sweep of one spec when they share a --storage.",
+        show_default=False,
+    ),
+]
 SweepDatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="With --train: the dataset.")]
 SweepValSplitOpt = Annotated[
     float | None,
@@ -224,6 +233,7 @@ SweepValSplitOpt = Annotated[
 @app.command()
 @user_errors
 def sweep(
+    ctx: typer.Context,
     spec: SpecArg,
     grid: GridOpt = None,
     zip_: ZipOpt = None,
@@ -254,6 +264,7 @@ def sweep(
     slurm_gpus: SlurmGpusOpt = None,
     tensorboard: TensorboardOpt = False,
     retry_failed: RetryFailedOpt = False,
+    name: SweepNameOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Weights and MACs (and accuracy with --train) for every combination of a grid, as CSV/JSON and a plot.
@@ -271,6 +282,7 @@ def sweep(
     zipped = [sweeping.parse_grid(z) for z in zip_ or ()]
     source = spec_input(spec)
     if not train_:
+        _refuse_train_only(ctx)
         return _print_sweep(*sweeping.sweep(source, set_ or [], parsed, out, zipped=zipped))
     data_dir = data_dir or Path("data")
     given = (epochs, batch_size, lr, weight_decay, seed, device, workers, compile_, channels_last, threads, amp)
@@ -280,7 +292,24 @@ def sweep(
         slurm_partition, slurm_time, slurm_gpus, tensorboard, retry_failed,
     )  # fmt: skip
     train = {k: getattr(config, k) for k in explicit if k in SWEEP_TRAIN}
-    _trained_sweep(source, set_ or [], parsed, zipped, out, dataset, train, seeds, config.seed, options, quiet)
+    _trained_sweep(source, set_ or [], parsed, zipped, out, dataset, train, seeds, config.seed, options, name, quiet)
+
+
+#: The options of ``sweep`` that count without --train (every other one trains or runs the study).
+COUNTING = ("spec", "grid", "zip_", "set_", "out", "train_", "quiet")
+
+
+def _refuse_train_only(ctx: typer.Context) -> None:
+    """An option of a trained sweep given without --train is refused, not ignored (``--epochs 5`` counts nothing)."""
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if param.name not in COUNTING and source is not None and source.name == "COMMANDLINE":
+            option = "/".join([max(param.opts, key=len), *param.secondary_opts])
+            raise mgspec.SpecError(
+                "an option of a trained sweep: it does nothing without --train",
+                Location(option),
+                hint="add --train to train every combination, or leave the option out to count",
+            )
 
 
 def _print_sweep(rows: list[dict], written: list[Path]) -> None:
@@ -293,12 +322,12 @@ def _print_sweep(rows: list[dict], written: list[Path]) -> None:
 SWEEP_TRAIN = ("epochs", "batch_size", "lr", "weight_decay", "workers", "compile", "channels_last", "amp", "val_split")
 
 
-def _trained_sweep(source, sets, parsed, zipped, out, dataset, train, seeds, seed, options, quiet) -> None:
+def _trained_sweep(source, sets, parsed, zipped, out, dataset, train, seeds, seed, options, name, quiet) -> None:
     from mgspec.study import frontends
 
     rows, written, result = frontends.sweep(
         source, sets, parsed, out, zipped=zipped, dataset=dataset, train={"val_split": DEFAULT_VAL_SPLIT, **train},
-        seeds=seeds, seed=seed, options=options, log=(lambda m: None) if quiet else _log,
+        seeds=seeds, seed=seed, name=name, options=options, log=(lambda m: None) if quiet else _log,
     )  # fmt: skip
     _print_sweep(rows, written)
     for t in result.report["trials"]:

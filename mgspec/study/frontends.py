@@ -77,6 +77,7 @@ def sweep_study(
     train: dict,
     seeds: int = 1,
     seed: int = 0,
+    name: str | None = None,
 ) -> dict:
     """The study mapping of a sweep (``spec`` a file; ``--set`` paths a sweep also varies are dropped)."""
     swept = {p for p, _ in (*grid, *zipped)}
@@ -86,7 +87,7 @@ def sweep_study(
         if path.strip() not in swept:
             fixed[path.strip()] = [sweeping._number(value.strip())]
     return {
-        "name": _name("sweep-", Path(spec).stem),
+        "name": _name("sweep-", Path(spec).stem) if name is None else name,
         "spec": str(Path(spec).resolve()),
         "dataset": dataset,
         "train": train,
@@ -108,6 +109,7 @@ def sweep(
     train: dict,
     seeds: int = 1,
     seed: int = 0,
+    name: str | None = None,
     options: runner.Options = runner.DEFAULT,
     log: Callable[[str], None] = print,
 ) -> tuple[list[dict], list[Path], Result]:
@@ -117,8 +119,8 @@ def sweep(
         raise SpecError("sweep --train needs the spec as a file", where, hint="save it to a file and name that")
     combos = sweeping.combinations(grid, zipped)
     counted = sweeping.count_rows(spec, sets, combos)  # every combination, located at --grid/--zip
-    data = sweep_study(spec, sets, grid, zipped, dataset=dataset, train=train, seeds=seeds, seed=seed)
-    origins = {"seeds": "--seeds", "seed": "--seed", "zip": "--zip"}
+    data = sweep_study(spec, sets, grid, zipped, dataset=dataset, train=train, seeds=seeds, seed=seed, name=name)
+    origins = {"seeds": "--seeds", "seed": "--seed", "zip": "--zip", "name": "--name"}
     result = _run(data, "--grid", out, options, log, origins)
     fixed = {p: v[0] for p, v in data["grid"].items() if p not in combos[0]}
     rows = sweep_rows(result.report, combos, fixed, counted)

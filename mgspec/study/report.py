@@ -125,8 +125,21 @@ def build(name: str, objectives: dict[str, str], handle, out: Path | None = None
     }
 
 
-def load(name: str | None, storage) -> tuple[str, dict[str, str], object]:
-    """The Optuna study ``name`` in ``storage`` (the only one there when ``name`` is None)."""
+def _ran_in(optuna, storage, names: list[str], directory: Path) -> list[str]:
+    """The studies among ``names`` with a trial whose run directory is in ``directory``."""
+    here = directory.resolve()
+    found = []
+    for name in names:
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        dirs = [Path(t.user_attrs["run_dir"]) for t in trials if t.user_attrs.get("run_dir")]
+        if any(d.is_absolute() and d.resolve().is_relative_to(here) for d in dirs):
+            found.append(name)
+    return found
+
+
+def load(name: str | None, storage, directory: Path | None = None) -> tuple[str, dict[str, str], object]:
+    """The Optuna study ``name`` in ``storage``; when ``name`` is None, the only one there, or the one
+    whose trials ran in ``directory`` (a database holds the studies of many directories)."""
     from mgspec.errors import SpecError
     from mgspec.study.storage import DEFINITION
 
@@ -134,9 +147,16 @@ def load(name: str | None, storage) -> tuple[str, dict[str, str], object]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if name is None:
-        if len(names) != 1:
-            raise SpecError(f"the storage holds {len(names)} studies", hint="name the study file instead")
-        name = names[0]
+        found = names if len(names) == 1 or directory is None else _ran_in(optuna, storage, names, directory)
+        if len(found) != 1:
+            listed = ", ".join(map(repr, sorted(found or names)[:8])) + (", ..." if len(found or names) > 8 else "")
+            if directory is not None and not found:
+                message = f"none of the {len(names)} studies in the storage ran in {directory}: {listed}"
+            else:
+                ran = f", {len(found)} of which ran in {directory}" if directory is not None else ""
+                message = f"the storage holds {len(names)} studies{ran}: {listed}"
+            raise SpecError(message, hint="name the study file instead of its directory")
+        name = found[0]
     if name not in names:
         raise SpecError(f"no study {name!r} in the storage yet", hint="run it first: mgspec study run STUDY.yaml")
     handle = optuna.load_study(study_name=name, storage=storage)
