@@ -42,8 +42,9 @@ def shell_word(text: str) -> str:
     """``text`` as one word of a shell command that fits on one line of a comment.
 
     Printable text is quoted as :func:`shlex.quote` does; text with a newline or another
-    non-printable character is written with bash's ``$'...'`` escapes, so the command in the
-    header still runs and the comment never ends early.
+    non-printable character is written with bash's ``$'...'`` escapes (a character's UTF-8
+    bytes, whatever the locale), so the command in the header still runs and the comment never
+    ends early.
     """
     if text.isprintable():
         return shlex.quote(text)
@@ -54,10 +55,8 @@ def shell_word(text: str) -> str:
             out.append(named[c])
         elif c.isprintable():
             out.append(c)
-        else:
-            out.append(
-                f"\\x{ord(c):02x}" if ord(c) < 0x80 else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
-            )
+        else:  # its UTF-8 bytes: bash's \u escapes depend on the locale, \x escapes do not
+            out.extend(f"\\x{b:02x}" for b in c.encode("utf-8", "surrogateescape"))
     return "$'" + "".join(out) + "'"
 
 
