@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.11 found: make PYTHON=/path/to/python3.x"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev,onnx,study,predict,kernels]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,onnx,study,predict,kernels,tensorboard]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -79,22 +79,33 @@ def test_grid_with_two_jobs_then_a_rerun_trains_nothing_again(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_mid_study_then_a_rerun_resumes_from_the_checkpoint(tmp_path):
+@pytest.mark.parametrize(
+    ("signum", "jobs"),
+    [(signal.SIGTERM, "1"), (signal.SIGINT, "1"), (signal.SIGINT, "2")],
+    ids=["sigterm", "ctrl-c", "ctrl-c-two-jobs"],
+)
+def test_a_signal_mid_study_then_a_rerun_resumes_from_the_checkpoint(tmp_path, signum, jobs):
+    """SIGTERM (scancel) to the process, or Ctrl-C to its whole process group as a terminal sends it."""
     _write(tmp_path, GRID.replace("EPOCHS", "3"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "mgspec", "study", "run", "study.yaml", "--data-dir", "data", "--out", "out"]
     process = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        [*command, "--jobs", jobs], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
     deadline = time.monotonic() + 120
     while not list((tmp_path / "out" / "trials").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signum)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, out + err
-    assert "run the same command again" in err
+    assert "run the same command again" in err and "Traceback" not in err, err
+    states = [t["state"] for t in _report(tmp_path)["trials"]]
     interrupted = [t for t in _report(tmp_path)["trials"] if t["state"] == "interrupted"]
-    assert len(interrupted) == 1
+    assert 1 <= len(interrupted) <= int(jobs) and "running" not in states, states
     run_dir = interrupted[0]["run_dir"]
     done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -235,3 +246,42 @@ def test_device_auto_is_the_default_and_splits_over_gpus_only_where_there_are_so
         text=True,
     )
     assert "[default: auto]" in done.stdout
+
+
+def test_cuda_that_is_not_here_is_refused_before_anything_is_written(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is here: --device cuda is a valid option")
+    _write(tmp_path, GRID.replace("EPOCHS", "1"))
+    done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out", "--device", "cuda")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--device cuda: CUDA is not available here" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_search_whose_space_has_no_point_under_its_budget_stops_and_says_so(tmp_path):
+    body = GRID.replace("EPOCHS", "1").replace("seeds: 2\n", "").split("grid:")[0]
+    _write(tmp_path, body + "search:\n  trials: 2\n  max_weights: 100\n  space:\n    channel_grid.coarsest: [2, 4]\n")
+    done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the search stopped after 200 draws in a row were pruned: 0 of its 2 points drawn" in done.stdout
+    assert "under max_weights 100" in done.stdout
+    trials = _report(tmp_path)["trials"]
+    assert len(trials) == 200 and {t["state"] for t in trials} == {"pruned"}
+
+
+@pytest.mark.slow
+def test_another_study_in_a_study_directory_is_refused(tmp_path):
+    """Its trial 0 would find the first study's trials/0-seed0 finished and report it as its own."""
+    path = _write(tmp_path, GRID.replace("EPOCHS", "1").replace("[2, 4]", "[2]").replace("seeds: 2", "seeds: 1"))
+    assert _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out").returncode == 0
+    (tmp_path / "other.yaml").write_text(path.read_text().replace("name: tiny", "name: other"))
+    done = _study(tmp_path, "run", "other.yaml", "--data-dir", "data", "--out", "out")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "out: out holds the study 'tiny'; a study directory holds one study" in done.stderr
+    assert "give the study 'other' another --out" in done.stderr
+    assert [t["study"] for t in [_report(tmp_path)]] == ["tiny"]
+    config = json.loads((tmp_path / "out" / "trials" / "0-seed0" / "config.json").read_text())
+    assert config["experiment"]["study"] == "tiny"

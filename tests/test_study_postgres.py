@@ -152,7 +152,8 @@ def test_two_sweeps_of_one_spec_share_a_database_under_their_own_names(tmp_path,
     (tmp_path / "elsewhere").mkdir()
     nowhere = _report(tmp_path, "elsewhere", database)
     assert nowhere.returncode == 2 and "Traceback" not in nowhere.stderr
-    assert "none of the 2 studies in the storage ran in elsewhere: 'sweep-tiny', 'tiny-wide'" in nowhere.stderr
+    assert "studies in the storage ran in elsewhere: " in nowhere.stderr  # the database is the module's
+    assert "'sweep-tiny', 'tiny-wide'" in nowhere.stderr
 
 
 def _report(tmp_path: Path, target: str, database: str) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mgspec.errors import SpecError
-from mgspec.study import frontends, inline, load_study, runner
+from mgspec.study import claims, frontends, inline, load_study, runner
 from mgspec.study import storage as stores
 from tests import synthetic
 from tests.conftest import run_mgspec
@@ -185,18 +185,19 @@ def test_a_study_records_its_validation_default_and_an_older_study_keeps_the_one
     path = _study_file(tmp_path, "train: {epochs: 1, max_batches: 1}\nseeds: 2\ngrid: {width: [1]}\n")
     synthetic.write_cifar(tmp_path / "data")
     study = load_study(path)
-    new = stores.open_study(study, stores.open_storage(None, tmp_path / "new"))
+    new = stores.open_study(study, stores.open_storage(None, tmp_path / "new"), tmp_path / "new")
     assert new.user_attrs[stores.DEFAULTS] == {"val_split": 0.1}
 
     # Trials that held out nothing (the releases before validation splits): the study goes on without.
     storage = _made_before(study, tmp_path / "nosplit", {"test_acc": 0.5})
-    assert stores.open_study(study, storage).user_attrs[stores.DEFAULTS] == {"val_split": 0.0}  # recorded
+    assert stores.open_study(study, storage, tmp_path / "nosplit").user_attrs[stores.DEFAULTS] == {"val_split": 0.0}
     # Trials that held out the default split: the study goes on with it.
     split = {"test_acc": 0.5, "val_acc": 0.6, "selected_on": "val"}
     storage = _made_before(study, tmp_path / "split", split)
-    assert stores.default_val_split(stores.open_study(study, storage)) == 0.1
+    assert stores.default_val_split(stores.open_study(study, storage, tmp_path / "split")) == 0.1
     # Nothing completed yet: today's default.
-    assert stores.default_val_split(stores.open_study(study, _made_before(study, tmp_path / "none", None))) == 0.1
+    none = _made_before(study, tmp_path / "none", None)
+    assert stores.default_val_split(stores.open_study(study, none, tmp_path / "none")) == 0.1
 
     from mgspec.study.worker import Job, work
 
@@ -208,18 +209,25 @@ def test_a_study_records_its_validation_default_and_an_older_study_keeps_the_one
     assert summary.get("best_val_acc") is None  # selected on test, like the trial before it
 
 
-def test_retry_failed_leaves_a_trial_that_is_being_taken_over_to_take_over(tmp_path):
+def test_a_take_over_stopped_half_way_is_finished_by_the_next_and_never_retried_as_well(tmp_path):
     path = _study_file(tmp_path, "grid: {width: [1, 2]}\n")
-    handle = stores.open_study(load_study(path), stores.open_storage(None, tmp_path / "out"))
+    handle = stores.open_study(load_study(path), stores.open_storage(None, tmp_path / "out"), tmp_path / "out")
     first, second = handle.ask(), handle.ask()  # seed 0 of both points, running
     handle.tell(first, state=optuna.trial.TrialState.FAIL)  # failed training
+    second.set_user_attr("run_dir", "trials/1-seed0")
     # take_over's first steps on an interrupted trial: marked, failed, its continuation not queued yet
-    handle._storage.set_trial_user_attr(second._trial_id, stores.TAKEN_OVER, True)
+    handle._storage.set_trial_user_attr(second._trial_id, claims.TAKEN_OVER, True)
     handle.tell(second, state=optuna.trial.TrialState.FAIL)
-    assert stores.retry_failed(handle, log=lambda m: None) == 1
-    retries = [t.user_attrs.get("retry_of") for t in handle.get_trials() if t.state.name == "WAITING"]
-    assert retries == [first.number]
-    assert stores.retry_failed(handle, log=lambda m: None) == 0  # a retried trial is not retried twice
+    assert claims.retry_failed(handle, log=lambda m: None) == 1
+    assert claims.take_over(handle, log=lambda m: None) == 1  # the continuation, in the same run directory
+    waiting = [t.user_attrs for t in handle.get_trials() if t.state.name == "WAITING"]
+    assert [(w["retry_of"], w.get("run_dir")) for w in waiting] == [
+        (first.number, None),
+        (second.number, "trials/1-seed0"),
+    ]
+    assert [w["point"] for w in waiting] == ['{"width": 1}', '{"width": 2}']
+    assert claims.retry_failed(handle, log=lambda m: None) == 0  # a retried trial is not retried twice
+    assert claims.take_over(handle, log=lambda m: None) == 0  # nor continued twice
 
 
 def _summary_dir(root: Path, name: str, acc: float) -> str:
@@ -306,3 +314,17 @@ def test_sqlite_takes_one_job_and_a_moved_study_directory_keeps_its_trials(tmp_p
     assert (Path(trial["run_dir"]) / "summary.json").is_file()
     again = run_mgspec(tmp_path, "study", "run", path.name, "--data-dir", "data", "--out", "moved")
     assert again.returncode == 0 and "trial 0:" not in again.stdout, again.stdout  # nothing trained again
+
+
+@pytest.mark.slow
+def test_a_sweep_of_a_changed_spec_names_the_spec_file(tiny_dir):
+    first = run_mgspec(tiny_dir, *_sweep_args("width=1"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    spec = tiny_dir / "tiny.yaml"
+    spec.write_text(spec.read_text().replace("coarsest: 4", "coarsest: 2"))
+    done = run_mgspec(tiny_dir, *_sweep_args("width=1"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (
+        f"error: {spec}: the study 'sweep-tiny' in this storage was made from a different study file: " in done.stderr
+    )
+    assert f"the text of {spec}" in done.stderr and "study.yaml" not in done.stderr

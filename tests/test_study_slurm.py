@@ -81,3 +81,29 @@ def test_a_cancelled_slurm_job_is_resumed_by_a_rerun(tmp_path, cluster):
     assert epochs == list(range(1, EPOCHS + 1))
     logs = "".join(p.read_text() for p in (tmp_path / "out" / "slurm").rglob("*.out"))
     assert f"resuming {run_dir} at epoch {trained + 1}" in logs
+
+
+@pytest.mark.slow
+def test_a_job_slurm_cannot_answer_for_is_unknown_not_dead(tmp_path, cluster, monkeypatch):
+    """Only Slurm saying a job is gone makes it gone: a controller out of reach is no answer."""
+    from mgspec.study import claims
+
+    job = subprocess.run(
+        ["sbatch", "--parsable", "--wrap", "sleep 60", "-o", str(tmp_path / "%j.out")],
+        env=cluster, capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip()  # fmt: skip
+    monkeypatch.setenv("SLURM_CONF", cluster["SLURM_CONF"])
+    assert claims.slurm_job_alive(job) is True
+    subprocess.run(["scancel", job], env=cluster, check=True, timeout=30)
+    deadline = time.monotonic() + 60
+    while claims.slurm_job_alive(job) is not False and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert claims.slurm_job_alive(job) is False
+    assert claims.slurm_job_alive("999999") is False  # never there: Slurm says so
+
+    unreachable = tmp_path / "slurm.conf"
+    text = Path(cluster["SLURM_CONF"]).read_text()
+    port = next(line for line in text.splitlines() if line.startswith("SlurmctldPort="))
+    unreachable.write_text(text.replace(port, f"SlurmctldPort={servers.free_port()}") + "MessageTimeout=2\n")
+    monkeypatch.setenv("SLURM_CONF", str(unreachable))
+    assert claims.slurm_job_alive(job) is None

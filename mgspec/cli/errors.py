@@ -19,6 +19,8 @@ from mgspec.errors import SpecError
 USER_ERROR = 2
 #: Exit code when the reader of stdout went away: 128 + SIGPIPE.
 CLOSED_PIPE = 141
+#: Exit code after Ctrl-C: 128 + SIGINT, as shells report it.
+INTERRUPTED = 130
 
 
 def closed_pipe() -> typer.Exit:
@@ -36,7 +38,7 @@ def report(message: str) -> None:
 
 
 def user_errors(command: Callable) -> Callable:
-    """Run ``command``; a SpecError (or OSError on a user path) becomes one message, exit 2."""
+    """Run ``command``; a SpecError (or OSError on a user path) becomes one message, exit 2; Ctrl-C exits 130."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -46,6 +48,9 @@ def user_errors(command: Callable) -> Callable:
             return result
         except BrokenPipeError:
             raise closed_pipe() from None
+        except KeyboardInterrupt:  # Ctrl-C outside a training (which says how to resume): no traceback
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(INTERRUPTED) from None
         except SpecError as exc:
             report(str(exc))
             raise typer.Exit(USER_ERROR) from None

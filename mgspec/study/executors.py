@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mgspec.study import require
-from mgspec.study.storage import slurm_job_alive
+from mgspec.study.claims import slurm_job_alive
 from mgspec.study.worker import Interrupted, Job, as_json, work
 
 #: Exit status of a study interrupted by a signal (as for any command stopped by Ctrl-C).

@@ -54,9 +54,9 @@ class _Model(BaseModel):
 class Range(_Model):
     """A numeric range of a search space: integers when low, high (and step) are integers."""
 
-    low: float
-    high: float
-    step: float | None = Field(default=None, gt=0)
+    low: int | float  # an int stays an int: `1` and `1.0` say which kind of range
+    high: int | float
+    step: int | float | None = Field(default=None, gt=0)
     log: bool = False
 
     @model_validator(mode="after")
@@ -69,7 +69,8 @@ class Range(_Model):
 
     @property
     def integer(self) -> bool:
-        return all(isinstance(v, int) or (v is not None and float(v).is_integer()) for v in self._given())
+        """Integers when low, high and step are written as integers (``1.0`` is a float)."""
+        return all(isinstance(v, int) for v in self._given())
 
     def _given(self) -> list:
         return [self.low, self.high, *([self.step] if self.step is not None else [])]
@@ -268,8 +269,46 @@ def validate(source: Source, path: Path) -> Study:
             hint = f"did you mean {close[0]!r}?" if close else None
         raise SpecError(_message(err), source.locate(where), field or None, hint) from None
     study = Study(model, source, path)
+    _check_train_types(study)
     _refuse_duplicates(study)
     return study
+
+
+def _check_train_types(study: Study) -> None:
+    """Every training option (``train:`` and the axes' ``train.<option>`` values) of its recipe type,
+    strictly: ``epochs: 2.0`` or ``"1"`` is no epoch count, ``true`` no number (else the trials would
+    fail one by one at run time)."""
+    model = study.model
+    places = [(("train", k), k, v) for k, v in model.train.items()]
+    for section, axes in (("grid", model.grid), ("zip", model.zip), ("search", model.search and model.search.space)):
+        for path, values in (axes or {}).items():
+            if path.startswith("train.") and isinstance(values, list):
+                where = ("search", "space", path) if section == "search" else (section, path)
+                places += [((*where, i), path[len("train.") :], v) for i, v in enumerate(values)]
+    for where, option, value in places:
+        adapter = _train_type(option)
+        if adapter is None:
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            message = exc.errors()[0]["msg"][0].lower() + exc.errors()[0]["msg"][1:]
+            raise SpecError(f"{message}, got {value!r}", study.locate(*where), format_path(where)) from None
+
+
+def _train_type(option: str):
+    """A strict validator of the recipe's type for ``option`` (None: not a recipe option)."""
+    import typing
+
+    from pydantic import TypeAdapter
+
+    from mgspec.train.recipe import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    if option not in hints:
+        return None
+    kind = bool | str | None if option == "amp" else hints[option] | None  # amp: true or a half type
+    return TypeAdapter(kind, config=ConfigDict(strict=True))
 
 
 def _refuse_duplicates(study: Study) -> None:

@@ -123,6 +123,7 @@ def validate(study: Study, data_dir: str | Path = "data", device: str = "cpu") -
 
     Returns the counts of the points checked, by :func:`key`.
     """
+    _check_train(study, data_dir, device)
     checked: dict[str, tuple[int, int]] = {}
     if not study.is_search:
         axes = grid_axes(study)
@@ -159,6 +160,18 @@ def validate(study: Study, data_dir: str | Path = "data", device: str = "cpu") -
                 index = i if isinstance(study.model.search.space[path], list) else None
                 raise _relocated(study, error, path, index, f"{path}={value_text(value)} fits no combination") from None
     return checked
+
+
+def _check_train(study: Study, data_dir: str | Path, device: str) -> None:
+    """The study's ``train:`` options each on its own, an error located at its key (not at a grid value)."""
+    from mgspec.train import recipe
+
+    for option, value in study.model.train.items():
+        try:
+            recipe(study.model.dataset, str(data_dir), **{option: value or None if option == "amp" else value},
+                   device=device)  # fmt: skip
+        except SpecError as exc:
+            raise SpecError(exc.message, study.locate("train", option), f"train.{option}", exc.hint) from None
 
 
 def _product(axes: dict[str, list]) -> Iterable[dict]:

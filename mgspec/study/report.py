@@ -18,7 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
-from mgspec.study import require
+from mgspec.study import claims, require
 
 STATES = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting"}
 
@@ -37,7 +37,7 @@ def trials(handle, out: Path | None = None) -> list[dict]:
         if t.number in continued or attrs.get("spare"):
             continue
         state = STATES.get(t.state.name, t.state.name.lower())
-        if state == "running" and attrs.get("interrupted"):
+        if state == "running" and claims.stale(t):  # marked interrupted, or its worker is gone
             state = "interrupted"
         rows.append(
             {

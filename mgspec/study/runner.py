@@ -43,6 +43,10 @@ def check(study, options: Options) -> dict:
     if options.executor not in ("local", "slurm"):
         raise SpecError(f"unknown executor {options.executor!r}", Location("--executor"), hint="use local or slurm")
     check_device(options.device)
+    if options.executor == "local":  # a Slurm job's device is the node's, not this machine's
+        from mgspec.train.rundir import training_device
+
+        training_device(options.device)
     data.check(study.model.dataset, options.data_dir)
     checked = points.validate(study, options.data_dir, options.device)  # every point, before anything trains
     if options.tensorboard:
@@ -55,11 +59,39 @@ def check(study, options: Options) -> dict:
 
 
 def open_handle(study, out: Path, options: Options):
-    """The study in its storage, created or continued: a bad storage or a changed study is refused here."""
+    """The study in its storage, created or continued, and that storage: a bad storage or a changed
+    study is refused here."""
     from mgspec.study import storage as stores
 
     parallel = (options.jobs or 1) > 1 or options.executor == "slurm"
-    return stores.open_study(study, stores.open_storage(options.storage, out, parallel))
+    storage = stores.open_storage(options.storage, out, parallel)
+    _refuse_another(study, out, storage)
+    return stores.open_study(study, storage, out), storage
+
+
+def _refuse_another(study, out: Path, storage) -> None:
+    """A study directory holds one study: another's journal or run directories there are refused
+    (its ``trials/0-seed0`` would be taken for this study's)."""
+    import json
+
+    from optuna import get_all_study_summaries
+    from optuna.storages import JournalStorage
+
+    others = []
+    if isinstance(storage, JournalStorage):
+        others = [s.study_name for s in get_all_study_summaries(storage, include_best_trial=False)]
+    for config in sorted((out / "trials").glob("*/config.json"))[:1]:
+        try:
+            others.append((json.loads(config.read_text()).get("experiment") or {}).get("study"))
+        except (OSError, ValueError):
+            pass
+    other = next((name for name in others if name not in (None, study.name)), None)
+    if other is not None:
+        raise SpecError(
+            f"{out} holds the study {other!r}; a study directory holds one study",
+            Location(str(out)),
+            hint=f"give the study {study.name!r} another --out",
+        )
 
 
 def run(
@@ -69,25 +101,26 @@ def run(
 
     ``checked`` (from :func:`check`) says the study was checked already.
     """
-    from mgspec.study import executors, load_study
+    from mgspec.study import claims, executors, load_study
     from mgspec.study import report as reporting
     from mgspec.study import storage as stores
-    from mgspec.study.worker import Job
+    from mgspec.study.worker import Job, exhausted
     from mgspec.train.recipe import available_cores
 
     study = load_study(study_file)
     checked = check(study, options) if checked is None else checked
     out = out or Path("studies") / study.name
-    jobs, storage = options.jobs or 1, options.storage
-    handle = open_handle(study, out, options)
+    jobs, url = options.jobs or 1, options.storage
+    handle, storage = open_handle(study, out, options)
     if options.retry_failed:
-        stores.retry_failed(handle, log)
-    where = stores.redact(storage) if storage else out / "journal.log"
+        with claims.locked(storage, out, study.name):
+            claims.retry_failed(handle, log)
+    where = stores.redact(url) if url else out / "journal.log"
     log(f"study {study.name}: {len(checked)} points checked; storage {where}")
     job = Job(
         str(Path(study_file).resolve()),
         str(out.resolve()),
-        storage,
+        url,
         str(Path(options.data_dir).resolve()),
         options.device,
         options.threads,
@@ -101,5 +134,8 @@ def run(
     else:
         code = executors.run_local(job, jobs, available_cores(), log)
     if code == 0:
-        stores.wait_for_others(handle, log)
+        claims.wait_for_others(handle, log)
+        if (why := exhausted(study, handle)) is not None:
+            log(why)
+            code = 1
     return reporting.build(study.name, study.objectives, handle, out), code, out

@@ -12,22 +12,27 @@ from pathlib import Path
 
 from mgspec.errors import SpecError
 
-SCALARS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s")
+SCALARS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr", "images_per_s")
 
 
 def check_available() -> None:
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:
-        raise SpecError("--tensorboard needs the tensorboard package", hint="pip install tensorboard") from None
+        raise SpecError(
+            "--tensorboard needs the tensorboard package", hint="pip install 'mgspec[tensorboard]'"
+        ) from None
 
 
 def write_events(run_dir: str | Path) -> Path:
-    """Write the run's epochs as TensorBoard scalars under ``run_dir/tensorboard``."""
+    """Write the run's epochs as TensorBoard scalars under ``run_dir/tensorboard`` (replacing what
+    an earlier call wrote there)."""
     from torch.utils.tensorboard import SummaryWriter
 
     run_dir = Path(run_dir)
     target = run_dir / "tensorboard"
+    for old in target.glob("events.out.tfevents.*"):  # written again: one file, every epoch once
+        old.unlink()
     with SummaryWriter(str(target)) as writer:
         for line in (run_dir / "metrics.jsonl").read_text().splitlines():
             if line.strip():

@@ -7,12 +7,13 @@ validation split) validation accuracy as user attributes; its accuracy objective
 validation accuracy where there is a split, so a search never selects on the test set. A
 failure is recorded with its reason and the worker goes on. A search point that is not a
 valid spec, above ``max_weights`` or drawn before, is pruned and never trained. SIGTERM
-(Slurm's scancel, a preemption) marks the running trial interrupted so the next ``study run``
-continues it. ``python -m mgspec.study.worker JOB.json`` runs one worker.
+(Slurm's scancel, a preemption) or SIGINT (Ctrl-C) marks the running trial interrupted so the
+next ``study run`` continues it. ``python -m mgspec.study.worker JOB.json`` runs one worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -23,11 +24,11 @@ from pathlib import Path
 
 from mgspec.errors import SpecError
 from mgspec.load import value_text
-from mgspec.study import points, require
+from mgspec.study import claims, points, require
 from mgspec.study import storage as stores
 from mgspec.study.model import Range, Study, load_study
 
-#: Pruned draws after which a search stops (its space has too few valid points left).
+#: Pruned draws in a row after which a search stops (its space has too few new valid points).
 MAX_PRUNED = 200
 
 
@@ -46,42 +47,91 @@ class Job:
 
 
 class Interrupted(BaseException):
-    """SIGTERM arrived: the trial in progress is left to the next run."""
+    """SIGTERM or SIGINT arrived: the trial in progress is left to the next run."""
+
+
+#: Set by the first SIGTERM or SIGINT a worker gets: Ctrl-C and the runner's SIGTERM both come, and
+#: the second must not interrupt the first one's bookkeeping (nor be ignored with a race warning).
+_STOPPING = threading.Event()
 
 
 def _terminate(signum, frame):
-    raise Interrupted
+    if not _STOPPING.is_set():
+        _STOPPING.set()
+        raise Interrupted
 
 
 def work(job: Job, log=print) -> dict:
     """Train trials until the study has none left; returns counts by outcome."""
     study = load_study(job.study_file)
-    store = stores.open_storage(job.storage, Path(job.out), parallel=False)  # the runner refused parallel SQLite
-    handle = stores.open_study(study, store)
-    stores.take_over(handle, log)
-    previous = (
-        signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
-    )
+    out = Path(job.out)
+    store = stores.open_storage(job.storage, out, parallel=False)  # the runner refused parallel SQLite
+    handle = stores.open_study(study, store, out)
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _STOPPING.clear()
+    previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
     done = {"complete": 0, "failed": 0, "pruned": 0}
     try:
-        while (trial := _next(study, handle)) is not None:
-            done[_run(study, handle, trial, job, log)] += 1
+        with claims.locked(store, out, study.name):
+            claims.take_over(handle, log)
+        while True:
+            # A search's draw reads the study, then claims a point in it: one process at a time.
+            with claims.locked(store, out, study.name) if study.is_search else contextlib.nullcontext():
+                if (trial := _next(study, handle)) is None:
+                    break
+                drawn = _guarded(handle, trial, _draw, study, handle, trial, job)
+            if isinstance(drawn, str):
+                done[drawn] += 1
+            else:
+                done[_guarded(handle, trial, _train, study, handle, trial, *drawn, job, log)] += 1
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return done
 
 
+def _guarded(handle, trial, step, *args):
+    """``step(*args)`` on ``trial``; when a signal stops it, the trial is left to the next run."""
+    try:
+        return step(*args)
+    except Interrupted:
+        if trial.user_attrs.get("seed") is not None:
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("interrupted", True)  # take_over continues it
+        else:  # a search draw not claimed yet: nothing to continue
+            with contextlib.suppress(Exception):
+                _prune(handle, trial, "drawn as its worker was stopped", spare=True)
+        raise
+
+
 def _counted(study: Study, handle) -> tuple[int, int]:
-    """A search's draws so far that count towards ``trials``, and its pruned draws."""
+    """A search's draws so far that count towards ``trials``, and how many draws in a row
+    (since the last that counts) were pruned."""
     state = require("optuna").trial.TrialState
     trials = handle.get_trials(deepcopy=False)
-    drawn = sum(
-        1
+    counts = [
+        t
         for t in trials
         if t.state != state.PRUNED and t.user_attrs.get("seed") == study.model.seed and "retry_of" not in t.user_attrs
+    ]
+    last = max((t.number for t in counts), default=-1)
+    in_a_row = sum(1 for t in trials if t.number > last and t.state == state.PRUNED and not t.user_attrs.get("spare"))
+    return len(counts), in_a_row
+
+
+def exhausted(study: Study, handle) -> str | None:
+    """Why a search stopped short of its ``trials`` (None when it did not)."""
+    if not study.is_search:
+        return None
+    drawn, in_a_row = _counted(study, handle)
+    if drawn >= study.model.search.trials or in_a_row < MAX_PRUNED:
+        return None
+    return (
+        f"the search stopped after {in_a_row} draws in a row were pruned: {drawn} of its "
+        f"{study.model.search.trials} points drawn (its space has too few new valid points"
+        + (f" under max_weights {study.model.search.max_weights:,})" if study.model.search.max_weights else ")")
     )
-    return drawn, sum(1 for t in trials if t.state == state.PRUNED and not t.user_attrs.get("spare"))
 
 
 def _next(study: Study, handle):
@@ -91,10 +141,12 @@ def _next(study: Study, handle):
     if not waiting and not study.is_search:
         return None
     if not waiting:
-        drawn, pruned = _counted(study, handle)
-        if drawn >= study.model.search.trials or pruned >= MAX_PRUNED:
+        drawn, in_a_row = _counted(study, handle)
+        if drawn >= study.model.search.trials or in_a_row >= MAX_PRUNED:
             return None
-    return handle.ask()
+    trial = handle.ask()
+    trial.set_user_attr("owner", claims.owner())
+    return trial
 
 
 def _suggest(study: Study, trial) -> dict:
@@ -119,7 +171,8 @@ def _prune(handle, trial, reason: str, **attrs) -> str:
     return "pruned"
 
 
-def _run(study: Study, handle, trial, job: Job, log) -> str:
+def _draw(study: Study, handle, trial, job: Job) -> tuple[dict, int] | str:
+    """The trial's parameters and seed, checked (a search's fresh draw claimed); or ``"pruned"``."""
     params = _suggest(study, trial)
     seed = trial.user_attrs.get("seed")
     if seed is None and not study.is_search:
@@ -134,7 +187,7 @@ def _run(study: Study, handle, trial, job: Job, log) -> str:
     limit = study.model.search.max_weights if study.is_search else None
     if limit is not None and weights > limit:
         return _prune(handle, trial, f"{weights:,} weights, above max_weights {limit:,}")
-    if seed is None:  # a fresh draw of a search
+    if seed is None:  # a fresh draw of a search (under the study's lock)
         drawn, _ = _counted(study, handle)
         if drawn >= study.model.search.trials:
             return _prune(handle, trial, "the search has all its trials", spare=True)
@@ -145,7 +198,7 @@ def _run(study: Study, handle, trial, job: Job, log) -> str:
         trial.set_user_attr("seed", seed)
         for other in range(seed + 1, seed + study.model.seeds):
             handle.enqueue_trial(params, user_attrs={"seed": other, "point": points.key(params)})
-    return _train(study, handle, trial, params, seed, job, log)
+    return params, seed
 
 
 def _same_point(handle, trial, key: str, first_seed: int) -> int | None:
@@ -157,61 +210,104 @@ def _same_point(handle, trial, key: str, first_seed: int) -> int | None:
     return None
 
 
+def _run_dir(trial, seed: int, job: Job) -> tuple[Path, str]:
+    """Where the trial trains, and what it records.
+
+    With the journal in the study's directory, relative to it (a copied or moved directory keeps
+    its trials). A shared database's trials live under the --out of whichever process trained
+    them, so those are recorded in full; a continuation whose directory this machine does not
+    have (another machine's --out) starts again under its own.
+    """
+    recorded = trial.user_attrs.get("run_dir")
+    fresh = f"trials/{trial.number}-seed{seed}"
+    if recorded is None or (Path(recorded).is_absolute() and not Path(recorded).exists()):
+        recorded = fresh if job.storage is None else str(Path(job.out) / fresh)
+    return Path(job.out) / recorded, recorded  # a study made before kept absolute paths: they stay
+
+
+def _foreign(run_dir: Path, study: Study, params: dict) -> str | None:
+    """Why ``run_dir`` holds another training than this trial's (None when it is this trial's)."""
+    from mgspec.train import trainer
+
+    try:
+        stored = json.loads((run_dir / trainer.CONFIG).read_text()).get("experiment") or {}
+    except (OSError, ValueError):
+        return None  # no run there yet, or a broken one: prepare() says what is wrong
+    if stored.get("study", study.name) != study.name:
+        return f"{run_dir} holds a trial of the study {stored['study']!r}; give this study another --out"
+    if "params" in stored and points.key(stored["params"]) != points.key(params):
+        return f"{run_dir} holds the training of other parameters ({points.key(stored['params'])})"
+    return None
+
+
 def _train(study: Study, handle, trial, params: dict, seed: int, job: Job, log) -> str:
     from mgspec.train import prepare, train, trainer
 
     optuna = require("optuna")
-    # With the journal in the study's directory, recorded relative to it: a copied or moved
-    # directory keeps its trials. A shared database's trials live under the --out of whichever
-    # process trained them, so those are recorded in full.
-    recorded = trial.user_attrs.get("run_dir") or f"trials/{trial.number}-seed{seed}"
-    if job.storage is not None and not trial.user_attrs.get("run_dir"):
-        recorded = str(Path(job.out) / recorded)
-    run_dir = Path(job.out) / recorded  # a study made before kept absolute paths: they stay as they are
+    run_dir, recorded = _run_dir(trial, seed, job)
     trial.set_user_attr("run_dir", recorded)
-    trial.set_user_attr("owner", stores.owner())
+    trial.set_user_attr("owner", claims.owner())
     trial.set_user_attr("heartbeat", time.time())
     beat = _Heartbeat(handle, trial)
     setting = ", ".join(f"{p}={value_text(v)}" for p, v in params.items())
     log(f"trial {trial.number}: {setting}, seed {seed} in {run_dir}")
     try:
+        if (foreign := _foreign(run_dir, study, params)) is not None:
+            raise SpecError(foreign)
         val_split = stores.default_val_split(handle)
         config = points.config(study, params, seed, job.data_dir, job.device, job.threads, val_split)
         experiment = {**(study.model.experiment or {}), "study": study.name, "trial": trial.number, "params": params}
         resume = (run_dir / trainer.CONFIG).is_file()
         spec = points.spec(study, params)
-        run = prepare(spec, points.overrides(params), config, run_dir, resume=resume, experiment=experiment)
+        explicit = tuple(config.as_dict()) if resume else ()  # a continuation keeps the recipe it began with
+        run = prepare(spec, points.overrides(params), config, run_dir, resume=resume, explicit=explicit,
+                      experiment=experiment)  # fmt: skip
         summary = train(run, progress=False, log=log)
     except Interrupted:
         beat.stop()
-        trial.set_user_attr("interrupted", True)
         log(f"trial {trial.number} interrupted: a re-run continues it from its checkpoint")
         raise
     except Exception as exc:  # a diverged or failed training: recorded, and the study goes on
         beat.stop()
         reason = str(exc) if isinstance(exc, SpecError) else f"{type(exc).__name__}: {exc}"
-        trial.set_user_attr("reason", reason)
-        handle.tell(trial, state=optuna.trial.TrialState.FAIL)
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            trial.set_user_attr("reason", reason)
+            handle.tell(trial, state=optuna.trial.TrialState.FAIL)
         log(f"trial {trial.number} failed: {reason}")
+        _events(job, run_dir)  # the curve up to the failure (a divergence shows there)
         return "failed"
     beat.stop()
+    try:
+        _record(study, handle, trial, summary)
+    except optuna.exceptions.UpdateFinishedTrialError:  # taken over while this worker looked gone
+        log(f"trial {trial.number} was continued by another worker meanwhile; that trial records {run_dir}")
+        return "complete"
+    _events(job, run_dir)
+    val = summary.get("best_val_acc")
+    said = f", validation {100 * val:.2f}%" if val is not None else ""
+    log(f"trial {trial.number}: test accuracy {100 * summary['best_test_acc']:.2f}%{said}")
+    return "complete"
+
+
+def _events(job: Job, run_dir: Path) -> None:
+    """With --tensorboard, the run's epochs as TensorBoard event files (when it trained any)."""
+    if job.tensorboard and (run_dir / "metrics.jsonl").is_file():
+        from mgspec.study.tensorboard import write_events
+
+        write_events(run_dir)
+
+
+def _record(study: Study, handle, trial, summary: dict) -> None:
+    """A completed trial's attributes and objective values."""
     trial.set_user_attr("test_acc", summary["best_test_acc"])
     trial.set_user_attr("final_test_acc", summary["final_test_acc"])
     trial.set_user_attr("val_acc", summary.get("best_val_acc"))
     trial.set_user_attr("selected_on", summary.get("selected_on", "test"))
-    if job.tensorboard:
-        from mgspec.study.tensorboard import write_events
-
-        write_events(run_dir)
     # The accuracy objective is the one the epoch was selected on: validation, where the trial has a split.
     accuracy = summary.get("best_val_acc")
     accuracy = summary["best_test_acc"] if accuracy is None else accuracy
     values = {"accuracy": accuracy, "weights": summary["weights"], "macs": summary["macs"]}
     handle.tell(trial, [values[name] for name in study.objectives])
-    val = summary.get("best_val_acc")
-    said = f", validation {100 * val:.2f}%" if val is not None else ""
-    log(f"trial {trial.number}: test accuracy {100 * summary['best_test_acc']:.2f}%{said}")
-    return "complete"
 
 
 class _Heartbeat:
@@ -223,11 +319,14 @@ class _Heartbeat:
         self.thread.start()
 
     def _beat(self, handle, trial) -> None:
-        while not self.stopped.wait(stores.HEARTBEAT_S):
+        finished = require("optuna").exceptions.UpdateFinishedTrialError
+        while not self.stopped.wait(claims.HEARTBEAT_S):
             try:
                 handle._storage.set_trial_user_attr(trial._trial_id, "heartbeat", time.time())
-            except Exception:  # the trial finished meanwhile, or the storage is briefly away
+            except finished:  # taken over meanwhile: nothing left to keep alive
                 return
+            except Exception:  # noqa: S112 - the storage briefly away: the next beat tries again
+                continue
 
     def stop(self) -> None:
         self.stopped.set()

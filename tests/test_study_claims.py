@@ -1,0 +1,286 @@
+"""Which worker trains which trial: the study lock, search draws racing, a stopped creation or
+take-over finished by the next process, signals before training, heartbeats, stale owners.
+
+Storages are real (Optuna's journal file); where a race needs a window to be seen, the window is
+widened (a slow check), never simulated. Trainings are replaced by an immediate result where the
+test is about claiming trials, not training them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mgspec.study import claims, load_study, points
+from mgspec.study import storage as stores
+from mgspec.study import worker as workers
+from tests import synthetic
+
+optuna = pytest.importorskip("optuna", reason="studies need the study extra: pip install 'mgspec[study]'")
+
+
+def _study_file(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
+    synthetic.write_cifar(tmp_path / "data", train_per_batch=16, test=24)
+    path = tmp_path / "study.yaml"
+    path.write_text("name: c\nspec: tiny.yaml\ndataset: cifar10\ntrain: {epochs: 1}\n" + body)
+    return path
+
+
+def _job(tmp_path: Path, path: Path, worker: int = 0) -> workers.Job:
+    return workers.Job(str(path), str(tmp_path / "out"), data_dir=str(tmp_path / "data"), device="cpu", worker=worker)
+
+
+def _trained_at_once(study, handle, trial, params, seed, job, log):
+    """A training that ends at once (these tests are about who trains what, not how)."""
+    trial.set_user_attr("run_dir", f"trials/{trial.number}-seed{seed}")
+    handle.tell(trial, [0.5] * len(study.objectives))
+    return "complete"
+
+
+def _trials(tmp_path: Path, name: str = "c") -> list:
+    storage = stores.open_storage(None, tmp_path / "out")
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def test_the_journal_lock_is_held_by_one_holder_at_a_time(tmp_path):
+    storage = stores.open_storage(None, tmp_path)
+    inside, order = threading.Event(), []
+
+    def second():
+        inside.wait()
+        with claims.locked(storage, tmp_path, "s"):
+            order.append("second")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with claims.locked(storage, tmp_path, "s"):
+        inside.set()
+        time.sleep(0.5)  # the other holder waits all this time
+        order.append("first")
+    thread.join(timeout=30)
+    assert order == ["first", "second"]
+    assert not list(tmp_path.glob("*.lock")), "the lock file is removed when released"
+
+
+@pytest.mark.parametrize(("space", "trials"), [("[2]", 1), ("[2, 4]", 2)])
+def test_workers_drawing_at_once_train_each_search_point_once(tmp_path, monkeypatch, space, trials):
+    """Two workers draw while each check is slow: without the lock both took the same point (or
+    the search trained more than ``trials``), each seeing no claim of it yet."""
+    path = _study_file(
+        tmp_path,
+        f"search:\n  trials: {trials}\n  sampler: random\n  space:\n    channel_grid.coarsest: {space}\n",
+    )
+    real_check = points.check
+
+    def slow_check(*args, **kwargs):
+        time.sleep(0.4)
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(points, "check", slow_check)
+    monkeypatch.setattr(workers, "_train", _trained_at_once)
+    results = []
+    threads = [
+        threading.Thread(target=lambda i=i: results.append(workers.work(_job(tmp_path, path, i), log=lambda m: None)))
+        for i in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    done = [t for t in _trials(tmp_path) if t.state.name == "COMPLETE"]
+    assert len(done) == trials == sum(r["complete"] for r in results)
+    assert len({t.user_attrs["point"] for t in done}) == trials, "a point was trained twice"
+
+
+def test_a_study_whose_creator_stopped_part_way_gets_the_rest_of_its_grid(tmp_path):
+    path = _study_file(tmp_path, "seeds: 2\ngrid: {width: [1, 2]}\n")
+    study = load_study(path)
+    storage = stores.open_storage(None, tmp_path / "out")
+    # What a creator leaves when it is killed after queueing one trial of four.
+    handle = optuna.create_study(study_name="c", storage=storage, directions=["maximize"])
+    handle.set_user_attr(stores.DEFINITION, study.definition())
+    handle.enqueue_trial({"width": 1}, user_attrs={"seed": 0, "point": points.key({"width": 1})})
+
+    handle = stores.open_study(study, storage, tmp_path / "out")
+    queued = sorted((t.user_attrs["point"], t.user_attrs["seed"]) for t in handle.get_trials())
+    assert queued == [(points.key({"width": w}), s) for w in (1, 2) for s in (0, 1)]
+    assert handle.user_attrs[stores.READY] is True
+    again = stores.open_study(study, storage, tmp_path / "out")
+    assert len(again.get_trials()) == 4, "a finished creation queues nothing more"
+
+
+def test_a_changed_study_is_not_completed_with_its_own_grid(tmp_path):
+    path = _study_file(tmp_path, "grid: {width: [1, 2]}\n")
+    storage = stores.open_storage(None, tmp_path / "out")
+    handle = optuna.create_study(study_name="c", storage=storage, directions=["maximize"])
+    handle.set_user_attr(stores.DEFINITION, {**load_study(path).definition(), "seeds": 3})
+    with pytest.raises(Exception, match=r"seeds \(3 -> 1\)"):
+        stores.open_study(load_study(path), storage, tmp_path / "out")
+    assert handle.get_trials() == []
+
+
+def test_a_signal_before_training_leaves_the_trial_to_the_next_run(tmp_path, monkeypatch):
+    """SIGTERM while the trial is checked (before its run directory exists) marks it
+    interrupted, with its owner; the next worker continues it, and nothing waits for it."""
+    path = _study_file(tmp_path, "grid: {width: [1, 2]}\n")
+    monkeypatch.setattr(workers, "_train", _trained_at_once)
+
+    def stopped(*args, **kwargs):
+        raise workers.Interrupted
+
+    with monkeypatch.context() as patch:
+        patch.setattr(points, "check", stopped)
+        with pytest.raises(workers.Interrupted):
+            workers.work(_job(tmp_path, path), log=lambda m: None)
+    (first,) = _trials(tmp_path)[:1]
+    assert first.state.name == "RUNNING" and first.user_attrs["interrupted"] is True
+    assert first.user_attrs["owner"]["pid"] == os.getpid()
+    assert claims.stale(first)
+
+    assert workers.work(_job(tmp_path, path), log=lambda m: None)["complete"] == 2
+    trials = _trials(tmp_path)
+    assert sorted(t.state.name for t in trials) == ["COMPLETE", "COMPLETE", "FAIL"]
+    continuation = next(t for t in trials if t.user_attrs.get("retry_of") == first.number)
+    assert continuation.state.name == "COMPLETE" and continuation.user_attrs["seed"] == 0
+
+
+def test_a_search_draw_stopped_before_its_claim_is_pruned_as_spare(tmp_path, monkeypatch):
+    path = _study_file(tmp_path, "search:\n  trials: 1\n  space:\n    width: [1, 2]\n")
+
+    def stopped(*args, **kwargs):
+        raise workers.Interrupted
+
+    monkeypatch.setattr(points, "check", stopped)
+    with pytest.raises(workers.Interrupted):
+        workers.work(_job(tmp_path, path), log=lambda m: None)
+    (trial,) = _trials(tmp_path)
+    assert trial.state.name == "PRUNED" and trial.user_attrs["spare"] is True
+
+
+def test_the_heartbeat_goes_on_after_a_storage_error_and_ends_with_its_trial(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "HEARTBEAT_S", 0.05)
+    handle = optuna.create_study(storage=stores.open_storage(None, tmp_path), directions=["maximize"])
+    trial = handle.ask()
+    real = handle._storage
+    failures = []
+
+    class Flaky:  # the real storage, away for the first beat
+        def set_trial_user_attr(self, *args):
+            if not failures:
+                failures.append(1)
+                raise OSError("the database restarted")
+            return real.set_trial_user_attr(*args)
+
+    beating = type("Handle", (), {"_storage": Flaky()})()
+    beat = workers._Heartbeat(beating, trial)
+    deadline = time.monotonic() + 10
+    while "heartbeat" not in handle.trials[0].user_attrs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert failures and "heartbeat" in handle.trials[0].user_attrs
+    handle.tell(trial, 0.5)  # taken over or finished elsewhere: the thread ends by itself
+    beat.thread.join(timeout=5)
+    assert not beat.thread.is_alive()
+    beat.stop()
+
+
+def _running(owner: dict, heartbeat: float):
+    return optuna.trial.FrozenTrial(
+        number=0, state=optuna.trial.TrialState.RUNNING, value=None, datetime_start=None, datetime_complete=None,
+        params={}, distributions={}, user_attrs={"owner": owner, "heartbeat": heartbeat, "seed": 0},
+        system_attrs={}, intermediate_values={}, trial_id=0,
+    )  # fmt: skip
+
+
+def test_a_trial_on_this_host_is_stale_when_its_process_is_gone_whatever_slurm_says(tmp_path):
+    """Inside a Slurm allocation (a local run there), the process decides, not the job."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    owner = {"host": socket.gethostname(), "slurm_job": "4242", "slurm_restart": "0"}
+    dead = {**owner, "pid": gone.pid, "started": "1"}
+    alive = {**owner, "pid": os.getpid(), "started": claims._start_time(os.getpid())}
+    assert claims.stale(_running(dead, time.time()))
+    assert not claims.stale(_running(alive, time.time()))
+    assert claims.stale(_running({"host": "elsewhere", "pid": 1}, time.time() - claims.GRACE_S - 1))
+    assert not claims.stale(_running({"host": "elsewhere", "pid": 1}, time.time()))
+
+
+def test_a_continuation_from_another_machines_out_trains_under_its_own(tmp_path):
+    job = workers.Job("s.yaml", str(tmp_path / "mine"), storage="postgresql://db/x")
+    handle = optuna.create_study()
+    trial = handle.ask()
+    trial.set_user_attr("run_dir", "/nowhere/theirs/trials/3-seed0")
+    assert workers._run_dir(trial, 0, job) == (
+        tmp_path / "mine" / "trials/0-seed0",
+        str(tmp_path / "mine/trials/0-seed0"),
+    )
+    (tmp_path / "shared" / "trials" / "3-seed0").mkdir(parents=True)
+    here = str(tmp_path / "shared" / "trials" / "3-seed0")
+    trial.set_user_attr("run_dir", here)
+    assert workers._run_dir(trial, 0, job) == (Path(here), here)
+
+
+def test_a_range_written_with_floats_is_a_float_range(tmp_path):
+    floats = load_study(_study_file(tmp_path, "search:\n  trials: 1\n  space:\n    width: {low: 1.0, high: 2.0}\n"))
+    ints = load_study(_study_file(tmp_path, "search:\n  trials: 1\n  space:\n    width: {low: 1, high: 2}\n"))
+    assert not floats.model.search.space["width"].integer and ints.model.search.space["width"].integer
+    drawn = [workers._suggest(floats, optuna.create_study().ask())["width"] for _ in range(20)]
+    assert all(isinstance(w, float) and 1.0 <= w <= 2.0 for w in drawn) and len(set(drawn)) > 2
+    assert {workers._suggest(ints, optuna.create_study().ask())["width"] for _ in range(20)} <= {1, 2}
+
+
+def test_tensorboard_events_hold_every_metric_of_every_epoch_once(tmp_path):
+    pytest.importorskip("tensorboard", reason="needs the tensorboard extra: pip install 'mgspec[tensorboard]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mgspec.study.tensorboard import write_events
+
+    epochs = [
+        {"epoch": 1, "lr": 0.05, "train_loss": 2.3, "train_acc": 0.1, "val_loss": 2.2, "val_acc": 0.25,
+         "test_loss": 2.1, "test_acc": 0.2, "images_per_s": 10.0, "elapsed_s": 1.0},
+        {"epoch": 2, "lr": 0.01, "train_loss": 1.9, "train_acc": 0.3, "val_loss": 1.8, "val_acc": 0.375,
+         "test_loss": 1.7, "test_acc": 0.4, "images_per_s": 12.0, "elapsed_s": 2.0},
+    ]  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
+    write_events(tmp_path)
+    write_events(tmp_path)  # again (a trial recorded twice): the same events, not twice
+    assert len(list((tmp_path / "tensorboard").iterdir())) == 1
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == {k for k in epochs[0] if k not in ("epoch", "elapsed_s")}
+    for tag in ("val_acc", "test_acc", "lr"):
+        assert [(e.step, pytest.approx(e.value)) for e in events.Scalars(tag)] == [
+            (1, epochs[0][tag]),
+            (2, epochs[1][tag]),
+        ]
+
+
+@pytest.mark.parametrize("damage", ["cut short", "garbage appended", "a line changed"])
+def test_a_damaged_journal_is_refused_at_its_line_and_left_as_it_was(tmp_path, damage):
+    """Optuna skips a last line cut short, but an entry appended after it makes the whole journal
+    unreadable: a run must not append, and a report must not show a study with its end missing."""
+    from tests.conftest import run_mgspec
+
+    path = _study_file(tmp_path, "grid: {width: [1, 2]}\n")
+    stores.open_study(load_study(path), stores.open_storage(None, tmp_path / "out"), tmp_path / "out")
+    journal = tmp_path / "out" / "journal.log"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    raw, line = {
+        "cut short": (b"".join(lines[:-1]) + lines[-1][:10], len(lines)),
+        "garbage appended": (b"".join(lines) + b"\x00\xff x\n", len(lines) + 1),
+        "a line changed": (b"".join(lines[:2]) + b"{not json\n" + b"".join(lines[3:]), 3),
+    }[damage]
+    journal.write_bytes(raw)
+    for args in (("report", "out", "-f", "json"), ("run", "study.yaml", "--data-dir", "data", "--out", "out")):
+        done = run_mgspec(tmp_path, "study", *args)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"journal.log:{line}: line {line} is not an entry Optuna wrote" in done.stderr
+        assert ("the last write did not finish" in done.stderr) == (damage == "cut short")
+        assert "Traceback" not in done.stderr and journal.read_bytes() == raw
