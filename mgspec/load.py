@@ -240,24 +240,25 @@ def _compose(text: str, name: str, lines: bool = True) -> tuple[yaml.Node | None
         raise
 
 
-def parse_text(text: str, name: str = "<spec>") -> Source:
-    """Parse spec text; ``name`` is used in every error location."""
+def parse_text(text: str, name: str = "<spec>", what: str = "spec") -> Source:
+    """Parse spec text (``what``: the kind of file, as errors name it); ``name`` is used in every error location."""
     if len(text) > MAX_SPEC_BYTES:
-        raise SpecError(f"the spec is larger than {MAX_SPEC_BYTES:,} bytes", Location(name))
+        raise SpecError(f"the {what} is larger than {MAX_SPEC_BYTES:,} bytes", Location(name))
     root, loader = _compose(text, name)
     if root is None:
-        raise SpecError("the spec is empty", Location(name, 1))
+        raise SpecError(f"the {what} is empty", Location(name, 1))
     try:
         converter = _Converter(loader, name)
         data = converter.convert(root)
     finally:
         loader.dispose()
     if not isinstance(data, dict):
-        raise SpecError("a spec must be a YAML mapping at the top level", Location(name, 1, 1))
+        raise SpecError(f"a {what} must be a YAML mapping at the top level", Location(name, 1, 1))
     return Source(name, text, data, converter.locations)
 
 
-def read_spec_file(path: str | Path) -> Source:
+def read_spec_file(path: str | Path, what: str = "spec") -> Source:
+    """Read a spec (or another YAML file of mgspec's, ``what``) with every problem located."""
     path = Path(path)
     if path.exists() and not path.is_file() and not path.is_dir() and not path.is_char_device():
         # a FIFO or socket named like a spec: opening it could block forever (stdin is read by `-`)
@@ -266,17 +267,22 @@ def read_spec_file(path: str | Path) -> Source:
         with path.open("rb") as handle:
             raw = handle.read(MAX_SPEC_BYTES + 1)  # bounded: /dev/zero or a huge file cannot stall us
     except FileNotFoundError:
-        raise SpecError("no such spec file", Location(str(path))) from None
+        noun = what if what.endswith("file") else f"{what} file"
+        raise SpecError(f"no such {noun}", Location(str(path))) from None
     except (IsADirectoryError, PermissionError, OSError) as exc:
-        raise SpecError(f"cannot read spec: {exc.__class__.__name__}", Location(str(path))) from None
+        raise SpecError(f"cannot read {what}: {exc.__class__.__name__}", Location(str(path))) from None
     if len(raw) > MAX_SPEC_BYTES:
-        raise SpecError(f"the spec is larger than {MAX_SPEC_BYTES:,} bytes", Location(str(path)))
+        raise SpecError(f"the {what} is larger than {MAX_SPEC_BYTES:,} bytes", Location(str(path)))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(f"cannot read spec: {exc.__class__.__name__}", Location(str(path))) from None
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError(
+            f"cannot read {what}: byte 0x{raw[exc.start]:02x} is not UTF-8", Location(str(path), line, column)
+        ) from None
     # Universal newlines, as text mode reads them (line numbers then match editors).
-    return parse_text(text.replace("\r\n", "\n").replace("\r", "\n"), str(path))
+    return parse_text(text.replace("\r\n", "\n").replace("\r", "\n"), str(path), what)
 
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|(\d+)")

@@ -285,3 +285,14 @@ def test_another_study_in_a_study_directory_is_refused(tmp_path):
     assert [t["study"] for t in [_report(tmp_path)]] == ["tiny"]
     config = json.loads((tmp_path / "out" / "trials" / "0-seed0" / "config.json").read_text())
     assert config["experiment"]["study"] == "tiny"
+
+
+def test_a_broken_data_file_is_refused_before_anything_is_written(tmp_path):
+    """As `mgspec train` refuses it: not a failure in every trial and a study left behind."""
+    _write(tmp_path, GRID.replace("EPOCHS", "1"))
+    batch = tmp_path / "data" / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(batch.read_bytes()[:1000])
+    done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "test_batch: not a CIFAR python batch" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()

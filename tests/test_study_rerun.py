@@ -328,3 +328,70 @@ def test_a_sweep_of_a_changed_spec_names_the_spec_file(tiny_dir):
         f"error: {spec}: the study 'sweep-tiny' in this storage was made from a different study file: " in done.stderr
     )
     assert f"the text of {spec}" in done.stderr and "study.yaml" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "message"),
+    [
+        ("search:\n  trials: 1\n  space:\n    width: {low: 2, high: 0.5}\n", "study.yaml:7:12: search.space.width",
+         "low 2 is above high 0.5"),
+        ("search:\n  trials: 1\n  space:\n    width: {low: 1, high: 2, step: 0}\n",
+         "study.yaml:7:36: search.space.width.step", "input should be greater than 0, got 0"),
+        ("search:\n  trials: 1\n  space:\n    width: {low: 1}\n", "study.yaml:7:12: search.space.width.high",
+         "missing required field 'high'"),
+        ("search:\n  trials: 1\n  space:\n    width: {low: 0.5, high: 1.0e+300, step: 0.5}\n",
+         "study.yaml:7:12: search.space.width", "more than 1,000,000 steps from low to high: take a larger step"),
+        ("search:\n  trials: 1\n  space:\n    width: {low: 0.5, high: .inf}\n", "study.yaml:7:12: search.space.width",
+         "low, high and step must be finite numbers"),
+        ("search:\n  trials: 1\n  space:\n    width: [{a: 1}]\n", "study.yaml:7:13: search.space.width[0]",
+         "Input should be a number, a string or true/false"),
+        ("train: {epochs: 2.0}\ngrid: {width: [1]}\n", "study.yaml:4:17: train.epochs",
+         "input should be a valid integer, got 2.0"),
+        ("train: {epochs: '1'}\ngrid: {width: [1]}\n", "study.yaml:4:17: train.epochs",
+         "input should be a valid integer, got '1'"),
+        ("train: {compile: 1}\ngrid: {width: [1]}\n", "study.yaml:4:18: train.compile",
+         "input should be a valid boolean, got 1"),
+        ("grid:\n  width: [1]\n  train.batch_size: [8, 1.5]\n", "study.yaml:6:25: grid.train.batch_size[1]",
+         "input should be a valid integer, got 1.5"),
+        ("grid:\n  train.frobnicate: [1]\n", "study.yaml:5:21: grid.train.frobnicate",
+         "unknown train option 'frobnicate'"),
+    ],
+)  # fmt: skip
+def test_a_bad_study_value_is_one_message_at_its_place(tmp_path, body, where, message):
+    """The branch a value meant speaks (a range's own error, not a list's), types are the recipe's."""
+    with pytest.raises(SpecError) as err:
+        load_study(_study_file(tmp_path, body))
+    assert str(err.value).splitlines()[0] == f"{tmp_path / where}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("train", "where", "message"),
+    [
+        ("{val_split: 1.5}", "study.yaml:4:20: train.val_split", "--val-split must be at least 0 and less than 1"),
+        ("{epochs: 0}", "study.yaml:4:17: train.epochs", "--epochs must be at least 1, not 0"),
+        ("{amp: fp8}", "study.yaml:4:14: train.amp", "unknown --amp-dtype 'fp8'"),
+    ],
+)
+def test_a_bad_train_option_is_located_at_its_key_not_at_a_grid_value(tmp_path, train, where, message):
+    from mgspec.study import points
+
+    synthetic.write_cifar(tmp_path / "data", train_per_batch=16, test=24)
+    study = load_study(_study_file(tmp_path, f"train: {train}\ngrid: {{width: [1, 2]}}\n"))
+    with pytest.raises(SpecError) as err:
+        points.validate(study, tmp_path / "data", "cpu")
+    assert str(err.value).splitlines()[0].startswith(f"{tmp_path / where}: {message}")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"name: s\n\xff\xfe", "study.yaml:2:1: cannot read study file: byte 0xff is not UTF-8"),
+        (b"", "study.yaml:1: the study file is empty"),
+        (b"- 1\n", "study.yaml:1:1: a study file must be a YAML mapping at the top level"),
+    ],
+)
+def test_an_unreadable_study_file_is_called_a_study_file(tmp_path, raw, message):
+    (tmp_path / "study.yaml").write_bytes(raw)
+    with pytest.raises(SpecError) as err:
+        load_study(tmp_path / "study.yaml")
+    assert str(err.value) == f"{tmp_path}/{message}"

@@ -13,10 +13,21 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mgspec.errors import Location, SpecError
 from mgspec.load import DataPath, Source, format_path, point_key, read_spec_file
@@ -51,6 +62,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: Most steps of a stepped range (Optuna's step arithmetic fails on astronomically many).
+MAX_STEPS = 1_000_000
+
+
 class Range(_Model):
     """A numeric range of a search space: integers when low, high (and step) are integers."""
 
@@ -61,8 +76,12 @@ class Range(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> Range:
+        if not all(math.isfinite(v) for v in self._given()):
+            raise ValueError("low, high and step must be finite numbers")
         if self.low > self.high:
             raise ValueError(f"low {self.low} is above high {self.high}")
+        if self.step is not None and (self.high - self.low) / self.step > MAX_STEPS:
+            raise ValueError(f"more than {MAX_STEPS:,} steps from low to high: take a larger step")
         if self.log and (self.step is not None or self.low <= 0):
             raise ValueError("a log range needs low > 0 and no step")
         return self
@@ -85,6 +104,15 @@ class Range(_Model):
         return sorted({int(v) if self.integer else float(v) for v in out})
 
 
+def _axis_kind(value: Any) -> str:
+    return "range" if isinstance(value, dict | Range) else "list"
+
+
+#: A search axis: a mapping is a range, anything else must be a list of choices (so an error
+#: speaks of the one the value meant, not of both).
+Axis = Annotated[Annotated[list[Scalar], Tag("list")] | Annotated[Range, Tag("range")], Discriminator(_axis_kind)]
+
+
 class Search(_Model):
     trials: int = Field(gt=0, le=100_000)
     objectives: dict[Literal["accuracy", "weights", "macs"], Literal["maximize", "minimize"]] = Field(
@@ -92,7 +120,7 @@ class Search(_Model):
     )
     max_weights: int | None = Field(default=None, gt=0)
     sampler: Literal["nsga2", "tpe", "random"] | None = None
-    space: dict[str, list[Scalar] | Range] = Field(min_length=1)
+    space: dict[str, Axis] = Field(min_length=1)
 
     @field_validator("space")
     @classmethod
@@ -240,7 +268,10 @@ def _message(err: dict) -> str:
         return f"unknown field {err['loc'][-1]!r}"
     if err["type"] == "missing":
         return f"missing required field {err['loc'][-1]!r}"
-    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"].endswith("_type") and err["loc"] and err["loc"][-1] in ("str", "int", "float", "bool"):
+        msg = "Input should be a number, a string or true/false"  # a value of a grid, zip or list
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
     if not isinstance(err.get("input"), dict | list) and "input" in err:
         msg = msg[0].lower() + msg[1:] + f", got {err['input']!r}"[:70]
     return msg
@@ -255,13 +286,13 @@ def validate(source: Source, path: Path) -> Study:
 
         def order(err: dict) -> tuple:
             loc = source.locate(_data_path(source.data, err["loc"]))
-            return (err["type"] == "missing", loc.line or 0, loc.column or 0)
+            # Of a union's errors at one place, the branch that took the value says what is wrong
+            # (a range's "low is above high"), not the branch that wanted a list.
+            return (err["type"] == "missing", loc.line or 0, loc.column or 0, err["type"].endswith("_type"))
 
         err = min(errors, key=order)
         where = _data_path(source.data, err["loc"])
-        field = format_path(
-            tuple(p for p in err["loc"] if isinstance(p, str | int) and not str(p).startswith("function"))
-        )
+        field = format_path(where + ((err["loc"][-1],) if err["type"] == "missing" else ()))
         hint = None
         if err["type"] == "extra_forbidden":
             known = list(StudyFile.model_fields) if len(err["loc"]) == 1 else []
@@ -286,9 +317,13 @@ def _check_train_types(study: Study) -> None:
                 where = ("search", "space", path) if section == "search" else (section, path)
                 places += [((*where, i), path[len("train.") :], v) for i, v in enumerate(values)]
     for where, option, value in places:
+        if option not in TRAIN_OPTIONS:  # a train.<option> axis (train: keys are checked by the model)
+            close = difflib.get_close_matches(option, TRAIN_OPTIONS, n=1)
+            hint = f"did you mean 'train.{close[0]}'?" if close else f"train options: {', '.join(TRAIN_OPTIONS)}"
+            raise SpecError(
+                f"unknown train option {option!r}", study.locate(*where[:-1]), format_path(where[:-1]), hint
+            )
         adapter = _train_type(option)
-        if adapter is None:
-            continue
         try:
             adapter.validate_python(value)
         except ValidationError as exc:
@@ -348,7 +383,7 @@ def load_study(path: str | Path) -> Study:
         raise SpecError("a study file is a YAML file, not a directory", Location(str(path)))
     if not path.exists():
         raise SpecError("no such study file", Location(str(path)))
-    source = read_spec_file(path)
+    source = read_spec_file(path, "study file")
     study = validate(source, path)
     if not study.spec_path.is_file():
         raise SpecError(f"no such spec file: {study.spec_path}", study.locate("spec"), "spec")

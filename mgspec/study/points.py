@@ -115,7 +115,8 @@ def _relocated(study: Study, exc: SpecError, path: str, index: int | None, what:
     section = ("search", "space") if study.is_search else ("zip",) if path in (study.model.zip or {}) else ("grid",)
     where = study.locate(*section, path, *(() if index is None else (index,)))
     field = ".".join(section) + f".{path}" + ("" if index is None else f"[{index}]")
-    return SpecError(f"{what}: {exc.message}", where, field, exc.hint)
+    message = exc.message if exc.message.startswith(f"{what}: ") else f"{what}: {exc.message}"
+    return SpecError(message, where, field, exc.hint)
 
 
 def validate(study: Study, data_dir: str | Path = "data", device: str = "cpu") -> dict[str, tuple[int, int]]:

@@ -47,7 +47,8 @@ def check(study, options: Options) -> dict:
         from mgspec.train.rundir import training_device
 
         training_device(options.device)
-    data.check(study.model.dataset, options.data_dir)
+    for split in ("train", "test"):  # read once here: a broken file is refused, not failed in every trial
+        data.load(study.model.dataset, options.data_dir, split)
     checked = points.validate(study, options.data_dir, options.device)  # every point, before anything trains
     if options.tensorboard:
         from mgspec.study.tensorboard import check_available

@@ -173,7 +173,13 @@ def _prune(handle, trial, reason: str, **attrs) -> str:
 
 def _draw(study: Study, handle, trial, job: Job) -> tuple[dict, int] | str:
     """The trial's parameters and seed, checked (a search's fresh draw claimed); or ``"pruned"``."""
-    params = _suggest(study, trial)
+    try:
+        params = _suggest(study, trial)
+    except Exception as exc:  # Optuna refused the space (a study made when a range was of another kind)
+        reason = f"{type(exc).__name__}: {exc}"
+        trial.set_user_attr("reason", reason)
+        handle.tell(trial, state=require("optuna").trial.TrialState.FAIL)
+        raise SpecError(f"trial {trial.number}: cannot draw its parameters: {reason}") from None
     seed = trial.user_attrs.get("seed")
     if seed is None and not study.is_search:
         return _prune(handle, trial, "nothing left to run", spare=True)
