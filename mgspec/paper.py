@@ -166,7 +166,8 @@ def _with_ours(row: Row, ours: dict | None) -> dict:
     rec = record(row)
     if ours is not None:
         got = ours.get(row.id) or {}
-        rec.update(ours_test_acc=got.get("mean"), ours_test_std=got.get("std"), ours_seeds=got.get("seeds"))
+        rec.update(ours_test_acc=got.get("mean"), ours_test_std=got.get("std"), ours_seeds=got.get("seeds"),
+                   ours_recipe_differs=got.get("recipe") or None)  # fmt: skip
     return rec
 
 

@@ -34,9 +34,17 @@ def test_results_fill_the_measured_row_only(tmp_path):
     others = [r for i, r in records.items() if i != ROW]
     assert others and all(r["ours_test_acc"] is None and r["ours_seeds"] is None for r in others)
 
+    # A smoke test is not the paper's number measured again: it says what it trained otherwise.
+    assert ours["ours_recipe_differs"] == {"epochs": [1, 100], "batch_size": [8, 128], "max_batches": [1, None]}
+    assert all(r["ours_recipe_differs"] is None for i, r in records.items() if i != ROW)
+
     table = runner.invoke(app, ["paper", "-t", "IV", "--results", str(out)])
     assert table.exit_code == 0, table.output
-    assert f"{ours['ours_test_acc']:.2f} ({ours['ours_test_std']:.2f}, 2)" in table.stdout
+    assert f"{ours['ours_test_acc']:.2f} ({ours['ours_test_std']:.2f}, 2)*" in table.stdout
+    assert (
+        f"{ROW}: * ours trained with another recipe: epochs 1 (paper 100), batch_size 8 (paper 128), "
+        "max_batches 1 (paper none)"
+    ) in table.stdout
 
 
 def test_results_of_a_directory_without_a_study_is_located(tmp_path):

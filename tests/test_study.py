@@ -296,3 +296,40 @@ def test_a_broken_data_file_is_refused_before_anything_is_written(tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     assert "test_batch: not a CIFAR python batch" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _workers_of(tmp_path: Path) -> list[int]:
+    """The process ids of the study workers running in ``tmp_path`` (from /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if "mgspec.study.worker" in line and str(tmp_path) in line:
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_named_and_its_trial_continues_on_a_rerun(tmp_path):
+    _write(tmp_path, GRID.replace("EPOCHS", "3"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "mgspec", "study", "run", "study.yaml", "--data-dir", "data", "--out", "out"]
+    process = subprocess.Popen(
+        [*command, "--jobs", "6"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "out" / "trials").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = _workers_of(tmp_path)
+    assert len(pids) == 4, pids  # one per trial, not --jobs 6
+    os.kill(pids[0], signal.SIGKILL)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1, out + err
+    assert "4 trials to train: 4 workers" in out and "was killed (SIGKILL): its trial continues" in out
+    states = [t["state"] for t in _report(tmp_path)["trials"]]
+    assert states.count("interrupted") == 1 and "running" not in states, states
+    again = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [t["state"] for t in _report(tmp_path)["trials"]] == ["complete"] * 4

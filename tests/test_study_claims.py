@@ -284,3 +284,19 @@ def test_a_damaged_journal_is_refused_at_its_line_and_left_as_it_was(tmp_path, d
         assert f"journal.log:{line}: line {line} is not an entry Optuna wrote" in done.stderr
         assert ("the last write did not finish" in done.stderr) == (damage == "cut short")
         assert "Traceback" not in done.stderr and journal.read_bytes() == raw
+
+
+def test_a_trial_that_fails_before_its_run_began_points_at_no_directory(tmp_path, monkeypatch):
+    import mgspec.train
+
+    path = _study_file(tmp_path, "grid: {width: [1]}\n")
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("the node ran out of memory")
+
+    monkeypatch.setattr(mgspec.train, "prepare", refused)
+    assert workers.work(_job(tmp_path, path), log=lambda m: None)["failed"] == 1
+    (trial,) = _trials(tmp_path)
+    assert trial.state.name == "FAIL" and trial.user_attrs["run_dir"] is None
+    assert trial.user_attrs["reason"] == "RuntimeError: the node ran out of memory"
+    assert not (tmp_path / "out" / "trials").exists()

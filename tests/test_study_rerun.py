@@ -395,3 +395,22 @@ def test_an_unreadable_study_file_is_called_a_study_file(tmp_path, raw, message)
     with pytest.raises(SpecError) as err:
         load_study(tmp_path / "study.yaml")
     assert str(err.value) == f"{tmp_path}/{message}"
+
+
+def test_a_sweep_rerun_with_other_training_options_names_them_not_the_grid(tiny_dir):
+    _create_sweep(tiny_dir, "width=1,2")
+    done = run_mgspec(tiny_dir, *_sweep_args("width=1,2", "--epochs", 2))
+    assert done.returncode == 2, done.stdout + done.stderr
+    first, hint = done.stderr.splitlines()[:2]
+    assert first.startswith("error: the training options (--epochs, --batch-size, --lr, ...): the study 'sweep-tiny'")
+    assert "train.epochs (1 -> 2)" in first
+    assert hint == "  hint: give the options it was made with, or another --out"
+
+
+@pytest.mark.parametrize(("target", "message"), [("front.txt", "--plot writes .png, .pdf, .svg files"),
+                                                 ("pictures", "--plot names a directory")])  # fmt: skip
+def test_a_plot_that_is_no_picture_file_is_refused_first(tiny_dir, target, message):
+    (tiny_dir / "pictures").mkdir()
+    done = run_mgspec(tiny_dir, "study", "report", "nowhere", "--plot", target)
+    assert done.returncode == 2 and f"error: {target}: {message}" in done.stderr, done.stderr
+    assert not (tiny_dir / "front.txt").exists() and not (tiny_dir / "pictures.png").exists()

@@ -167,6 +167,10 @@ def paper_tables(selected: list, ours: dict | None, console: Console) -> None:
             if row.note:
                 notes.append(f"  {row.id}: {row.note.kind}: {row.note.text}")
                 status += f" {row.note.kind}"
+            differs = ((ours or {}).get(row.id) or {}).get("recipe")
+            if differs:
+                said = ", ".join(f"{k} {_value(v)} (paper {_value(p)})" for k, (v, p) in differs.items())
+                notes.append(f"  {row.id}: * ours trained with another recipe: {said}")
             p = row.published
             grid.add_row(
                 row.id, row.model, row.dataset, f"{row.printed_k:,}", f"{registry.count(row):,}", status,
@@ -182,7 +186,12 @@ def _ours_cell(ours: dict | None, row_id: str) -> tuple[str, ...]:
     if ours is None:
         return ()
     got = ours.get(row_id)
-    return (f"{got['mean']:.2f} ({got['std']:.2f}, {got['seeds']})" if got else "",)
+    mark = "*" if got and got.get("recipe") else ""
+    return (f"{got['mean']:.2f} ({got['std']:.2f}, {got['seeds']}){mark}" if got else "",)
+
+
+def _value(value) -> str:
+    return "none" if value is None else str(value)
 
 
 def _pct(value: float) -> str:

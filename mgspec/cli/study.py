@@ -152,6 +152,8 @@ def report(
     require("optuna")
     if format not in ("table", "json", "csv"):
         raise mgspec.SpecError(f"unknown format {format!r}", hint="use table, json or csv")
+    if plot is not None:
+        reporting.check_plot_target(plot)
     name = None
     if target.is_dir():
         directory = target

@@ -162,7 +162,7 @@ def take_over(handle, log=print) -> int:
             continue
         attrs = {k: trial.user_attrs[k] for k in ("seed", "point", "run_dir") if k in trial.user_attrs}
         handle.enqueue_trial(_params(trial), user_attrs={**attrs, "retry_of": trial.number})
-        log(f"trial {trial.number} was interrupted: it continues from {attrs.get('run_dir', 'its run directory')}")
+        log(f"trial {trial.number} was interrupted: it continues from {attrs.get('run_dir') or 'its run directory'}")
         taken += 1
     return taken
 

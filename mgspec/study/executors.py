@@ -21,6 +21,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from mgspec.runs import atomic_write
 from mgspec.study import require
 from mgspec.study.claims import slurm_job_alive
 from mgspec.study.worker import Interrupted, Job, as_json, work
@@ -60,11 +61,7 @@ def run_local(job: Job, jobs: int, cores: int, log=print) -> int:
         return 0
     folder = Path(job.out) / "workers"
     folder.mkdir(parents=True, exist_ok=True)
-    processes = []
-    for w in workers:
-        path = folder / f"worker-{w.worker}.json"
-        path.write_text(as_json(w))
-        processes.append(subprocess.Popen([sys.executable, "-m", "mgspec.study.worker", str(path)]))
+    processes: list[subprocess.Popen] = []
     stopped = []
 
     def forward(signum, frame):
@@ -73,14 +70,28 @@ def run_local(job: Job, jobs: int, cores: int, log=print) -> int:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
 
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}  # before any worker starts
     try:
+        for w in workers:
+            if stopped:
+                break
+            path = folder / f"worker-{w.worker}.json"
+            text = as_json(w)
+            atomic_write(path, lambda tmp, text=text: tmp.write_text(text))
+            processes.append(subprocess.Popen([sys.executable, "-m", "mgspec.study.worker", str(path)]))
         codes = [p.wait() for p in processes]
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
     if stopped or any(c in (143, -signal.SIGTERM) for c in codes):
         return INTERRUPTED
+    for number, code in enumerate(codes):
+        if code < 0:  # killed (out of memory, kill -9): its trial is continued by the next run
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            log(f"worker {number} was killed ({name}): its trial continues when the study runs again")
     return 2 if 2 in codes else (0 if all(c == 0 for c in codes) else 1)
 
 

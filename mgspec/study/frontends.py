@@ -42,6 +42,10 @@ class Result:
     out: Path
 
 
+#: Where a sweep's or a row's ``train:`` came from, as errors name it.
+TRAINING_OPTIONS = "the training options (--epochs, --batch-size, --lr, ...)"
+
+
 def _name(prefix: str, text: str) -> str:
     return (prefix + re.sub(r"[^A-Za-z0-9_.-]+", "_", text))[:64]
 
@@ -120,7 +124,7 @@ def sweep(
     combos = sweeping.combinations(grid, zipped)
     counted = sweeping.count_rows(spec, sets, combos)  # every combination, located at --grid/--zip
     data = sweep_study(spec, sets, grid, zipped, dataset=dataset, train=train, seeds=seeds, seed=seed, name=name)
-    origins = {"seeds": "--seeds", "seed": "--seed", "zip": "--zip", "name": "--name"}
+    origins = {"seeds": "--seeds", "seed": "--seed", "zip": "--zip", "name": "--name", "train": TRAINING_OPTIONS}
     result = _run(data, "--grid", out, options, log, origins)
     fixed = {p: v[0] for p, v in data["grid"].items() if p not in combos[0]}
     rows = sweep_rows(result.report, combos, fixed, counted)
@@ -188,7 +192,8 @@ def reproduce(
     """
     data = inline.from_row(row, seeds=seeds, train=train, seed=seed)
     data["experiment"] = experiment
-    result = _run(data, f"reproduce {row.id}", out, options, log, {"seeds": "--seeds", "seed": "--seed"})
+    origins = {"seeds": "--seeds", "seed": "--seed", "train": TRAINING_OPTIONS}
+    result = _run(data, f"reproduce {row.id}", out, options, log, origins)
     summaries = _summaries(result.report["trials"])
     aggregate = runs.write_seed_summary(out, summaries, experiment) if summaries else None
     return result, aggregate

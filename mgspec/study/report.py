@@ -18,6 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
+from mgspec.runs import atomic_write
 from mgspec.study import claims, require
 
 STATES = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting"}
@@ -146,6 +147,8 @@ def load(name: str | None, storage, directory: Path | None = None) -> tuple[str,
     optuna = require("optuna")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if not names:
+        raise SpecError("the storage holds no study yet", hint="run it first: mgspec study run STUDY.yaml")
     if name is None:
         found = names if len(names) == 1 or directory is None else _ran_in(optuna, storage, names, directory)
         if len(found) != 1:
@@ -205,6 +208,22 @@ def drawn(report: dict) -> dict:
     }
 
 
+#: What ``--plot`` writes (the file's suffix says which).
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+def check_plot_target(target: Path) -> None:
+    """Refuse a ``--plot`` target that is no picture file, before anything is read or drawn."""
+    from mgspec.errors import Location, SpecError
+
+    if target.is_dir():
+        raise SpecError("--plot names a directory", Location(str(target)), hint="name a file in it, e.g. front.png")
+    if target.suffix.lower() not in PLOT_FORMATS:
+        raise SpecError(
+            f"--plot writes {', '.join(PLOT_FORMATS)} files", Location(str(target)), hint="e.g. --plot front.png"
+        )
+
+
 def plot(report: dict, target: Path) -> Path:
     """Accuracy against weights for every completed trial, the Pareto front drawn as a line.
 
@@ -229,6 +248,6 @@ def plot(report: dict, target: Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target)
+    atomic_write(target, lambda tmp: fig.savefig(tmp, format=target.suffix[1:].lower()))
     plt.close(fig)
     return target

@@ -3,7 +3,8 @@
 A row matches a study point when the study trains the row's spec (the same text) on the row's
 dataset and the point's spec settings are exactly the row's ``--set`` overrides (``mgspec
 reproduce`` writes such one-point studies). Its accuracy is the point's mean and standard
-deviation of test accuracy over its seeds.
+deviation of test accuracy over its seeds, with the recipe options it trained otherwise than the
+paper (a shortened run is marked as such, never passed off as the paper's number).
 """
 
 from __future__ import annotations
@@ -44,5 +45,20 @@ def accuracies(rows, directory: Path) -> dict[str, dict]:
                     "mean": 100 * point["acc_mean"],
                     "std": 100 * point["acc_std"],
                     "seeds": len(point["seeds"]),
+                    "recipe": recipe_differences(row, definition.get("train") or {}),
                 }
     return out
+
+
+#: The recipe options that decide what a training computes (not how fast it runs).
+RECIPE = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "step_size", "gamma",
+          "max_batches", "val_split")  # fmt: skip
+
+
+def recipe_differences(row, train: dict) -> dict[str, list]:
+    """``{option: [ours, the paper's]}`` where the study trained otherwise than the paper (a
+    shortened smoke test, say): such an accuracy is not the paper's number measured again."""
+    from mgspec.train.recipe import recipe
+
+    paper = recipe(row.dataset, "data", **{"val_split": 0.0, **dict(row.recipe)}, device="cpu", threads=1)
+    return {k: [train[k], getattr(paper, k)] for k in RECIPE if k in train and train[k] != getattr(paper, k)}

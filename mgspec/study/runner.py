@@ -105,7 +105,7 @@ def run(
     from mgspec.study import claims, executors, load_study
     from mgspec.study import report as reporting
     from mgspec.study import storage as stores
-    from mgspec.study.worker import Job, exhausted
+    from mgspec.study.worker import Job, exhausted, left_to_train
     from mgspec.train.recipe import available_cores
 
     study = load_study(study_file)
@@ -118,6 +118,10 @@ def run(
             claims.retry_failed(handle, log)
     where = stores.redact(url) if url else out / "journal.log"
     log(f"study {study.name}: {len(checked)} points checked; storage {where}")
+    left = left_to_train(study, handle)
+    if jobs > max(left, 1):  # no worker without a trial to train (--jobs 64 on 4 trials)
+        log(f"{left} trials to train: {max(left, 1)} workers")
+        jobs = max(left, 1)
     job = Job(
         str(Path(study_file).resolve()),
         str(out.resolve()),

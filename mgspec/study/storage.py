@@ -170,7 +170,9 @@ def open_study(study: Study, storage, out: Path):
         raise SpecError(
             f"the study {study.name!r} in this storage was made from a different study file: {what}",
             where,
-            hint="restore the file, or give the changed study another name (or --out)",
+            hint="restore the file, or give the changed study another name and --out"
+            if study.source.name == str(study.path)
+            else "give the options it was made with, or another --out",  # sweep --train, reproduce
         )
     return handle
 

@@ -120,6 +120,16 @@ def _counted(study: Study, handle) -> tuple[int, int]:
     return len(counts), in_a_row
 
 
+def left_to_train(study: Study, handle) -> int:
+    """Trials a run may still train: queued ones, those whose worker is gone, and a search's undrawn."""
+    state = require("optuna").trial.TrialState
+    trials = handle.get_trials(deepcopy=False)
+    waiting = sum(1 for t in trials if t.state == state.WAITING)
+    gone = sum(1 for t in trials if t.state == state.RUNNING and "seed" in t.user_attrs and claims.stale(t))
+    undrawn = max(0, study.model.search.trials - _counted(study, handle)[0]) if study.is_search else 0
+    return waiting + gone + undrawn * study.model.seeds
+
+
 def exhausted(study: Study, handle) -> str | None:
     """Why a search stopped short of its ``trials`` (None when it did not)."""
     if not study.is_search:
@@ -278,6 +288,8 @@ def _train(study: Study, handle, trial, params: dict, seed: int, job: Job, log) 
         reason = str(exc) if isinstance(exc, SpecError) else f"{type(exc).__name__}: {exc}"
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             trial.set_user_attr("reason", reason)
+            if not run_dir.exists():  # failed before its run began: no directory to point at
+                trial.set_user_attr("run_dir", None)
             handle.tell(trial, state=optuna.trial.TrialState.FAIL)
         log(f"trial {trial.number} failed: {reason}")
         _events(job, run_dir)  # the curve up to the failure (a divergence shows there)

@@ -25,7 +25,7 @@ import mgspec
 from mgspec.errors import Location, SpecError
 from mgspec.levels import LEVELS, spec_for
 from mgspec.load import Source, point_key
-from mgspec.runs import json_text
+from mgspec.runs import atomic_write, json_text
 
 SpecInput = str | Path | Source
 
@@ -129,8 +129,9 @@ def write_outputs(rows: list[dict], paths: list[str], out: Path, trained: bool) 
     writer.writeheader()
     writer.writerows(rows)
     written = [out / "sweep.csv", out / "sweep.json", out / "sweep.png"]
-    written[0].write_text(buffer.getvalue())
-    written[1].write_text(json_text(rows))  # a non-finite metric is null, never a bare NaN
+    table, text = buffer.getvalue(), json_text(rows)  # a non-finite metric is null, never a bare NaN
+    atomic_write(written[0], lambda tmp: tmp.write_text(table))
+    atomic_write(written[1], lambda tmp: tmp.write_text(text))
     plot(rows, paths, written[2], trained)
     return written
 
@@ -197,7 +198,7 @@ def plot(rows: list[dict], paths: list[str], target: Path, trained: bool) -> Non
         ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(target)
+    atomic_write(target, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
 
 
