@@ -300,3 +300,27 @@ def test_a_trial_that_fails_before_its_run_began_points_at_no_directory(tmp_path
     assert trial.state.name == "FAIL" and trial.user_attrs["run_dir"] is None
     assert trial.user_attrs["reason"] == "RuntimeError: the node ran out of memory"
     assert not (tmp_path / "out" / "trials").exists()
+
+
+def test_a_long_step_that_says_it_is_alive_keeps_its_lock(tmp_path, monkeypatch):
+    """A waiter breaks a lock file unchanged for LOCK_GRACE_S (its holder was killed), never one
+    whose holder touches it (queueing a large grid)."""
+    monkeypatch.setattr(claims, "LOCK_GRACE_S", 3)
+    storage = stores.open_storage(None, tmp_path)
+    inside, order = threading.Event(), []
+
+    def waiter():
+        inside.wait()
+        with claims.locked(storage, tmp_path, "s"):
+            order.append("waiter")
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    with claims.locked(storage, tmp_path, "s"):
+        inside.set()
+        for _ in range(10):  # 5 s, past the grace period
+            time.sleep(0.5)
+            claims.still_holding(tmp_path)
+        order.append("holder")
+    thread.join(timeout=30)
+    assert order == ["holder", "waiter"]

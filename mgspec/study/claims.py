@@ -47,7 +47,7 @@ def locked(storage, out: Path, name: str) -> Iterator[None]:
     if isinstance(storage, JournalStorage):
         from optuna.storages.journal import JournalFileOpenLock
 
-        lock = JournalFileOpenLock(str(Path(out) / "journal.log.mgspec"), grace_period=LOCK_GRACE_S)
+        lock = JournalFileOpenLock(str(_lock_base(out)), grace_period=LOCK_GRACE_S)
         lock.acquire()
         try:
             yield
@@ -77,6 +77,17 @@ def locked(storage, out: Path, name: str) -> Iterator[None]:
             with contextlib.suppress(Exception):  # a dropped connection released it already
                 connection.execute(text(give), arg)
                 connection.commit()
+
+
+def _lock_base(out: Path) -> Path:
+    return Path(out) / "journal.log.mgspec"  # Optuna's lock adds ".lock"
+
+
+def still_holding(out: Path) -> None:
+    """Say a long step under the journal's lock is alive (queueing a large grid): the lock file's
+    new time keeps waiters from breaking it as stale."""
+    with contextlib.suppress(OSError):
+        os.utime(f"{_lock_base(out)}.lock")
 
 
 def owner() -> dict:

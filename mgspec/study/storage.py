@@ -158,7 +158,7 @@ def open_study(study: Study, storage, out: Path):
                 handle.set_user_attr(DEFINITION, stored := definition)
             if DEFAULTS not in handle.user_attrs:
                 handle.set_user_attr(DEFAULTS, current_defaults())
-            _queue_grid(study, handle)
+            _queue_grid(study, handle, out)
             handle.set_user_attr(READY, True)
         elif DEFAULTS not in handle.user_attrs:
             handle.set_user_attr(DEFAULTS, recorded_defaults(handle))
@@ -177,13 +177,15 @@ def open_study(study: Study, storage, out: Path):
     return handle
 
 
-def _queue_grid(study: Study, handle) -> None:
+def _queue_grid(study: Study, handle, out: Path) -> None:
     """Queue every grid point and seed not queued yet (all of them, for a new study)."""
     there = {(t.user_attrs.get("point"), t.user_attrs.get("seed")) for t in handle.get_trials(deepcopy=False)}
-    for point in points.grid_points(study) if not study.is_search else ():
+    for number, point in enumerate(points.grid_points(study) if not study.is_search else ()):
         for seed in range(study.model.seed, study.model.seed + study.model.seeds):
             if (points.key(point), seed) not in there:
                 handle.enqueue_trial(point, user_attrs={"seed": seed, "point": points.key(point)})
+        if number % 50 == 49:
+            claims.still_holding(out)
 
 
 def current_defaults() -> dict:
