@@ -280,7 +280,8 @@ def test_another_study_in_a_study_directory_is_refused(tmp_path):
     (tmp_path / "other.yaml").write_text(path.read_text().replace("name: tiny", "name: other"))
     done = _study(tmp_path, "run", "other.yaml", "--data-dir", "data", "--out", "out")
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "out: out holds the study 'tiny'; a study directory holds one study" in done.stderr
+    assert "out: this directory holds the study 'tiny'; a study directory holds one study" in done.stderr
+    assert done.stderr.count("out") == 2, done.stderr  # the location, then the hint's --out
     assert "give the study 'other' another --out" in done.stderr
     assert [t["study"] for t in [_report(tmp_path)]] == ["tiny"]
     config = json.loads((tmp_path / "out" / "trials" / "0-seed0" / "config.json").read_text())

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from mgspec.study import claims, load_study, points
+from mgspec.study import claims, draws, load_study, points
 from mgspec.study import storage as stores
 from mgspec.study import worker as workers
 from tests import synthetic
@@ -38,7 +40,7 @@ def _job(tmp_path: Path, path: Path, worker: int = 0) -> workers.Job:
     return workers.Job(str(path), str(tmp_path / "out"), data_dir=str(tmp_path / "data"), device="cpu", worker=worker)
 
 
-def _trained_at_once(study, handle, trial, params, seed, job, log):
+def _trained_at_once(study, handle, trial, params, seed, job, log, stop=None):
     """A training that ends at once (these tests are about who trains what, not how)."""
     trial.set_user_attr("run_dir", f"trials/{trial.number}-seed{seed}")
     handle.tell(trial, [0.5] * len(study.objectives))
@@ -67,7 +69,6 @@ def test_the_journal_lock_is_held_by_one_holder_at_a_time(tmp_path):
         order.append("first")
     thread.join(timeout=30)
     assert order == ["first", "second"]
-    assert not list(tmp_path.glob("*.lock")), "the lock file is removed when released"
 
 
 @pytest.mark.parametrize(("space", "trials"), [("[2]", 1), ("[2, 4]", 2)])
@@ -127,24 +128,35 @@ def test_a_changed_study_is_not_completed_with_its_own_grid(tmp_path):
     assert handle.get_trials() == []
 
 
-def test_a_signal_before_training_leaves_the_trial_to_the_next_run(tmp_path, monkeypatch):
-    """SIGTERM while the trial is checked (before its run directory exists) marks it
-    interrupted, with its owner; the next worker continues it, and nothing waits for it."""
+def _signalled_while(real, signum=signal.SIGTERM):
+    """``real``, during which this process gets ``signum`` (as from ``kill`` or Ctrl-C)."""
+
+    def step(*args, **kwargs):
+        os.kill(os.getpid(), signum)
+        return real(*args, **kwargs)
+
+    return step
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_before_training_leaves_the_trial_to_the_next_run(tmp_path, monkeypatch, signum):
+    """A signal while the trial is checked (before its run directory exists) does not cut the
+    check short: the trial is claimed, then left interrupted with its owner; the next worker
+    continues it, and nothing waits for it."""
     path = _study_file(tmp_path, "grid: {width: [1, 2]}\n")
-    monkeypatch.setattr(workers, "_train", _trained_at_once)
-
-    def stopped(*args, **kwargs):
-        raise workers.Interrupted
-
+    monkeypatch.setattr(workers, "_train", workers._train)  # the real one, for the first worker
     with monkeypatch.context() as patch:
-        patch.setattr(points, "check", stopped)
+        patch.setattr(points, "check", _signalled_while(points.check, signum))
         with pytest.raises(workers.Interrupted):
             workers.work(_job(tmp_path, path), log=lambda m: None)
     (first,) = _trials(tmp_path)[:1]
     assert first.state.name == "RUNNING" and first.user_attrs["interrupted"] is True
-    assert first.user_attrs["owner"]["pid"] == os.getpid()
+    assert first.user_attrs["owner"]["pid"] == os.getpid() and first.user_attrs["seed"] == 0
+    assert "weights" in first.user_attrs, "the check ran to its end"
+    assert not (tmp_path / "out" / "trials").exists(), "nothing trained"
     assert claims.stale(first)
 
+    monkeypatch.setattr(workers, "_train", _trained_at_once)
     assert workers.work(_job(tmp_path, path), log=lambda m: None)["complete"] == 2
     trials = _trials(tmp_path)
     assert sorted(t.state.name for t in trials) == ["COMPLETE", "COMPLETE", "FAIL"]
@@ -152,17 +164,42 @@ def test_a_signal_before_training_leaves_the_trial_to_the_next_run(tmp_path, mon
     assert continuation.state.name == "COMPLETE" and continuation.user_attrs["seed"] == 0
 
 
-def test_a_search_draw_stopped_before_its_claim_is_pruned_as_spare(tmp_path, monkeypatch):
-    path = _study_file(tmp_path, "search:\n  trials: 1\n  space:\n    width: [1, 2]\n")
-
-    def stopped(*args, **kwargs):
-        raise workers.Interrupted
-
-    monkeypatch.setattr(points, "check", stopped)
+def test_a_search_draw_signalled_before_its_claim_is_claimed_then_left_to_the_next_run(tmp_path, monkeypatch):
+    """A signal in the middle of a search draw lets the draw finish: the point is claimed with
+    its seed and all its other seeds queued, then the worker stops; nothing is half-drawn."""
+    path = _study_file(tmp_path, "seeds: 2\nsearch:\n  trials: 1\n  space:\n    width: [1, 2]\n")
+    monkeypatch.setattr(points, "check", _signalled_while(points.check))
     with pytest.raises(workers.Interrupted):
         workers.work(_job(tmp_path, path), log=lambda m: None)
-    (trial,) = _trials(tmp_path)
-    assert trial.state.name == "PRUNED" and trial.user_attrs["spare"] is True
+    drawn, queued = _trials(tmp_path)
+    assert drawn.state.name == "RUNNING" and drawn.user_attrs["interrupted"] is True
+    assert drawn.user_attrs["seed"] == 0 and drawn.user_attrs["owner"]["pid"] == os.getpid()
+    assert queued.state.name == "WAITING" and queued.user_attrs["seed"] == 1
+    assert queued.user_attrs["point"] == drawn.user_attrs["point"] == points.key(drawn.params)
+
+
+def test_a_search_point_whose_drawer_was_killed_gets_its_other_seeds(tmp_path, monkeypatch):
+    """A worker killed (kill -9) after claiming a point's first seed and before queueing the
+    others: the next worker queues them, so every point trains all its seeds."""
+    path = _study_file(tmp_path, "seeds: 3\nsearch:\n  trials: 1\n  space:\n    width: [1, 2]\n")
+    study = load_study(path)
+    storage = stores.open_storage(None, tmp_path / "out")
+    handle = stores.open_study(study, storage, tmp_path / "out")
+    trial = handle.ask()  # as the killed worker left it: the first seed claimed, seed 1 queued, seed 2 not
+    params = {"width": trial.suggest_categorical("width", [1, 2])}
+    trial.set_user_attr("point", points.key(params))
+    trial.set_user_attr("seed", 0)
+    trial.set_user_attr("owner", {**claims.owner(), "started": "a process that is gone"})
+    handle.enqueue_trial(params, user_attrs={"seed": 1, "point": points.key(params)})
+    monkeypatch.setattr(workers, "_train", _trained_at_once)
+
+    result = workers.work(_job(tmp_path, path), log=lambda m: None)
+    assert result["complete"] == 3, result  # the claimed one (continued), seed 1, and seed 2
+    trials = _trials(tmp_path)
+    seeds = sorted(t.user_attrs["seed"] for t in trials if t.state.name == "COMPLETE")
+    assert seeds == [0, 1, 2]
+    assert {t.params["width"] for t in trials} == {params["width"]}
+    assert draws.complete_seeds(study, optuna.load_study(study_name="c", storage=storage)) == 0
 
 
 def test_the_heartbeat_goes_on_after_a_storage_error_and_ends_with_its_trial(tmp_path, monkeypatch):
@@ -231,9 +268,9 @@ def test_a_range_written_with_floats_is_a_float_range(tmp_path):
     floats = load_study(_study_file(tmp_path, "search:\n  trials: 1\n  space:\n    width: {low: 1.0, high: 2.0}\n"))
     ints = load_study(_study_file(tmp_path, "search:\n  trials: 1\n  space:\n    width: {low: 1, high: 2}\n"))
     assert not floats.model.search.space["width"].integer and ints.model.search.space["width"].integer
-    drawn = [workers._suggest(floats, optuna.create_study().ask())["width"] for _ in range(20)]
+    drawn = [draws.suggest(floats, optuna.create_study().ask())["width"] for _ in range(20)]
     assert all(isinstance(w, float) and 1.0 <= w <= 2.0 for w in drawn) and len(set(drawn)) > 2
-    assert {workers._suggest(ints, optuna.create_study().ask())["width"] for _ in range(20)} <= {1, 2}
+    assert {draws.suggest(ints, optuna.create_study().ask())["width"] for _ in range(20)} <= {1, 2}
 
 
 def test_tensorboard_events_hold_every_metric_of_every_epoch_once(tmp_path):
@@ -302,25 +339,73 @@ def test_a_trial_that_fails_before_its_run_began_points_at_no_directory(tmp_path
     assert not (tmp_path / "out" / "trials").exists()
 
 
-def test_a_long_step_that_says_it_is_alive_keeps_its_lock(tmp_path, monkeypatch):
-    """A waiter breaks a lock file unchanged for LOCK_GRACE_S (its holder was killed), never one
-    whose holder touches it (queueing a large grid)."""
-    monkeypatch.setattr(claims, "LOCK_GRACE_S", 3)
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from mgspec.study import claims
+from mgspec.study import storage as stores
+out = Path(sys.argv[1])
+with claims.locked(stores.open_storage(None, out), out, "s"):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_holder_leaves_no_lock_and_a_live_one_is_never_broken(tmp_path):
+    """The journal's study lock is the kernel's: a holder killed with SIGKILL holds nothing at
+    once (no grace period to wait out), and one that holds it, however long, keeps it."""
     storage = stores.open_storage(None, tmp_path)
-    inside, order = threading.Event(), []
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        got = threading.Event()
 
-    def waiter():
-        inside.wait()
-        with claims.locked(storage, tmp_path, "s"):
-            order.append("waiter")
+        def waiter():
+            with claims.locked(storage, tmp_path, "s"):
+                got.set()
 
-    thread = threading.Thread(target=waiter)
-    thread.start()
+        thread = threading.Thread(target=waiter, daemon=True)
+        thread.start()
+        assert not got.wait(3), "the lock was taken from a live holder"
+        holder.kill()
+        holder.wait()
+        assert got.wait(10), "a killed holder's lock was not free"
+    finally:
+        holder.kill()
+
+
+def test_a_worker_waiting_for_the_lock_stops_when_told(tmp_path):
+    storage = stores.open_storage(None, tmp_path)
+    told = threading.Event()
+
+    def wait():
+        if told.is_set():
+            raise workers.Interrupted
+
     with claims.locked(storage, tmp_path, "s"):
-        inside.set()
-        for _ in range(10):  # 5 s, past the grace period
-            time.sleep(0.5)
-            claims.still_holding(tmp_path)
-        order.append("holder")
-    thread.join(timeout=30)
-    assert order == ["holder", "waiter"]
+        told.set()
+        with pytest.raises(workers.Interrupted):
+            with claims.locked(storage, tmp_path, "s", wait):
+                pass
+
+
+def test_a_signal_while_a_worker_starts_reaches_that_worker(tmp_path, monkeypatch):
+    """SIGTERM to ``study run --jobs 2`` as its first worker process starts (before the runner
+    holds it in its list): that worker is stopped too, and no second one starts."""
+    from mgspec.study import executors
+
+    path = _study_file(tmp_path, "grid: {width: [1, 2]}\n")
+    stores.open_study(load_study(path), stores.open_storage(None, tmp_path / "out"), tmp_path / "out")
+    started = []
+    real = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        process = real(*args, **kwargs)
+        started.append(process)
+        os.kill(os.getpid(), signal.SIGTERM)  # the runner's handler runs before this returns
+        return process
+
+    monkeypatch.setattr(executors.subprocess, "Popen", popen)
+    assert executors.run_local(_job(tmp_path, path), jobs=2, cores=2, log=lambda m: None) == executors.INTERRUPTED
+    assert len(started) == 1 and started[0].returncode in (143, -signal.SIGTERM)
+    assert not [t for t in _trials(tmp_path) if t.state.name == "COMPLETE"], "the worker trained on"

@@ -3,12 +3,13 @@
 Optuna hands each queued trial to one worker (taking a waiting trial is atomic in every
 storage), but three steps read the study and then write it: creating it (queueing the grid),
 drawing a search point (is it new? are the trials all drawn?), and taking over an interrupted
-trial. Each runs under :func:`locked`, one process per study at a time: the journal's lock is
-Optuna's ``JournalFileOpenLock`` on a file beside the journal (safe on NFS; a lock left by a
-killed holder is broken after :data:`LOCK_GRACE_S`), PostgreSQL's an advisory lock and MySQL's
-``GET_LOCK``, which the server drops with the holder's connection. A step stopped half-way is
-finished by the next holder: a study whose grid was not all queued gets the rest, a trial
-failed in order to be continued gets its continuation.
+trial. Each runs under :func:`locked`, one process per study at a time: the journal's lock is a
+kernel lock (``flock``, through the ``filelock`` library) on a file beside the journal,
+PostgreSQL's an advisory lock and MySQL's ``GET_LOCK``. The kernel or the server drops each
+with its holder (a killed process holds nothing), so no lock is ever broken by a waiter while
+its holder lives. A step stopped half-way is finished by the next holder: a study whose grid
+was not all queued gets the rest, a search point whose other seeds were not all queued gets
+them, a trial failed in order to be continued gets its continuation.
 
 A running trial records its ``owner`` (host, process and its start time, Slurm job) and a
 ``heartbeat``; it is *stale*, and taken over, when it is marked ``interrupted``, its process is
@@ -35,25 +36,32 @@ TAKEN_OVER = "taken_over"
 #: A running trial whose heartbeat is older than this (seconds) is taken over by the next run.
 GRACE_S = 600
 HEARTBEAT_S = 60
-#: A journal lock file older than this (seconds) was left by a holder that is gone, and is broken.
-LOCK_GRACE_S = 120
 
 
 @contextlib.contextmanager
-def locked(storage, out: Path, name: str) -> Iterator[None]:
-    """Hold the study ``name``'s lock in ``storage`` (the journal's lock file lives in ``out``)."""
+def locked(storage, out: Path, name: str, wait=None) -> Iterator[None]:
+    """Hold the study ``name``'s lock in ``storage`` (the journal's lock file lives in ``out``).
+
+    ``wait()``, when given, is called about once a second while another process holds the lock
+    (a worker raises there when it was told to stop).
+    """
     from optuna.storages import JournalStorage, RDBStorage
 
     if isinstance(storage, JournalStorage):
-        from optuna.storages.journal import JournalFileOpenLock
+        filelock = require("filelock")
 
-        lock = JournalFileOpenLock(str(_lock_base(out)), grace_period=LOCK_GRACE_S)
-        lock.acquire()
+        lock = filelock.FileLock(str(Path(out) / "journal.log.mgspec.lock"))
+        while True:
+            try:
+                lock.acquire(timeout=1.0, poll_interval=0.05)
+                break
+            except filelock.Timeout:
+                if wait is not None:
+                    wait()
         try:
             yield
         finally:
-            with contextlib.suppress(OSError, RuntimeError):  # broken meanwhile as stale: nothing to release
-                lock.release()
+            lock.release()
         return
     dialect = storage.engine.dialect.name if isinstance(storage, RDBStorage) else None
     if dialect not in ("postgresql", "mysql"):  # SQLite: one writer (parallel writers are refused)
@@ -77,17 +85,6 @@ def locked(storage, out: Path, name: str) -> Iterator[None]:
             with contextlib.suppress(Exception):  # a dropped connection released it already
                 connection.execute(text(give), arg)
                 connection.commit()
-
-
-def _lock_base(out: Path) -> Path:
-    return Path(out) / "journal.log.mgspec"  # Optuna's lock adds ".lock"
-
-
-def still_holding(out: Path) -> None:
-    """Say a long step under the journal's lock is alive (queueing a large grid): the lock file's
-    new time keeps waiters from breaking it as stale."""
-    with contextlib.suppress(OSError):
-        os.utime(f"{_lock_base(out)}.lock")
 
 
 def owner() -> dict:
@@ -142,7 +139,7 @@ def stale(trial, now: float | None = None) -> bool:
     return now - float(attrs.get("heartbeat", 0)) > GRACE_S
 
 
-def _params(trial) -> dict:
+def params(trial) -> dict:
     """A trial's parameters; one taken before its worker set them has its point's (the same)."""
     return dict(trial.params) or json.loads(trial.user_attrs.get("point") or "{}")
 
@@ -172,7 +169,7 @@ def take_over(handle, log=print) -> int:
         elif not (trial.state == state.FAIL and trial.user_attrs.get(TAKEN_OVER)):
             continue
         attrs = {k: trial.user_attrs[k] for k in ("seed", "point", "run_dir") if k in trial.user_attrs}
-        handle.enqueue_trial(_params(trial), user_attrs={**attrs, "retry_of": trial.number})
+        handle.enqueue_trial(params(trial), user_attrs={**attrs, "retry_of": trial.number})
         log(f"trial {trial.number} was interrupted: it continues from {attrs.get('run_dir') or 'its run directory'}")
         taken += 1
     return taken
@@ -196,7 +193,7 @@ def retry_failed(handle, log=print) -> int:
         if trial.user_attrs.get(TAKEN_OVER):  # interrupted: take_over continues it in its run directory
             continue
         attrs = {k: trial.user_attrs[k] for k in ("seed", "point") if k in trial.user_attrs}
-        handle.enqueue_trial(_params(trial), user_attrs={**attrs, "retry_of": trial.number})
+        handle.enqueue_trial(params(trial), user_attrs={**attrs, "retry_of": trial.number})
         reason = (trial.user_attrs.get("reason") or "no reason").splitlines()[0]
         log(f"trial {trial.number} failed ({reason}): trained again")
         queued += 1

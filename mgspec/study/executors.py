@@ -79,6 +79,8 @@ def run_local(job: Job, jobs: int, cores: int, log=print) -> int:
             text = as_json(w)
             atomic_write(path, lambda tmp, text=text: tmp.write_text(text))
             processes.append(subprocess.Popen([sys.executable, "-m", "mgspec.study.worker", str(path)]))
+        if stopped:  # the signal came while a worker was starting, before it was in the list
+            forward(stopped[0], None)
         codes = [p.wait() for p in processes]
     finally:
         for s, handler in old.items():

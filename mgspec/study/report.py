@@ -127,13 +127,20 @@ def build(name: str, objectives: dict[str, str], handle, out: Path | None = None
 
 
 def _ran_in(optuna, storage, names: list[str], directory: Path) -> list[str]:
-    """The studies among ``names`` with a trial whose run directory is in ``directory``."""
+    """The studies among ``names`` with a trial whose run directory is in ``directory``.
+
+    A run directory recorded relative (a journal's) is under the directory of that journal: in
+    ``directory`` when the storage is its journal, else nowhere this can tell.
+    """
+    from optuna.storages import JournalStorage
+
     here = directory.resolve()
+    journal = isinstance(storage, JournalStorage)
     found = []
     for name in names:
         trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
         dirs = [Path(t.user_attrs["run_dir"]) for t in trials if t.user_attrs.get("run_dir")]
-        if any(d.is_absolute() and d.resolve().is_relative_to(here) for d in dirs):
+        if any(d.resolve().is_relative_to(here) if d.is_absolute() else journal for d in dirs):
             found.append(name)
     return found
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from mgspec.errors import Location, SpecError
 
 
-def load(directory: Path) -> tuple[dict, dict]:
-    """The study definition and report in ``directory`` (a located error when it holds no study)."""
+def load(directory: Path) -> tuple[dict, dict, dict]:
+    """The study definition, report and recorded defaults in ``directory`` (a located error when it
+    holds no study)."""
     from mgspec.study import report, require
     from mgspec.study import storage as stores
 
@@ -27,14 +28,16 @@ def load(directory: Path) -> tuple[dict, dict]:
             hint="give the --out of mgspec study run, sweep --train or reproduce",
         )
     name, objectives, handle = report.load(None, stores.open_storage(None, Path(directory), parallel=False))
-    return handle.user_attrs.get(stores.DEFINITION) or {}, report.build(name, objectives, handle, Path(directory))
+    definition = handle.user_attrs.get(stores.DEFINITION) or {}
+    defaults = {"val_split": stores.default_val_split(handle)}
+    return definition, report.build(name, objectives, handle, Path(directory)), defaults
 
 
 def accuracies(rows, directory: Path) -> dict[str, dict]:
     """``{row id: {"mean", "std", "seeds"}}`` (percent) for the rows a point of the study measured."""
     from mgspec.study.points import overrides
 
-    definition, result = load(directory)
+    definition, result, defaults = load(directory)
     out = {}
     for row in rows:
         if row.dataset != definition.get("dataset") or row.spec_path.read_text() != definition.get("spec_text"):
@@ -45,9 +48,18 @@ def accuracies(rows, directory: Path) -> dict[str, dict]:
                     "mean": 100 * point["acc_mean"],
                     "std": 100 * point["acc_std"],
                     "seeds": len(point["seeds"]),
-                    "recipe": recipe_differences(row, definition.get("train") or {}),
+                    "recipe": recipe_differences(row, trained(definition, point["params"], defaults)),
                 }
     return out
+
+
+def trained(definition: dict, params: dict, defaults: dict) -> dict:
+    """The recipe options a point trained with: the study's defaults (its validation split), its
+    ``train:``, then the point's ``train.<option>`` parameters."""
+    from mgspec.study.points import TRAIN
+
+    point = {path[len(TRAIN) :]: value for path, value in params.items() if path.startswith(TRAIN)}
+    return {**defaults, **(definition.get("train") or {}), **point}
 
 
 #: The recipe options that decide what a training computes (not how fast it runs).

@@ -63,36 +63,42 @@ def open_handle(study, out: Path, options: Options):
     """The study in its storage, created or continued, and that storage: a bad storage or a changed
     study is refused here."""
     from mgspec.study import storage as stores
+    from mgspec.study.draws import check_drawn
 
     parallel = (options.jobs or 1) > 1 or options.executor == "slurm"
     storage = stores.open_storage(options.storage, out, parallel)
     _refuse_another(study, out, storage)
-    return stores.open_study(study, storage, out), storage
+    handle = stores.open_study(study, storage, out)
+    check_drawn(study, handle)
+    return handle, storage
 
 
 def _refuse_another(study, out: Path, storage) -> None:
-    """A study directory holds one study: another's journal or run directories there are refused
-    (its ``trials/0-seed0`` would be taken for this study's)."""
+    """A study directory holds one study: a new study in a directory another's journal or run
+    directories are in is refused (its ``trials/0-seed0`` would be taken for the other's). A study
+    that is there already continues (a directory two studies shared before this rule too)."""
     import json
 
     from optuna import get_all_study_summaries
     from optuna.storages import JournalStorage
 
-    others = []
+    there = set()
     if isinstance(storage, JournalStorage):
-        others = [s.study_name for s in get_all_study_summaries(storage, include_best_trial=False)]
-    for config in sorted((out / "trials").glob("*/config.json"))[:1]:
+        there = {s.study_name for s in get_all_study_summaries(storage, include_best_trial=False)}
+    for config in sorted((out / "trials").glob("*/config.json")):
         try:
-            others.append((json.loads(config.read_text()).get("experiment") or {}).get("study"))
-        except (OSError, ValueError):
+            there.add((json.loads(config.read_text()).get("experiment") or {}).get("study"))
+        except (OSError, ValueError, AttributeError):
             pass
-    other = next((name for name in others if name not in (None, study.name)), None)
-    if other is not None:
-        raise SpecError(
-            f"{out} holds the study {other!r}; a study directory holds one study",
-            Location(str(out)),
-            hint=f"give the study {study.name!r} another --out",
-        )
+    there.discard(None)
+    if study.name in there or not there:
+        return
+    others = ", ".join(map(repr, sorted(there)[:3])) + (", ..." if len(there) > 3 else "")
+    raise SpecError(
+        f"this directory holds the study {others}; a study directory holds one study",
+        Location(str(out)),
+        hint=f"give the study {study.name!r} another --out",
+    )
 
 
 def run(
@@ -105,7 +111,8 @@ def run(
     from mgspec.study import claims, executors, load_study
     from mgspec.study import report as reporting
     from mgspec.study import storage as stores
-    from mgspec.study.worker import Job, exhausted, left_to_train
+    from mgspec.study.draws import exhausted, left_to_train
+    from mgspec.study.worker import Job
     from mgspec.train.recipe import available_cores
 
     study = load_study(study_file)

@@ -133,8 +133,10 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def open_study(study: Study, storage, out: Path):
+def open_study(study: Study, storage, out: Path, wait=None):
     """Create the Optuna study (recording the definition, queueing the grid) or continue it.
+
+    ``wait`` is called while another process holds the study's lock (see :func:`claims.locked`).
 
     Under the study's lock (:func:`claims.locked`): a study whose creator stopped before it had
     queued every point and seed is completed here, so no point is lost.
@@ -142,7 +144,7 @@ def open_study(study: Study, storage, out: Path):
     optuna = require("optuna")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     definition = study.definition()
-    with claims.locked(storage, out, study.name):
+    with claims.locked(storage, out, study.name, wait):
         try:
             handle = optuna.create_study(
                 study_name=study.name,
@@ -158,7 +160,7 @@ def open_study(study: Study, storage, out: Path):
                 handle.set_user_attr(DEFINITION, stored := definition)
             if DEFAULTS not in handle.user_attrs:
                 handle.set_user_attr(DEFAULTS, current_defaults())
-            _queue_grid(study, handle, out)
+            _queue_grid(study, handle)
             handle.set_user_attr(READY, True)
         elif DEFAULTS not in handle.user_attrs:
             handle.set_user_attr(DEFAULTS, recorded_defaults(handle))
@@ -177,15 +179,13 @@ def open_study(study: Study, storage, out: Path):
     return handle
 
 
-def _queue_grid(study: Study, handle, out: Path) -> None:
+def _queue_grid(study: Study, handle) -> None:
     """Queue every grid point and seed not queued yet (all of them, for a new study)."""
     there = {(t.user_attrs.get("point"), t.user_attrs.get("seed")) for t in handle.get_trials(deepcopy=False)}
-    for number, point in enumerate(points.grid_points(study) if not study.is_search else ()):
+    for point in points.grid_points(study) if not study.is_search else ():
         for seed in range(study.model.seed, study.model.seed + study.model.seeds):
             if (points.key(point), seed) not in there:
                 handle.enqueue_trial(point, user_attrs={"seed": seed, "point": points.key(point)})
-        if number % 50 == 49:
-            claims.still_holding(out)
 
 
 def current_defaults() -> dict:

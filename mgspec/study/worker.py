@@ -5,31 +5,31 @@ Each trial is an ordinary ``mgspec train`` run directory, ``<out>/trials/<number
 checkpoint). The trial records its seed, weights, MACs, run directory, test accuracy and (with a
 validation split) validation accuracy as user attributes; its accuracy objective is the
 validation accuracy where there is a split, so a search never selects on the test set. A
-failure is recorded with its reason and the worker goes on. A search point that is not a
-valid spec, above ``max_weights`` or drawn before, is pruned and never trained. SIGTERM
-(Slurm's scancel, a preemption) or SIGINT (Ctrl-C) marks the running trial interrupted so the
-next ``study run`` continues it. ``python -m mgspec.study.worker JOB.json`` runs one worker.
+failure is recorded with its reason and the worker goes on. Which trial comes next, and what
+a search draw prunes, is :mod:`mgspec.study.draws`. SIGTERM (Slurm's scancel, a preemption) or
+SIGINT (Ctrl-C) stops a training at once and marks its trial interrupted, so the next ``study
+run`` continues it; elsewhere the worker stops between two steps of its bookkeeping.
+``python -m mgspec.study.worker JOB.json`` runs one worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mgspec.errors import SpecError
 from mgspec.load import value_text
-from mgspec.study import claims, points, require
+from mgspec.study import claims, draws, points, require
 from mgspec.study import storage as stores
-from mgspec.study.model import Range, Study, load_study
-
-#: Pruned draws in a row after which a search stops (its space has too few new valid points).
-MAX_PRUNED = 200
+from mgspec.study.model import Study, load_study
 
 
 @dataclass
@@ -53,177 +53,85 @@ class Interrupted(BaseException):
 #: Set by the first SIGTERM or SIGINT a worker gets: Ctrl-C and the runner's SIGTERM both come, and
 #: the second must not interrupt the first one's bookkeeping (nor be ignored with a race warning).
 _STOPPING = threading.Event()
+#: Set while the worker trains: only then does a signal stop it at once. Elsewhere (the study's
+#: bookkeeping: a draw and its claim, a lock, a storage write) the worker stops at the next step
+#: between two writes, so no write is cut half-way and no claim is left without its owner.
+_TRAINING = threading.Event()
 
 
 def _terminate(signum, frame):
     if not _STOPPING.is_set():
         _STOPPING.set()
+        if _TRAINING.is_set():
+            raise Interrupted
+
+
+def _stop_here() -> None:
+    """Stop (raise :class:`Interrupted`) when a signal came while the worker was not training."""
+    if _STOPPING.is_set():
         raise Interrupted
+
+
+@contextlib.contextmanager
+def _stoppable(stop) -> Iterator[None]:
+    """A training, which a signal stops at once (it continues from its checkpoint)."""
+    if stop is None:
+        yield
+        return
+    stop()
+    _TRAINING.set()
+    try:
+        yield
+    finally:
+        _TRAINING.clear()
 
 
 def work(job: Job, log=print) -> dict:
     """Train trials until the study has none left; returns counts by outcome."""
     study = load_study(job.study_file)
     out = Path(job.out)
-    store = stores.open_storage(job.storage, out, parallel=False)  # the runner refused parallel SQLite
-    handle = stores.open_study(study, store, out)
     main = threading.current_thread() is threading.main_thread()
+    stop = _stop_here if main else None  # signals reach the main thread only
     if main:
         _STOPPING.clear()
     previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
     done = {"complete": 0, "failed": 0, "pruned": 0}
+    lock = contextlib.nullcontext
     try:
-        with claims.locked(store, out, study.name):
+        store = stores.open_storage(job.storage, out, parallel=False)  # the runner refused parallel SQLite
+        handle = stores.open_study(study, store, out, stop)
+        with claims.locked(store, out, study.name, stop):
             claims.take_over(handle, log)
+            draws.complete_seeds(study, handle, log)
+        if study.is_search:  # a draw reads the study, then claims a point in it: one process at a time
+            lock = functools.partial(claims.locked, store, out, study.name, stop)
         while True:
-            # A search's draw reads the study, then claims a point in it: one process at a time.
-            with claims.locked(store, out, study.name) if study.is_search else contextlib.nullcontext():
-                if (trial := _next(study, handle)) is None:
+            if stop is not None:
+                stop()
+            with lock():
+                if (trial := draws.next_trial(study, handle)) is None:
                     break
-                drawn = _guarded(handle, trial, _draw, study, handle, trial, job)
+                drawn = draws.draw(study, handle, trial, job.data_dir, job.device)
             if isinstance(drawn, str):
                 done[drawn] += 1
             else:
-                done[_guarded(handle, trial, _train, study, handle, trial, *drawn, job, log)] += 1
+                done[_guarded(trial, _train, study, handle, trial, *drawn, job, log, stop)] += 1
+        if stop is not None:  # a signal after the last training: the runner must not wait on
+            stop()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     return done
 
 
-def _guarded(handle, trial, step, *args):
-    """``step(*args)`` on ``trial``; when a signal stops it, the trial is left to the next run."""
+def _guarded(trial, step, *args):
+    """``step(*args)`` on a claimed ``trial``; when a signal stops it, the trial is left to the next run."""
     try:
         return step(*args)
     except Interrupted:
-        if trial.user_attrs.get("seed") is not None:
-            with contextlib.suppress(Exception):
-                trial.set_user_attr("interrupted", True)  # take_over continues it
-        else:  # a search draw not claimed yet: nothing to continue
-            with contextlib.suppress(Exception):
-                _prune(handle, trial, "drawn as its worker was stopped", spare=True)
+        with contextlib.suppress(Exception):
+            trial.set_user_attr("interrupted", True)  # take_over continues it
         raise
-
-
-def _counted(study: Study, handle) -> tuple[int, int]:
-    """A search's draws so far that count towards ``trials``, and how many draws in a row
-    (since the last that counts) were pruned."""
-    state = require("optuna").trial.TrialState
-    trials = handle.get_trials(deepcopy=False)
-    counts = [
-        t
-        for t in trials
-        if t.state != state.PRUNED and t.user_attrs.get("seed") == study.model.seed and "retry_of" not in t.user_attrs
-    ]
-    last = max((t.number for t in counts), default=-1)
-    in_a_row = sum(1 for t in trials if t.number > last and t.state == state.PRUNED and not t.user_attrs.get("spare"))
-    return len(counts), in_a_row
-
-
-def left_to_train(study: Study, handle) -> int:
-    """Trials a run may still train: queued ones, those whose worker is gone, and a search's undrawn."""
-    state = require("optuna").trial.TrialState
-    trials = handle.get_trials(deepcopy=False)
-    waiting = sum(1 for t in trials if t.state == state.WAITING)
-    gone = sum(1 for t in trials if t.state == state.RUNNING and "seed" in t.user_attrs and claims.stale(t))
-    undrawn = max(0, study.model.search.trials - _counted(study, handle)[0]) if study.is_search else 0
-    return waiting + gone + undrawn * study.model.seeds
-
-
-def exhausted(study: Study, handle) -> str | None:
-    """Why a search stopped short of its ``trials`` (None when it did not)."""
-    if not study.is_search:
-        return None
-    drawn, in_a_row = _counted(study, handle)
-    if drawn >= study.model.search.trials or in_a_row < MAX_PRUNED:
-        return None
-    return (
-        f"the search stopped after {in_a_row} draws in a row were pruned: {drawn} of its "
-        f"{study.model.search.trials} points drawn (its space has too few new valid points"
-        + (f" under max_weights {study.model.search.max_weights:,})" if study.model.search.max_weights else ")")
-    )
-
-
-def _next(study: Study, handle):
-    """The next trial to run, or None when the study has none left."""
-    state = require("optuna").trial.TrialState
-    waiting = handle.get_trials(deepcopy=False, states=(state.WAITING,))
-    if not waiting and not study.is_search:
-        return None
-    if not waiting:
-        drawn, in_a_row = _counted(study, handle)
-        if drawn >= study.model.search.trials or in_a_row >= MAX_PRUNED:
-            return None
-    trial = handle.ask()
-    trial.set_user_attr("owner", claims.owner())
-    return trial
-
-
-def _suggest(study: Study, trial) -> dict:
-    params = {}
-    for path, axis in study.model.axes.items():
-        if isinstance(axis, Range):
-            if axis.integer:
-                params[path] = trial.suggest_int(
-                    path, int(axis.low), int(axis.high), step=int(axis.step or 1), log=axis.log
-                )
-            else:
-                params[path] = trial.suggest_float(path, axis.low, axis.high, step=axis.step, log=axis.log)
-        else:
-            params[path] = trial.suggest_categorical(path, axis)
-    return params
-
-
-def _prune(handle, trial, reason: str, **attrs) -> str:
-    for name, value in {"reason": reason, **attrs}.items():
-        trial.set_user_attr(name, value)
-    handle.tell(trial, state=require("optuna").trial.TrialState.PRUNED)
-    return "pruned"
-
-
-def _draw(study: Study, handle, trial, job: Job) -> tuple[dict, int] | str:
-    """The trial's parameters and seed, checked (a search's fresh draw claimed); or ``"pruned"``."""
-    try:
-        params = _suggest(study, trial)
-    except Exception as exc:  # Optuna refused the space (a study made when a range was of another kind)
-        reason = f"{type(exc).__name__}: {exc}"
-        trial.set_user_attr("reason", reason)
-        handle.tell(trial, state=require("optuna").trial.TrialState.FAIL)
-        raise SpecError(f"trial {trial.number}: cannot draw its parameters: {reason}") from None
-    seed = trial.user_attrs.get("seed")
-    if seed is None and not study.is_search:
-        return _prune(handle, trial, "nothing left to run", spare=True)
-    trial.set_user_attr("point", points.key(params))
-    try:
-        weights, macs = points.check(study, params, job.data_dir, job.device)
-    except SpecError as exc:
-        return _prune(handle, trial, f"not a valid spec: {exc}")
-    trial.set_user_attr("weights", weights)
-    trial.set_user_attr("macs", macs)
-    limit = study.model.search.max_weights if study.is_search else None
-    if limit is not None and weights > limit:
-        return _prune(handle, trial, f"{weights:,} weights, above max_weights {limit:,}")
-    if seed is None:  # a fresh draw of a search (under the study's lock)
-        drawn, _ = _counted(study, handle)
-        if drawn >= study.model.search.trials:
-            return _prune(handle, trial, "the search has all its trials", spare=True)
-        earlier = _same_point(handle, trial, points.key(params), study.model.seed)
-        if earlier is not None:
-            return _prune(handle, trial, f"the same point as trial {earlier}")
-        seed = study.model.seed
-        trial.set_user_attr("seed", seed)
-        for other in range(seed + 1, seed + study.model.seeds):
-            handle.enqueue_trial(params, user_attrs={"seed": other, "point": points.key(params)})
-    return params, seed
-
-
-def _same_point(handle, trial, key: str, first_seed: int) -> int | None:
-    state = require("optuna").trial.TrialState
-    for other in handle.get_trials(deepcopy=False):
-        if other.number != trial.number and other.user_attrs.get("point") == key and other.state != state.PRUNED:
-            if other.user_attrs.get("seed") == first_seed:
-                return other.number
-    return None
 
 
 def _run_dir(trial, seed: int, job: Job) -> tuple[Path, str]:
@@ -256,7 +164,7 @@ def _foreign(run_dir: Path, study: Study, params: dict) -> str | None:
     return None
 
 
-def _train(study: Study, handle, trial, params: dict, seed: int, job: Job, log) -> str:
+def _train(study: Study, handle, trial, params: dict, seed: int, job: Job, log, stop=None) -> str:
     from mgspec.train import prepare, train, trainer
 
     optuna = require("optuna")
@@ -267,18 +175,19 @@ def _train(study: Study, handle, trial, params: dict, seed: int, job: Job, log) 
     beat = _Heartbeat(handle, trial)
     setting = ", ".join(f"{p}={value_text(v)}" for p, v in params.items())
     log(f"trial {trial.number}: {setting}, seed {seed} in {run_dir}")
+    val_split = stores.default_val_split(handle)
     try:
         if (foreign := _foreign(run_dir, study, params)) is not None:
             raise SpecError(foreign)
-        val_split = stores.default_val_split(handle)
         config = points.config(study, params, seed, job.data_dir, job.device, job.threads, val_split)
         experiment = {**(study.model.experiment or {}), "study": study.name, "trial": trial.number, "params": params}
         resume = (run_dir / trainer.CONFIG).is_file()
         spec = points.spec(study, params)
         explicit = tuple(config.as_dict()) if resume else ()  # a continuation keeps the recipe it began with
-        run = prepare(spec, points.overrides(params), config, run_dir, resume=resume, explicit=explicit,
-                      experiment=experiment)  # fmt: skip
-        summary = train(run, progress=False, log=log)
+        with _stoppable(stop):
+            run = prepare(spec, points.overrides(params), config, run_dir, resume=resume, explicit=explicit,
+                          experiment=experiment)  # fmt: skip
+            summary = train(run, progress=False, log=log)
     except Interrupted:
         beat.stop()
         log(f"trial {trial.number} interrupted: a re-run continues it from its checkpoint")
