@@ -409,3 +409,20 @@ def test_a_signal_while_a_worker_starts_reaches_that_worker(tmp_path, monkeypatc
     assert executors.run_local(_job(tmp_path, path), jobs=2, cores=2, log=lambda m: None) == executors.INTERRUPTED
     assert len(started) == 1 and started[0].returncode in (143, -signal.SIGTERM)
     assert not [t for t in _trials(tmp_path) if t.state.name == "COMPLETE"], "the worker trained on"
+
+
+def test_slurm_is_asked_about_a_job_once_in_a_while(tmp_path, monkeypatch):
+    """A report or a wait over many trials of one job asks squeue once per SLURM_ANSWER_S."""
+    asked = tmp_path / "asked"
+    squeue = tmp_path / "bin" / "squeue"
+    squeue.parent.mkdir()
+    squeue.write_text(f'#!/bin/sh\necho "$@" >> {asked}\necho RUNNING\n')
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{squeue.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(claims, "_answers", {})
+    assert [claims.slurm_job_alive("41") for _ in range(5)] == [True] * 5
+    assert claims.slurm_job_alive("42") is True
+    assert asked.read_text().splitlines() == ["-h -j 41 -o %T", "-h -j 42 -o %T"]
+    monkeypatch.setattr(claims, "SLURM_ANSWER_S", 0.0)
+    assert claims.slurm_job_alive("41") is True
+    assert len(asked.read_text().splitlines()) == 3

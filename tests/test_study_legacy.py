@@ -102,3 +102,21 @@ def test_paper_results_count_the_point_train_options_and_the_recorded_split():
     assert results.recipe_differences(row, trained) == {"epochs": [1, 100], "lr": [0.5, 0.05], "val_split": [0.1, 0.0]}
     exact = results.trained({"train": {"val_split": 0}}, {"train.lr": 0.05}, {"val_split": 0.1})
     assert results.recipe_differences(row, exact) == {}
+
+
+@pytest.mark.parametrize("storage", [None, "postgresql://db/studies"])
+def test_a_moved_directory_of_an_earlier_version_continues_its_runs_where_they_are_now(tmp_path, storage):
+    """An earlier version recorded absolute run directories; after ``mv old new`` an interrupted
+    trial continues from its checkpoint under the new directory, not from scratch."""
+    from mgspec.study.worker import Job, _run_dir
+
+    out = tmp_path / "new"
+    handle = optuna.create_study(storage=stores.open_storage(None, tmp_path / "journal"), directions=["maximize"])
+    handle.enqueue_trial({}, user_attrs={"seed": 0, "run_dir": str(tmp_path / "old" / "trials" / "3-seed0")})
+    trial = handle.ask()
+    job = Job("study.yaml", str(out), storage=storage)
+    fresh = f"trials/{trial.number}-seed0"
+    expect = (lambda rel: (out / rel, rel)) if storage is None else (lambda rel: (out / rel, str(out / rel)))
+    assert _run_dir(trial, 0, job) == expect(fresh)  # nothing there: a fresh run
+    (out / "trials" / "3-seed0").mkdir(parents=True)
+    assert _run_dir(trial, 0, job) == expect("trials/3-seed0")

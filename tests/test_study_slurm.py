@@ -93,6 +93,7 @@ def test_a_job_slurm_cannot_answer_for_is_unknown_not_dead(tmp_path, cluster, mo
         env=cluster, capture_output=True, text=True, check=True, timeout=30,
     ).stdout.strip()  # fmt: skip
     monkeypatch.setenv("SLURM_CONF", cluster["SLURM_CONF"])
+    monkeypatch.setattr(claims, "SLURM_ANSWER_S", 0.0)  # every question asks Slurm
     assert claims.slurm_job_alive(job) is True
     subprocess.run(["scancel", job], env=cluster, check=True, timeout=30)
     deadline = time.monotonic() + 60

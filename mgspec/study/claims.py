@@ -105,9 +105,24 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
+#: How long (seconds) an answer of Slurm's about a job is taken as current: a report or a wait
+#: over many running trials asks ``squeue`` once per job, not once per trial and poll.
+SLURM_ANSWER_S = 20.0
+_answers: dict[str, tuple[float, bool | None]] = {}
+
+
 def slurm_job_alive(job: str) -> bool | None:
     """Whether Slurm still has ``job`` queued or running; None when Slurm cannot say (no squeue,
     the controller unreachable): an unknown job is not a dead one."""
+    asked, answer = _answers.get(job, (float("-inf"), None))
+    if time.monotonic() - asked < SLURM_ANSWER_S:
+        return answer
+    answer = _ask_slurm(job)
+    _answers[job] = (time.monotonic(), answer)
+    return answer
+
+
+def _ask_slurm(job: str) -> bool | None:
     if shutil.which("squeue") is None:
         return None
     try:

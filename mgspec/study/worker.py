@@ -140,11 +140,18 @@ def _run_dir(trial, seed: int, job: Job) -> tuple[Path, str]:
     With the journal in the study's directory, relative to it (a copied or moved directory keeps
     its trials). A shared database's trials live under the --out of whichever process trained
     them, so those are recorded in full; a continuation whose directory this machine does not
-    have (another machine's --out) starts again under its own.
+    have (another machine's --out) starts again under its own. A study made by an earlier
+    version recorded absolute paths: when its directory was moved since, the run is found under
+    ``trials/`` of the new one (and continues from its checkpoint there).
     """
     recorded = trial.user_attrs.get("run_dir")
     fresh = f"trials/{trial.number}-seed{seed}"
-    if recorded is None or (Path(recorded).is_absolute() and not Path(recorded).exists()):
+    if recorded is not None and Path(recorded).is_absolute() and not Path(recorded).exists():
+        moved = f"trials/{Path(recorded).name}"
+        recorded = moved if (Path(job.out) / moved).is_dir() else None
+        if recorded is not None and job.storage is not None:
+            recorded = str(Path(job.out) / moved)
+    if recorded is None:
         recorded = fresh if job.storage is None else str(Path(job.out) / fresh)
     return Path(job.out) / recorded, recorded  # a study made before kept absolute paths: they stay
 
