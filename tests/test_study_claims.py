@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mgspec.study import claims, draws, load_study, points
+from mgspec.study import claims, draws, load_study, locks, points
 from mgspec.study import storage as stores
 from mgspec.study import worker as workers
 from tests import synthetic
@@ -58,12 +58,12 @@ def test_the_journal_lock_is_held_by_one_holder_at_a_time(tmp_path):
 
     def second():
         inside.wait()
-        with claims.locked(storage, tmp_path, "s"):
+        with locks.locked(storage, tmp_path, "s"):
             order.append("second")
 
     thread = threading.Thread(target=second)
     thread.start()
-    with claims.locked(storage, tmp_path, "s"):
+    with locks.locked(storage, tmp_path, "s"):
         inside.set()
         time.sleep(0.5)  # the other holder waits all this time
         order.append("first")
@@ -342,10 +342,10 @@ def test_a_trial_that_fails_before_its_run_began_points_at_no_directory(tmp_path
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from mgspec.study import claims
+from mgspec.study import locks
 from mgspec.study import storage as stores
 out = Path(sys.argv[1])
-with claims.locked(stores.open_storage(None, out), out, "s"):
+with locks.locked(stores.open_storage(None, out), out, "s"):
     print("holding", flush=True)
     time.sleep(600)
 """
@@ -361,7 +361,7 @@ def test_a_killed_holder_leaves_no_lock_and_a_live_one_is_never_broken(tmp_path)
         got = threading.Event()
 
         def waiter():
-            with claims.locked(storage, tmp_path, "s"):
+            with locks.locked(storage, tmp_path, "s"):
                 got.set()
 
         thread = threading.Thread(target=waiter, daemon=True)
@@ -382,10 +382,10 @@ def test_a_worker_waiting_for_the_lock_stops_when_told(tmp_path):
         if told.is_set():
             raise workers.Interrupted
 
-    with claims.locked(storage, tmp_path, "s"):
+    with locks.locked(storage, tmp_path, "s"):
         told.set()
         with pytest.raises(workers.Interrupted):
-            with claims.locked(storage, tmp_path, "s", wait):
+            with locks.locked(storage, tmp_path, "s", wait):
                 pass
 
 
@@ -426,3 +426,94 @@ def test_slurm_is_asked_about_a_job_once_in_a_while(tmp_path, monkeypatch):
     monkeypatch.setattr(claims, "SLURM_ANSWER_S", 0.0)
     assert claims.slurm_job_alive("41") is True
     assert len(asked.read_text().splitlines()) == 3
+
+
+def test_a_search_draw_whose_worker_died_before_claiming_it_is_pruned(tmp_path):
+    """kill -9 between Optuna's ask and the claim: the draw has no seed, nothing to continue;
+    the next worker prunes it as spare (else it shows as interrupted, and every run exits 1)."""
+    path = _study_file(tmp_path, "search:\n  trials: 1\n  space:\n    width: [1, 2]\n")
+    storage = stores.open_storage(None, tmp_path / "out")
+    handle = stores.open_study(load_study(path), storage, tmp_path / "out")
+    dead = handle.ask()
+    handle._storage.set_trial_user_attr(dead._trial_id, "owner", {**claims.owner(), "started": "gone"})
+    live = handle.ask()  # a draw in progress in a live worker: left alone
+    handle._storage.set_trial_user_attr(live._trial_id, "owner", claims.owner())
+    assert claims.take_over(handle, log=lambda m: None) == 0
+    states = {t.number: (t.state.name, t.user_attrs.get("spare")) for t in handle.get_trials()}
+    assert states == {dead.number: ("PRUNED", True), live.number: ("RUNNING", None)}
+
+
+def test_a_pruned_seed_is_not_queued_again_by_each_worker(tmp_path):
+    """A queued seed that a worker pruned (its check failed there) counts as that seed."""
+    path = _study_file(tmp_path, "seeds: 2\nsearch:\n  trials: 1\n  space:\n    width: [1, 2]\n")
+    study = load_study(path)
+    handle = stores.open_study(study, stores.open_storage(None, tmp_path / "out"), tmp_path / "out")
+    first = handle.ask()
+    params = {"width": first.suggest_categorical("width", [1, 2])}
+    first.set_user_attr("point", points.key(params))
+    first.set_user_attr("seed", 0)
+    handle.tell(first, 0.5)
+    handle.enqueue_trial(params, user_attrs={"seed": 1, "point": points.key(params)})
+    second = handle.ask()
+    handle.tell(second, state=optuna.trial.TrialState.PRUNED)
+    assert draws.complete_seeds(study, handle) == 0
+    assert len(handle.get_trials()) == 2
+
+
+def test_a_training_flag_never_outlives_its_training():
+    def stopped():
+        raise workers.Interrupted
+
+    with pytest.raises(workers.Interrupted):
+        with workers._stoppable(stopped):
+            pass
+    assert not workers._TRAINING.is_set()
+
+
+def test_slurm_warning_leaves_the_trial_interrupted_before_submitit_acts(tmp_path, monkeypatch):
+    """submitit's requeue signal (SIGUSR2) in the middle of a draw: the draw completes, the trial
+    is left interrupted, and only then does submitit's own handler run; here the task was
+    requeued as often as allowed, so submitit ends it with its error, and the trial waits for
+    the next ``study run`` (it is not recorded as failed)."""
+    submitit = pytest.importorskip("submitit", reason="the Slurm executor needs the study extra")
+    from submitit.core import job_environment, utils
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    from mgspec.study import executors
+
+    path = _study_file(tmp_path, "grid: {width: [1, 2]}\n")
+    delayed = utils.DelayedSubmission(executors.SlurmWorker(), _job(tmp_path, path))
+    delayed.set_timeout(1, 0)  # a one-minute job with no requeue left
+    paths = utils.JobPaths(tmp_path / "slurm", job_id="7")
+    paths.folder.mkdir(parents=True)
+    handler = job_environment.SignalHandler(SlurmJobEnvironment(), paths, delayed)
+    previous = signal.signal(signal.SIGUSR2, handler.checkpoint_and_try_requeue)
+    try:
+        monkeypatch.setattr(points, "check", _signalled_while(points.check, signal.SIGUSR2))
+        with pytest.raises(submitit.core.utils.UncompletedJobError, match="timed-out too many times"):
+            delayed.result()
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    first = _trials(tmp_path)[0]
+    assert first.state.name == "RUNNING" and first.user_attrs["interrupted"] is True
+    assert "weights" in first.user_attrs, "the draw ran to its end"
+    assert paths.submitted_pickle.exists(), "submitit checkpointed the task"
+
+
+def test_a_file_system_that_cannot_lock_is_one_clear_error(tmp_path, monkeypatch):
+    """NFS mounted without its lock manager answers flock with ENOLCK: the study says what to do."""
+    import errno
+    import fcntl
+
+    from mgspec.errors import SpecError
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    storage = stores.open_storage(None, tmp_path)
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(SpecError) as refused:
+        with locks.locked(storage, tmp_path, "s"):
+            pass
+    assert str(refused.value).startswith(f"{tmp_path / 'journal.log.mgspec.lock'}: the file system cannot lock")
+    assert "PostgreSQL" in refused.value.hint

@@ -69,8 +69,18 @@ def test_the_report_of_a_shared_journal_names_the_studies_that_ran_there(tmp_pat
 @pytest.mark.parametrize(
     ("old", "written", "message"),
     [
-        ("int", "{low: 2.0, high: 4.0, step: 1.0}", "the study drew width as integers; this file draws it as decimals"),
-        ("float", "{low: 2, high: 4, step: 1}", "the study drew width as decimals; this file draws it as integers"),
+        (
+            "int",
+            "{low: 2.0, high: 4.0, step: 1.0}",
+            "the study drew width as integers 2 to 4 in steps of 1; "
+            "this file draws it as decimals 2 to 4 in steps of 1",
+        ),
+        (
+            "float",
+            "{low: 2, high: 4, step: 1}",
+            "the study drew width as decimals 2 to 4 in steps of 1; "
+            "this file draws it as integers 2 to 4 in steps of 1",
+        ),
     ],
 )
 def test_a_range_drawn_as_another_kind_before_is_refused_at_the_axis(tmp_path, old, written, message):
@@ -86,11 +96,24 @@ def test_a_range_drawn_as_another_kind_before_is_refused_at_the_axis(tmp_path, o
     with pytest.raises(SpecError) as refused:
         check_drawn(study, handle)
     assert str(refused.value).splitlines()[0] == f"{path}:8:12: {message}"
-    assert "draws" in refused.value.hint
+    assert refused.value.hint.startswith("write the range as the study drew it (2 draws integers, 2.0 decimals)")
 
     again = "{low: 2, high: 4, step: 1}" if old == "int" else "{low: 2.0, high: 4.0, step: 1.0}"
     path.write_text(path.read_text().replace(written, again))  # written as it was drawn: goes on
     check_drawn(load_study(path), handle)
+
+
+def test_a_range_that_changed_otherwise_says_what_changed(tmp_path):
+    path = _study_file(tmp_path, "s", "search:\n  trials: 2\n  space:\n    width: {low: 1.0, high: 4.0}\n")
+    study = load_study(path)
+    handle = stores.open_study(study, stores.open_storage(None, tmp_path / "out"), tmp_path / "out")
+    trial = handle.ask()
+    trial.suggest_float("width", 1.0, 4.0, log=True)
+    handle.tell(trial, 0.5)
+    with pytest.raises(SpecError) as refused:
+        check_drawn(study, handle)
+    assert "drew width as decimals 1 to 4 on a log scale; this file draws it as decimals 1 to 4" in str(refused.value)
+    assert refused.value.hint == "give the study another name and --out"
 
 
 def test_paper_results_count_the_point_train_options_and_the_recorded_split():
@@ -120,3 +143,8 @@ def test_a_moved_directory_of_an_earlier_version_continues_its_runs_where_they_a
     assert _run_dir(trial, 0, job) == expect(fresh)  # nothing there: a fresh run
     (out / "trials" / "3-seed0").mkdir(parents=True)
     assert _run_dir(trial, 0, job) == expect("trials/3-seed0")
+    (tmp_path / "old" / "trials" / "3-seed0").mkdir(parents=True)  # copied, not moved: the copy's own
+    assert _run_dir(trial, 0, job) == expect("trials/3-seed0")
+    (out / "trials" / "3-seed0").rmdir()  # a shared database's trial trained elsewhere on this machine
+    old = tmp_path / "old" / "trials" / "3-seed0"
+    assert _run_dir(trial, 0, job) == (old, str(old))

@@ -161,3 +161,52 @@ def _report(tmp_path: Path, target: str, database: str) -> subprocess.CompletedP
         [sys.executable, "-m", "mgspec", "study", "report", target, "--storage", database, "-f", "json"],
         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+_HOLDER = """
+import sys, time
+from mgspec.study import locks
+from mgspec.study import storage as stores
+with locks.locked(stores.open_storage(sys.argv[1], None), None, "held"):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_the_study_lock_waits_stops_when_told_and_is_free_once_its_holder_dies(database):
+    """The advisory lock: a waiter polls (a worker told to stop stops while waiting), and the
+    server drops the lock of a holder killed with SIGKILL."""
+    import threading
+
+    from mgspec.study import locks
+    from mgspec.study import storage as stores
+
+    storage = stores.open_storage(database, None)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, database], env=_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+
+        class Told(Exception):
+            pass
+
+        def told():
+            raise Told
+
+        with pytest.raises(Told):
+            with locks.locked(storage, None, "held", told):
+                pass
+        got = threading.Event()
+
+        def waiter():
+            with locks.locked(storage, None, "held"):
+                got.set()
+
+        threading.Thread(target=waiter, daemon=True).start()
+        assert not got.wait(2), "the lock was taken from a live holder"
+        holder.kill()
+        holder.wait()
+        assert got.wait(20), "a killed holder's lock was not dropped"
+        with locks.locked(storage, None, "other"):  # another study's lock is another lock
+            pass
+    finally:
+        holder.kill()

@@ -108,3 +108,30 @@ def test_a_job_slurm_cannot_answer_for_is_unknown_not_dead(tmp_path, cluster, mo
     unreachable.write_text(text.replace(port, f"SlurmctldPort={servers.free_port()}") + "MessageTimeout=2\n")
     monkeypatch.setenv("SLURM_CONF", str(unreachable))
     assert claims.slurm_job_alive(job) is None
+
+
+@pytest.mark.slow
+def test_a_job_warned_of_its_end_is_requeued_and_continues_its_trial(tmp_path, cluster):
+    """Slurm's warning before a time limit or a preemption (submitit's SIGUSR2): the worker
+    leaves its trial interrupted, submitit requeues the task, and the requeued task continues
+    the trial from its checkpoint; the same ``study run`` ends with every trial complete."""
+    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
+    synthetic.write_cifar(tmp_path / "data")
+    (tmp_path / "study.yaml").write_text(STUDY)
+    run = _command("run", "study.yaml", "--executor", "slurm", "--jobs", "1", "--data-dir", "data", "--out", "out")
+    first = subprocess.Popen(run, cwd=tmp_path, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "out" / "trials").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    jobs = subprocess.run(["squeue", "-h", "-o", "%i"], env=cluster, capture_output=True, text=True, timeout=30)
+    assert jobs.stdout.split(), "no Slurm job is running"
+    subprocess.run(["scancel", "--signal=USR2", *jobs.stdout.split()], env=cluster, check=True, timeout=30)
+    out, err = first.communicate(timeout=400)
+    assert first.returncode == 0, out + err
+    report = _report(tmp_path, cluster)
+    assert [t["state"] for t in report["trials"]] == ["complete"] * 2
+    logs = "".join(p.read_text() for p in (tmp_path / "out" / "slurm").rglob("*.out"))
+    assert "was interrupted: it continues from" in logs and "resuming" in logs
+    for trial in report["trials"]:  # every epoch trained once: the continued trial resumed, not restarted
+        metrics = (Path(trial["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in metrics] == list(range(1, EPOCHS + 1))

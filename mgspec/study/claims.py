@@ -1,15 +1,11 @@
 """Who trains which trial: owners, a study-wide lock, and continuing the trials of workers that are gone.
 
 Optuna hands each queued trial to one worker (taking a waiting trial is atomic in every
-storage), but three steps read the study and then write it: creating it (queueing the grid),
-drawing a search point (is it new? are the trials all drawn?), and taking over an interrupted
-trial. Each runs under :func:`locked`, one process per study at a time: the journal's lock is a
-kernel lock (``flock``, through the ``filelock`` library) on a file beside the journal,
-PostgreSQL's an advisory lock and MySQL's ``GET_LOCK``. The kernel or the server drops each
-with its holder (a killed process holds nothing), so no lock is ever broken by a waiter while
-its holder lives. A step stopped half-way is finished by the next holder: a study whose grid
-was not all queued gets the rest, a search point whose other seeds were not all queued gets
-them, a trial failed in order to be continued gets its continuation.
+storage); the steps that read the study and then write it run under the study's lock
+(:mod:`mgspec.study.locks`). A step stopped half-way is finished by the next holder: a study
+whose grid was not all queued gets the rest, a search point whose other seeds were not all
+queued gets them, a trial failed in order to be continued gets its continuation, a search draw
+whose worker died before claiming it is pruned.
 
 A running trial records its ``owner`` (host, process and its start time, Slurm job) and a
 ``heartbeat``; it is *stale*, and taken over, when it is marked ``interrupted``, its process is
@@ -18,15 +14,12 @@ gone (same host), its Slurm job left the queue, or its heartbeat is older than :
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from mgspec.study import require
@@ -36,55 +29,6 @@ TAKEN_OVER = "taken_over"
 #: A running trial whose heartbeat is older than this (seconds) is taken over by the next run.
 GRACE_S = 600
 HEARTBEAT_S = 60
-
-
-@contextlib.contextmanager
-def locked(storage, out: Path, name: str, wait=None) -> Iterator[None]:
-    """Hold the study ``name``'s lock in ``storage`` (the journal's lock file lives in ``out``).
-
-    ``wait()``, when given, is called about once a second while another process holds the lock
-    (a worker raises there when it was told to stop).
-    """
-    from optuna.storages import JournalStorage, RDBStorage
-
-    if isinstance(storage, JournalStorage):
-        filelock = require("filelock")
-
-        lock = filelock.FileLock(str(Path(out) / "journal.log.mgspec.lock"))
-        while True:
-            try:
-                lock.acquire(timeout=1.0, poll_interval=0.05)
-                break
-            except filelock.Timeout:
-                if wait is not None:
-                    wait()
-        try:
-            yield
-        finally:
-            lock.release()
-        return
-    dialect = storage.engine.dialect.name if isinstance(storage, RDBStorage) else None
-    if dialect not in ("postgresql", "mysql"):  # SQLite: one writer (parallel writers are refused)
-        yield
-        return
-    from sqlalchemy import text
-
-    key = f"mgspec:{name}"
-    number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-    take, give = {
-        "postgresql": ("SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)"),
-        "mysql": ("SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)"),
-    }[dialect]
-    arg = {"k": number if dialect == "postgresql" else key[:64]}
-    with storage.engine.connect() as connection:
-        connection.execute(text(take), arg)
-        connection.commit()
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):  # a dropped connection released it already
-                connection.execute(text(give), arg)
-                connection.commit()
 
 
 def owner() -> dict:
@@ -160,7 +104,8 @@ def params(trial) -> dict:
 
 
 def take_over(handle, log=print) -> int:
-    """Queue again every interrupted trial whose worker is gone; returns how many (hold :func:`locked`).
+    """Queue again every interrupted trial whose worker is gone; returns how many (hold
+    :func:`mgspec.study.locks.locked`).
 
     The trial is failed (marked :data:`TAKEN_OVER`) and a new trial with its parameters, seed and
     run directory is queued, so training resumes from the run's checkpoint. A trial failed so
@@ -172,6 +117,9 @@ def take_over(handle, log=print) -> int:
     continued = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
     taken = 0
     for trial in trials:
+        if "seed" not in trial.user_attrs and trial.state == state.RUNNING and stale(trial):
+            _drop_draw(handle, trial, state)  # a search draw whose worker died before claiming it
+            continue
         if "seed" not in trial.user_attrs or trial.number in continued:
             continue
         if trial.state == state.RUNNING and stale(trial):
@@ -190,13 +138,24 @@ def take_over(handle, log=print) -> int:
     return taken
 
 
+def _drop_draw(handle, trial, state) -> None:
+    """Prune a search draw never claimed (its worker died in between): nothing to continue."""
+    optuna = require("optuna")
+    try:
+        handle._storage.set_trial_user_attr(trial._trial_id, "reason", "drawn as its worker stopped")
+        handle._storage.set_trial_user_attr(trial._trial_id, "spare", True)
+        handle.tell(trial.number, state=state.PRUNED)
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+        pass  # finished meanwhile
+
+
 def retry_failed(handle, log=print) -> int:
     """Queue every failed trial again, each as a new trial in a new run directory; returns how many.
 
     A failed trial stays failed on a plain re-run (a diverged training would diverge again);
     ``--retry-failed`` trains its point and seed once more, when what failed was passing (memory,
     a node, a file system). The new trial names the old one in ``retry_of``, so reports show the
-    new one; the old run directory is left as it was. Hold :func:`locked`.
+    new one; the old run directory is left as it was. Hold :func:`mgspec.study.locks.locked`.
     """
     state = require("optuna").trial.TrialState
     trials = handle.get_trials(deepcopy=False)

@@ -5,7 +5,7 @@ a search draws its points one at a time from its space (:func:`distribution` of 
 Optuna's sampler. A drawn point that is not a valid spec, above ``max_weights`` or drawn before
 is pruned with its reason and never trained; one that is new is claimed for the study's first
 seed, and its other seeds are queued in the same step, under the study's lock
-(:func:`mgspec.study.claims.locked`). A search stops after its ``trials`` points, or after
+(:func:`mgspec.study.locks.locked`). A search stops after its ``trials`` points, or after
 :data:`MAX_PRUNED` pruned draws in a row.
 """
 
@@ -20,7 +20,7 @@ MAX_PRUNED = 200
 
 
 def complete_seeds(study: Study, handle, log=print) -> int:
-    """Queue the seeds a search point lacks; returns how many (hold :func:`claims.locked`).
+    """Queue the seeds a search point lacks; returns how many (hold :func:`mgspec.study.locks.locked`).
 
     A search point's first seed is drawn and its other seeds queued in one step under the lock;
     a worker killed in between (``kill -9``, a lost node) left the rest unqueued.
@@ -29,11 +29,11 @@ def complete_seeds(study: Study, handle, log=print) -> int:
         return 0
     state = require("optuna").trial.TrialState
     first, seeds, params = study.model.seed, {}, {}
-    for t in handle.get_trials(deepcopy=False):
-        if t.state == state.PRUNED or "seed" not in t.user_attrs or "point" not in t.user_attrs:
+    for t in handle.get_trials(deepcopy=False):  # a pruned draw has no seed: it claimed nothing
+        if "seed" not in t.user_attrs or "point" not in t.user_attrs:
             continue
         seeds.setdefault(t.user_attrs["point"], set()).add(t.user_attrs["seed"])
-        if t.user_attrs["seed"] == first:
+        if t.user_attrs["seed"] == first and t.state != state.PRUNED:
             params.setdefault(t.user_attrs["point"], claims.params(t))
     queued = 0
     for point, values in params.items():
@@ -109,12 +109,18 @@ def distribution(axis):
     return dists.FloatDistribution(axis.low, axis.high, step=axis.step, log=axis.log)
 
 
-def _kind(dist) -> str:
-    return {"IntDistribution": "integers", "FloatDistribution": "decimals"}.get(type(dist).__name__, "choices")
+def describe(dist) -> str:
+    """An Optuna distribution in words: ``integers 2 to 4 in steps of 1``, ``one of [1, 2]``."""
+    name = type(dist).__name__
+    if name == "CategoricalDistribution":
+        return f"one of {list(dist.choices)}"
+    kind = "integers" if name == "IntDistribution" else "decimals"
+    how = " on a log scale" if dist.log else f" in steps of {dist.step:g}" if dist.step is not None else ""
+    return f"{kind} {dist.low:g} to {dist.high:g}{how}"
 
 
 def check_drawn(study: Study, handle) -> None:
-    """Refuse a search whose earlier trials drew an axis from another kind of distribution.
+    """Refuse a search whose earlier trials drew an axis from another distribution.
 
     A range is of integers when low, high and step are written as integers (``2``), of decimals
     when one is written with a point (``2.0``); a study made by a version of mgspec that read
@@ -133,12 +139,15 @@ def check_drawn(study: Study, handle) -> None:
         try:
             compatible(before[path], distribution(axis))
         except ValueError:
-            was, now = _kind(before[path]), _kind(distribution(axis))
+            was, now = before[path], distribution(axis)
+            kinds = {type(was).__name__, type(now).__name__} == {"IntDistribution", "FloatDistribution"}
             raise SpecError(
-                f"the study drew {path} as {was}; this file draws it as {now}",
+                f"the study drew {path} as {describe(was)}; this file draws it as {describe(now)}",
                 study.locate("search", "space", path),
-                hint=f"write the range as the study was made ({'2' if was == 'integers' else '2.0'} draws {was}),"
-                " or give the study another name and --out",
+                hint="write the range as the study drew it (2 draws integers, 2.0 decimals), "
+                "or give the study another name and --out"
+                if kinds
+                else "give the study another name and --out",
             ) from None
 
 

@@ -98,14 +98,37 @@ def run_local(job: Job, jobs: int, cores: int, log=print) -> int:
 
 
 class SlurmWorker:
-    """A worker as a Slurm job; submitit requeues it when it is preempted or runs out of time."""
+    """A worker as a Slurm job; submitit requeues it when it is preempted or runs out of time.
+
+    Slurm warns a job before its time limit (and a preempted one) with submitit's signal
+    (SIGUSR2 by default). The worker stops on it as on SIGTERM, its trial marked interrupted,
+    and only then lets submitit's handler requeue the task (which then continues the trial from
+    its checkpoint) or, when the task was requeued too often, end it with submitit's error; the
+    trial then waits for the next ``study run``. SIGTERM (``scancel``) stops the task for good.
+    """
 
     def __call__(self, job: Job) -> dict:
-        return work(job)
+        requeue = _requeue_signal()
+        try:
+            return work(job, signals=(signal.SIGTERM, signal.SIGINT, *([requeue] if requeue else [])))
+        except Interrupted as stopped:
+            handler = signal.getsignal(requeue) if requeue is not None and stopped.signum == requeue else None
+            if callable(handler):
+                handler(requeue, None)  # submitit's: checkpoint, requeue, exit (restored by work)
+            raise
 
     def checkpoint(self, job: Job):
         submitit = require("submitit")
         return submitit.helpers.DelayedSubmission(type(self)(), job)
+
+
+def _requeue_signal() -> int | None:
+    """The signal submitit requeues this task on (its handler is installed), or None outside submitit."""
+    for signum in (signal.SIGUSR2, signal.SIGUSR1):
+        owner = getattr(signal.getsignal(signum), "__self__", None)
+        if type(owner).__module__.startswith("submitit."):
+            return signum
+    return None
 
 
 def slurm_parameters(slurm, partition: str | None, time_min: int | None, gpus: int | None) -> dict:

@@ -108,10 +108,10 @@ def run(
 
     ``checked`` (from :func:`check`) says the study was checked already.
     """
-    from mgspec.study import claims, executors, load_study
+    from mgspec.study import claims, executors, load_study, locks
     from mgspec.study import report as reporting
     from mgspec.study import storage as stores
-    from mgspec.study.draws import exhausted, left_to_train
+    from mgspec.study.draws import complete_seeds, exhausted, left_to_train
     from mgspec.study.worker import Job
     from mgspec.train.recipe import available_cores
 
@@ -120,8 +120,10 @@ def run(
     out = out or Path("studies") / study.name
     jobs, url = options.jobs or 1, options.storage
     handle, storage = open_handle(study, out, options)
-    if options.retry_failed:
-        with claims.locked(storage, out, study.name):
+    with locks.locked(storage, out, study.name):  # before counting the trials left: repaired ones count
+        claims.take_over(handle, log)
+        complete_seeds(study, handle, log)
+        if options.retry_failed:
             claims.retry_failed(handle, log)
     where = stores.redact(url) if url else out / "journal.log"
     log(f"study {study.name}: {len(checked)} points checked; storage {where}")

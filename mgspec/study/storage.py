@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from mgspec.errors import Location, SpecError
-from mgspec.study import claims, points, require
+from mgspec.study import locks, points, require
 from mgspec.study.model import Study
 
 DEFINITION, READY = "mgspec_definition", "mgspec_ready"
@@ -136,15 +136,15 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 def open_study(study: Study, storage, out: Path, wait=None):
     """Create the Optuna study (recording the definition, queueing the grid) or continue it.
 
-    ``wait`` is called while another process holds the study's lock (see :func:`claims.locked`).
+    ``wait`` is called while another process holds the study's lock (see :func:`locks.locked`).
 
-    Under the study's lock (:func:`claims.locked`): a study whose creator stopped before it had
+    Under the study's lock (:func:`locks.locked`): a study whose creator stopped before it had
     queued every point and seed is completed here, so no point is lost.
     """
     optuna = require("optuna")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     definition = study.definition()
-    with claims.locked(storage, out, study.name, wait):
+    with locks.locked(storage, out, study.name, wait):
         try:
             handle = optuna.create_study(
                 study_name=study.name,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mgspec.errors import SpecError
 from mgspec.load import value_text
-from mgspec.study import claims, draws, points, require
+from mgspec.study import claims, draws, locks, points, require
 from mgspec.study import storage as stores
 from mgspec.study.model import Study, load_study
 
@@ -47,7 +47,12 @@ class Job:
 
 
 class Interrupted(BaseException):
-    """SIGTERM or SIGINT arrived: the trial in progress is left to the next run."""
+    """SIGTERM or SIGINT (or the Slurm requeue signal) arrived: the trial in progress is left to
+    the next run."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 #: Set by the first SIGTERM or SIGINT a worker gets: Ctrl-C and the runner's SIGTERM both come, and
@@ -57,19 +62,22 @@ _STOPPING = threading.Event()
 #: bookkeeping: a draw and its claim, a lock, a storage write) the worker stops at the next step
 #: between two writes, so no write is cut half-way and no claim is left without its owner.
 _TRAINING = threading.Event()
+#: The signal that set :data:`_STOPPING`.
+_STOPPED_BY: list[int] = []
 
 
 def _terminate(signum, frame):
     if not _STOPPING.is_set():
+        _STOPPED_BY[:] = [signum]
         _STOPPING.set()
         if _TRAINING.is_set():
-            raise Interrupted
+            raise Interrupted(signum)
 
 
 def _stop_here() -> None:
     """Stop (raise :class:`Interrupted`) when a signal came while the worker was not training."""
     if _STOPPING.is_set():
-        raise Interrupted
+        raise Interrupted(*_STOPPED_BY[:1])
 
 
 @contextlib.contextmanager
@@ -78,33 +86,38 @@ def _stoppable(stop) -> Iterator[None]:
     if stop is None:
         yield
         return
-    stop()
-    _TRAINING.set()
     try:
+        _TRAINING.set()  # first: a signal from here on stops the training, and none is lost
+        stop()
         yield
     finally:
         _TRAINING.clear()
 
 
-def work(job: Job, log=print) -> dict:
-    """Train trials until the study has none left; returns counts by outcome."""
+def work(job: Job, log=print, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> dict:
+    """Train trials until the study has none left; returns counts by outcome.
+
+    Any of ``signals`` stops the worker (:class:`Interrupted`, carrying the signal), its trial
+    left interrupted for the next run.
+    """
     study = load_study(job.study_file)
     out = Path(job.out)
     main = threading.current_thread() is threading.main_thread()
     stop = _stop_here if main else None  # signals reach the main thread only
     if main:
         _STOPPING.clear()
-    previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
+        _TRAINING.clear()
+    previous = {s: signal.signal(s, _terminate) for s in signals} if main else {}
     done = {"complete": 0, "failed": 0, "pruned": 0}
     lock = contextlib.nullcontext
     try:
         store = stores.open_storage(job.storage, out, parallel=False)  # the runner refused parallel SQLite
         handle = stores.open_study(study, store, out, stop)
-        with claims.locked(store, out, study.name, stop):
+        with locks.locked(store, out, study.name, stop):
             claims.take_over(handle, log)
             draws.complete_seeds(study, handle, log)
         if study.is_search:  # a draw reads the study, then claims a point in it: one process at a time
-            lock = functools.partial(claims.locked, store, out, study.name, stop)
+            lock = functools.partial(locks.locked, store, out, study.name, stop)
         while True:
             if stop is not None:
                 stop()
@@ -141,16 +154,18 @@ def _run_dir(trial, seed: int, job: Job) -> tuple[Path, str]:
     its trials). A shared database's trials live under the --out of whichever process trained
     them, so those are recorded in full; a continuation whose directory this machine does not
     have (another machine's --out) starts again under its own. A study made by an earlier
-    version recorded absolute paths: when its directory was moved since, the run is found under
-    ``trials/`` of the new one (and continues from its checkpoint there).
+    version recorded absolute paths: when its directory was moved or copied since, the run is
+    the one under ``trials/`` of this directory (and continues from its checkpoint there).
     """
     recorded = trial.user_attrs.get("run_dir")
     fresh = f"trials/{trial.number}-seed{seed}"
-    if recorded is not None and Path(recorded).is_absolute() and not Path(recorded).exists():
-        moved = f"trials/{Path(recorded).name}"
-        recorded = moved if (Path(job.out) / moved).is_dir() else None
-        if recorded is not None and job.storage is not None:
-            recorded = str(Path(job.out) / moved)
+    out = Path(job.out).resolve()
+    if recorded is not None and Path(recorded).is_absolute() and not Path(recorded).resolve().is_relative_to(out):
+        moved = f"trials/{Path(recorded).name}"  # this directory's copy of it, when it was moved or copied
+        if (out / moved).is_dir():
+            recorded = moved if job.storage is None else str(Path(job.out) / moved)
+        elif not Path(recorded).exists():
+            recorded = None
     if recorded is None:
         recorded = fresh if job.storage is None else str(Path(job.out) / fresh)
     return Path(job.out) / recorded, recorded  # a study made before kept absolute paths: they stay
