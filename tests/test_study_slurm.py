@@ -49,8 +49,9 @@ def _report(tmp_path: Path, env: dict) -> dict:
     return json.loads(done.stdout)
 
 
-@pytest.mark.slow
-def test_a_cancelled_slurm_job_is_resumed_by_a_rerun(tmp_path, cluster):
+def _run_until_a_checkpoint(tmp_path: Path, cluster: dict) -> tuple[list[str], subprocess.Popen, list[str]]:
+    """Start the study on Slurm; once a trial wrote its checkpoint, the command, its process and
+    the Slurm jobs running."""
     (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
     synthetic.write_cifar(tmp_path / "data")
     (tmp_path / "study.yaml").write_text(STUDY)
@@ -61,7 +62,13 @@ def test_a_cancelled_slurm_job_is_resumed_by_a_rerun(tmp_path, cluster):
         time.sleep(0.1)
     jobs = subprocess.run(["squeue", "-h", "-o", "%i"], env=cluster, capture_output=True, text=True, timeout=30)
     assert jobs.stdout.split(), "no Slurm job is running"
-    subprocess.run(["scancel", *jobs.stdout.split()], env=cluster, check=True, timeout=30)
+    return run, first, jobs.stdout.split()
+
+
+@pytest.mark.slow
+def test_a_cancelled_slurm_job_is_resumed_by_a_rerun(tmp_path, cluster):
+    run, first, jobs = _run_until_a_checkpoint(tmp_path, cluster)
+    subprocess.run(["scancel", *jobs], env=cluster, check=True, timeout=30)
     out, err = first.communicate(timeout=180)
     assert first.returncode == 1, out + err
     assert "did not finish" in out and "Traceback" not in err
@@ -115,17 +122,8 @@ def test_a_job_warned_of_its_end_is_requeued_and_continues_its_trial(tmp_path, c
     """Slurm's warning before a time limit or a preemption (submitit's SIGUSR2): the worker
     leaves its trial interrupted, submitit requeues the task, and the requeued task continues
     the trial from its checkpoint; the same ``study run`` ends with every trial complete."""
-    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
-    synthetic.write_cifar(tmp_path / "data")
-    (tmp_path / "study.yaml").write_text(STUDY)
-    run = _command("run", "study.yaml", "--executor", "slurm", "--jobs", "1", "--data-dir", "data", "--out", "out")
-    first = subprocess.Popen(run, cwd=tmp_path, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not list((tmp_path / "out" / "trials").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    jobs = subprocess.run(["squeue", "-h", "-o", "%i"], env=cluster, capture_output=True, text=True, timeout=30)
-    assert jobs.stdout.split(), "no Slurm job is running"
-    subprocess.run(["scancel", "--signal=USR2", *jobs.stdout.split()], env=cluster, check=True, timeout=30)
+    _, first, jobs = _run_until_a_checkpoint(tmp_path, cluster)
+    subprocess.run(["scancel", "--signal=USR2", *jobs], env=cluster, check=True, timeout=30)
     out, err = first.communicate(timeout=400)
     assert first.returncode == 0, out + err
     report = _report(tmp_path, cluster)

@@ -136,10 +136,10 @@ def check_drawn(study: Study, handle) -> None:
     for path, axis in study.model.axes.items():
         if path not in before:
             continue
+        was, now = before[path], distribution(axis)
         try:
-            compatible(before[path], distribution(axis))
+            compatible(was, now)
         except ValueError:
-            was, now = before[path], distribution(axis)
             kinds = {type(was).__name__, type(now).__name__} == {"IntDistribution", "FloatDistribution"}
             raise SpecError(
                 f"the study drew {path} as {describe(was)}; this file draws it as {describe(now)}",
@@ -152,18 +152,17 @@ def check_drawn(study: Study, handle) -> None:
 
 
 def suggest(study: Study, trial) -> dict:
+    """One value per axis, drawn by the trial's sampler from the axis's :func:`distribution`."""
     params = {}
     for path, axis in study.model.axes.items():
+        d = distribution(axis)
         try:
-            if isinstance(axis, Range):
-                if axis.integer:
-                    params[path] = trial.suggest_int(
-                        path, int(axis.low), int(axis.high), step=int(axis.step or 1), log=axis.log
-                    )
-                else:
-                    params[path] = trial.suggest_float(path, axis.low, axis.high, step=axis.step, log=axis.log)
-            else:
+            if not isinstance(axis, Range):
                 params[path] = trial.suggest_categorical(path, axis)
+            elif axis.integer:
+                params[path] = trial.suggest_int(path, d.low, d.high, step=d.step, log=d.log)
+            else:
+                params[path] = trial.suggest_float(path, d.low, d.high, step=d.step, log=d.log)
         except Exception as exc:  # Optuna refused the axis
             raise ValueError(f"{path}: {exc}") from None
     return params

@@ -86,6 +86,8 @@ def _refuse_another(study, out: Path, storage) -> None:
     if isinstance(storage, JournalStorage):
         there = {s.study_name for s in get_all_study_summaries(storage, include_best_trial=False)}
     for config in sorted((out / "trials").glob("*/config.json")):
+        if study.name in there:  # its own directory: no need to read every other run's config
+            return
         try:
             there.add((json.loads(config.read_text()).get("experiment") or {}).get("study"))
         except (OSError, ValueError, AttributeError):
