@@ -260,10 +260,30 @@ def test_cuda_that_is_not_here_is_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
-def test_a_search_whose_space_has_no_point_under_its_budget_stops_and_says_so(tmp_path):
+def test_a_small_space_without_enough_points_under_its_budget_is_refused_before_anything_trains(tmp_path):
+    """Counted whole: the tiny spec's coarsest 2 and 4 have 2,922 and 2,994 weights (``mgspec count``)."""
     body = GRID.replace("EPOCHS", "1").replace("seeds: 2\n", "").split("grid:")[0]
-    _write(tmp_path, body + "search:\n  trials: 2\n  max_weights: 100\n  space:\n    channel_grid.coarsest: [2, 4]\n")
+    space = "  space:\n    channel_grid.coarsest: [2, 4]\n"
+    _write(tmp_path, body + "search:\n  trials: 2\n  max_weights: 2950\n" + space)
+    done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "study.yaml:6:11: search.trials: trials 2 is more than the search space's 1 valid point under " \
+           "max_weights 2,950" in done.stderr  # fmt: skip
+    assert "set trials to at most 1" in done.stderr and "Traceback" not in done.stderr
+    _write(tmp_path, body + "search:\n  trials: 1\n  max_weights: 2900\n" + space)
+    done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "study.yaml:7:16: search.max_weights: no point of the search space has at most 2,900 weights " \
+           "(its 2 valid points have more)" in done.stderr  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_search_whose_large_space_has_no_point_under_its_budget_stops_and_says_so(tmp_path):
+    """300 widths are too many to count before training: the search finds out, and stops."""
+    body = GRID.replace("EPOCHS", "1").replace("seeds: 2\n", "").split("grid:")[0]
+    _write(tmp_path, body + "search:\n  trials: 2\n  max_weights: 100\n  space:\n"
+                            "    width: {low: 1, high: 300, step: 1}\n")  # fmt: skip
     done = _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "the search stopped after 200 draws in a row were pruned: 0 of its 2 points drawn" in done.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -111,3 +112,38 @@ def test_a_levels_value_is_a_spec_or_a_located_error(value) -> None:
         return
     assert isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2
     assert len(source.data["resolution_grid"]["levels"]) == value
+
+
+ranges = st.one_of(
+    st.builds(lambda low, span, step: {"low": low, "high": low + span, "step": step},
+              st.integers(-5, 5), st.integers(0, 8), st.none() | st.integers(1, 3)),
+    st.builds(lambda low, step, n, extra: {"low": low, "high": low + n * step + extra, "step": step},
+              st.sampled_from([0.0, 0.5, 0.1, -1.0]), st.sampled_from([0.5, 0.25, 0.3, 0.1]),
+              st.integers(0, 7), st.sampled_from([0.0, 0.01])),
+)  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:The distribution is specified by")  # Optuna's, on a high off the steps
+@settings(max_examples=40, deadline=None)
+@given(given_range=ranges)
+def test_every_value_of_a_counted_range_is_what_optuna_draws(given_range: dict) -> None:
+    """A small space is counted whole before training (``Range.every``): the values Optuna's sampler
+    draws from the axis, and no others."""
+    import math
+
+    import optuna
+
+    from mgspec.study.draws import distribution
+    from mgspec.study.model import Range
+
+    axis = Range(**given_range)
+    every = axis.every(most=64)
+    assert every is not None and len(every) <= 9
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = {study.ask({"x": distribution(axis)}).params["x"] for _ in range(300)}
+    assert len(drawn) == len(every)  # 300 draws of at most 9 values: each is drawn (all but surely)
+    for value, expected in zip(sorted(drawn), every, strict=True):
+        assert math.isclose(value, expected, abs_tol=1e-9) and type(value) is type(expected)
+    assert axis.every(most=len(every) - 1) is None
+    assert Range(low=0.0, high=1.0).every(most=64) is None  # a continuum

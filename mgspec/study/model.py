@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -102,6 +103,17 @@ class Range(_Model):
             n = int(round((self.high - self.low) / self.step))
             out = [self.low + i * self.step for i in range(min(n, most) + 1)]
         return sorted({int(v) if self.integer else float(v) for v in out})
+
+    def every(self, most: int) -> list[float | int] | None:
+        """Every value a draw can take (Optuna's: ``low + k*step`` up to ``high``, integers step 1),
+        or None when they are more than ``most`` or a continuum."""
+        step = self.step if self.step is not None else 1 if self.integer else None
+        if step is None:
+            return None
+        n = int((Decimal(str(self.high)) - Decimal(str(self.low))) // Decimal(str(step)))  # Optuna's arithmetic
+        if n + 1 > most:
+            return None
+        return sorted({int(v) if self.integer else float(v) for v in (self.low + i * step for i in range(n + 1))})
 
 
 def _axis_kind(value: Any) -> str:

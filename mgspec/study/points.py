@@ -3,14 +3,16 @@
 A point is a mapping from the study's keys to values. Spec keys become ``--set PATH=VALUE``
 overrides; ``train.<option>`` keys become training options on top of the study's ``train:``.
 Before anything trains, every grid point is validated as a spec (fitted to the dataset) with
-its training options, and every value of a search space in at least one combination; errors
-point at the value in the study file.
+its training options, and every value of a search space in at least one combination; a small
+search space is counted whole (enough valid points under ``max_weights`` for its ``trials``).
+Errors point at the value in the study file.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from mgspec.study.model import Range, Study
 TRAIN = "train."
 #: Most combinations tried to find a valid one for a value of a search space.
 MAX_TRIES = 4096
+#: A search space of at most this many points is counted whole before anything trains (~20 ms a point).
+MAX_COUNTED = 256
 
 
 def key(params: dict) -> str:
@@ -160,7 +164,45 @@ def validate(study: Study, data_dir: str | Path = "data", device: str = "cpu") -
             else:
                 index = i if isinstance(study.model.search.space[path], list) else None
                 raise _relocated(study, error, path, index, f"{path}={value_text(value)} fits no combination") from None
+    _check_space(study, checked, data_dir, device)
     return checked
+
+
+def _check_space(study: Study, checked: dict, data_dir: str | Path, device: str) -> None:
+    """A search space of at most :data:`MAX_COUNTED` points, counted whole: one without a valid point
+    under ``max_weights``, or with fewer than ``trials``, is refused (its search would stop short)."""
+    search = study.model.search
+    space = {p: list(a) if isinstance(a, list) else a.every(MAX_COUNTED) for p, a in search.space.items()}
+    if any(v is None for v in space.values()) or math.prod(len(v) for v in space.values()) > MAX_COUNTED:
+        return
+    valid, fits = 0, []
+    for point in _product(space):
+        try:
+            if key(point) not in checked:
+                checked[key(point)] = check(study, point, data_dir, device)
+        except SpecError:
+            continue
+        weights = checked[key(point)][0]
+        valid += 1
+        if search.max_weights is None or weights <= search.max_weights:
+            fits.append(weights)
+    under = f" under max_weights {search.max_weights:,}" if search.max_weights else ""
+    if not fits:  # so max_weights is set: every value of the space fits some valid point
+        raise SpecError(
+            f"no point of the search space has at most {search.max_weights:,} weights "
+            f"({'its one valid point has' if valid == 1 else f'its {valid} valid points have'} more)",
+            study.locate("search", "max_weights"),
+            "search.max_weights",
+            "raise max_weights or add smaller values to the space",
+        )
+    if len(fits) < search.trials:
+        raise SpecError(
+            f"trials {search.trials} is more than the search space's {len(fits)} valid "
+            f"point{'' if len(fits) == 1 else 's'}{under}",
+            study.locate("search", "trials"),
+            "search.trials",
+            f"set trials to at most {len(fits)}, or widen the space",
+        )
 
 
 def _check_train(study: Study, data_dir: str | Path, device: str) -> None:
