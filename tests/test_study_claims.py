@@ -517,3 +517,71 @@ def test_a_file_system_that_cannot_lock_is_one_clear_error(tmp_path, monkeypatch
             pass
     assert str(refused.value).startswith(f"{tmp_path / 'journal.log.mgspec.lock'}: the file system cannot lock")
     assert "PostgreSQL" in refused.value.hint
+
+
+def test_a_trial_another_machine_just_took_is_not_taken_over(tmp_path):
+    """Between taking a trial and its first heartbeat (its check, its draw) the trial is as old as
+    its start: another machine's run must not judge its worker gone and continue it twice."""
+    path = _study_file(tmp_path, "grid: {width: [1]}\n")
+    study = load_study(path)
+    handle = stores.open_study(study, stores.open_storage(None, tmp_path / "out"), tmp_path / "out")
+    trial = draws.next_trial(study, handle)
+    elsewhere = {**claims.owner(), "host": "node-a", "pid": 1, "slurm_job": None}
+    handle._storage.set_trial_user_attr(trial._trial_id, "owner", elsewhere)
+    taken = handle.trials[trial.number]
+    assert "heartbeat" not in taken.user_attrs and not claims.stale(taken)
+    assert claims.take_over(handle, log=lambda m: None) == 0
+    assert handle.trials[trial.number].state.name == "RUNNING"
+    later = taken.datetime_start.timestamp() + claims.GRACE_S + 1
+    assert claims.stale(taken, now=later), "a worker that never beat is gone after the grace"
+
+
+def test_a_worker_whose_trial_was_continued_meanwhile_goes_on_without_it(tmp_path, monkeypatch):
+    """Another process judged this worker gone while it checked its trial, and continued the
+    trial: the worker's next write is refused by Optuna; it says so and trains the next trial."""
+    path = _study_file(tmp_path, "grid: {width: [1]}\n")
+    real = points.check
+
+    def continued_elsewhere(study, params, *args):
+        if not _trials(tmp_path)[0].user_attrs.get("interrupted"):
+            other = optuna.load_study(study_name="c", storage=stores.open_storage(None, tmp_path / "out"))
+            other._storage.set_trial_user_attr(other.trials[0]._trial_id, "interrupted", True)
+            assert claims.take_over(other, log=lambda m: None) == 1  # as another machine's run does
+        return real(study, params, *args)
+
+    monkeypatch.setattr(points, "check", continued_elsewhere)
+    monkeypatch.setattr(workers, "_train", _trained_at_once)
+    said = []
+    assert workers.work(_job(tmp_path, path), log=said.append) == {"complete": 1, "failed": 0, "pruned": 0}
+    assert "trial 0 was continued by another process meanwhile: it trains there" in said
+    first, continuation = _trials(tmp_path)
+    assert first.state.name == "FAIL" and first.user_attrs[claims.TAKEN_OVER] is True
+    assert continuation.state.name == "COMPLETE" and continuation.user_attrs["retry_of"] == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "state"),
+    [(ValueError("Cannot set different distribution kind"), "PRUNED"), (ConnectionError("gone"), "RUNNING")],
+)
+def test_only_optunas_refusal_of_an_axis_is_a_bad_draw(tmp_path, error, state):
+    """Optuna refusing a distribution is the study's fault: the draw is pruned with the reason (not a
+    failure that would make every later run exit 1). Anything else (a storage gone) is not a bad
+    range: it propagates, and the draw, still running, is pruned as spare by the next run."""
+    from mgspec.errors import SpecError
+
+    path = _study_file(tmp_path, "search:\n  trials: 1\n  space:\n    width: [1, 2]\n")
+    study = load_study(path)
+    handle = stores.open_study(study, stores.open_storage(None, tmp_path / "out"), tmp_path / "out")
+    trial = draws.next_trial(study, handle)
+
+    def refused(*args, **kwargs):
+        raise error
+
+    trial.suggest_categorical = refused
+    with pytest.raises(SpecError if isinstance(error, ValueError) else type(error)) as raised:
+        draws.draw(study, handle, trial, str(tmp_path / "data"), "cpu")
+    (drawn,) = _trials(tmp_path)
+    assert drawn.state.name == state
+    if state == "PRUNED":
+        assert "trial 0: cannot draw its parameters: ValueError: width: Cannot set" in str(raised.value)
+        assert drawn.user_attrs["reason"].startswith("cannot draw its parameters: ValueError: width:")

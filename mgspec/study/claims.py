@@ -9,7 +9,8 @@ whose worker died before claiming it is pruned.
 
 A running trial records its ``owner`` (host, process and its start time, Slurm job) and a
 ``heartbeat``; it is *stale*, and taken over, when it is marked ``interrupted``, its process is
-gone (same host), its Slurm job left the queue, or its heartbeat is older than :data:`GRACE_S`.
+gone (same host), its Slurm job left the queue, or its heartbeat (before the first: the time it
+was taken) is older than :data:`GRACE_S`.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ def stale(trial, now: float | None = None) -> bool:
         return True
     who = attrs.get("owner")
     now = now or time.time()
+    start = trial.datetime_start.timestamp() if trial.datetime_start else 0
     if not who:
-        start = trial.datetime_start.timestamp() if trial.datetime_start else 0
         return now - start > GRACE_S
     if who.get("host") == socket.gethostname() and who.get("pid") is not None:
         return _start_time(int(who["pid"])) != who.get("started")  # this machine knows its processes
@@ -95,7 +96,8 @@ def stale(trial, now: float | None = None) -> bool:
         mine = os.environ.get("SLURM_JOB_ID") == who["slurm_job"]
         if alive is False or (mine and os.environ.get("SLURM_RESTART_COUNT", "0") != who.get("slurm_restart")):
             return True
-    return now - float(attrs.get("heartbeat", 0)) > GRACE_S
+    # Taken but not yet training (no heartbeat yet): as old as the trial.
+    return now - float(attrs.get("heartbeat") or start) > GRACE_S
 
 
 def params(trial) -> dict:

@@ -163,7 +163,7 @@ def suggest(study: Study, trial) -> dict:
                 params[path] = trial.suggest_int(path, d.low, d.high, step=d.step, log=d.log)
             else:
                 params[path] = trial.suggest_float(path, d.low, d.high, step=d.step, log=d.log)
-        except Exception as exc:  # Optuna refused the axis
+        except ValueError as exc:  # Optuna refused the axis (drawn from another distribution before)
             raise ValueError(f"{path}: {exc}") from None
     return params
 
@@ -179,10 +179,9 @@ def draw(study: Study, handle, trial, data_dir, device: str) -> tuple[dict, int]
     """The trial's parameters and seed, checked (a search's fresh draw claimed); or ``"pruned"``."""
     try:
         params = suggest(study, trial)
-    except Exception as exc:  # Optuna refused the space (a study made when a range was of another kind)
+    except ValueError as exc:  # Optuna refused the space (a study made when a range was of another kind)
         reason = f"{type(exc).__name__}: {exc}"
-        trial.set_user_attr("reason", reason)
-        handle.tell(trial, state=require("optuna").trial.TrialState.FAIL)
+        _prune(handle, trial, f"cannot draw its parameters: {reason}")  # a draw, not a failed training
         raise SpecError(
             f"trial {trial.number}: cannot draw its parameters: {reason}",
             hint="a range draws integers when written with whole numbers (2), decimals with a point (2.0)",

@@ -110,6 +110,7 @@ def work(job: Job, log=print, signals: tuple[int, ...] = (signal.SIGTERM, signal
     previous = {s: signal.signal(s, _terminate) for s in signals} if main else {}
     done = {"complete": 0, "failed": 0, "pruned": 0}
     lock = contextlib.nullcontext
+    finished = require("optuna").exceptions.UpdateFinishedTrialError
     try:
         store = stores.open_storage(job.storage, out, parallel=False)  # the runner refused parallel SQLite
         handle = stores.open_study(study, store, out, stop)
@@ -121,14 +122,19 @@ def work(job: Job, log=print, signals: tuple[int, ...] = (signal.SIGTERM, signal
         while True:
             if stop is not None:
                 stop()
-            with lock():
-                if (trial := draws.next_trial(study, handle)) is None:
-                    break
-                drawn = draws.draw(study, handle, trial, job.data_dir, job.device)
-            if isinstance(drawn, str):
-                done[drawn] += 1
-            else:
-                done[_guarded(trial, _train, study, handle, trial, *drawn, job, log, stop)] += 1
+            trial = None
+            try:
+                with lock():
+                    if (trial := draws.next_trial(study, handle)) is None:
+                        break
+                    drawn = draws.draw(study, handle, trial, job.data_dir, job.device)
+                if isinstance(drawn, str):
+                    done[drawn] += 1
+                else:
+                    done[_guarded(trial, _train, study, handle, trial, *drawn, job, log, stop)] += 1
+            except finished:  # another process judged this worker gone and continued the trial
+                which = "a trial" if trial is None else f"trial {trial.number}"
+                log(f"{which} was continued by another process meanwhile: it trains there")
         if stop is not None:  # a signal after the last training: the runner must not wait on
             stop()
     finally:
