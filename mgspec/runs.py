@@ -341,13 +341,19 @@ def started_seeds(directory: Path) -> list[int]:
     return sorted(int(m.group(1)) for d in directory.glob("seed-*") if (m := re.fullmatch(r"seed-(\d+)", d.name)))
 
 
+def spread(values: list[float]) -> float | None:
+    """The sample standard deviation over seeds, as the paper's tables report it; None for one
+    seed (a single run says nothing about its spread: not 0)."""
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
 def aggregate(summaries: list[dict]) -> dict:
-    """Mean and (sample) standard deviation over seeds, as the paper's tables report them."""
+    """Mean and (sample) standard deviation over seeds (:func:`spread`), as the paper's tables report them."""
     out = {k: summaries[0][k] for k in ("spec", "family", "dataset", "weights", "macs", "epochs")}
     out["seeds"] = [s["seed"] for s in summaries]
     for key in AGGREGATED:
         values = [float(s[key]) for s in summaries]
-        out[key] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+        out[key] = {"mean": statistics.fmean(values), "std": spread(values)}
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -65,6 +66,10 @@ def test_grid_with_two_jobs_then_a_rerun_trains_nothing_again(tmp_path):
         (4, 1),
     ]
     assert len(report["points"]) == 2 and all(p["seeds"] == [0, 1] for p in report["points"])
+    for p in report["points"]:  # mean and sample std over the point's two seeds
+        accs = [t["test_acc"] for t in report["trials"] if t["params"] == p["params"]]
+        assert p["acc_mean"] == pytest.approx(statistics.fmean(accs))
+        assert p["acc_std"] == pytest.approx(statistics.stdev(accs))
     for t in report["trials"]:  # every trial is an ordinary run directory, counted like `mgspec count`
         assert (Path(t["run_dir"]) / "checkpoint.pt").is_file()
         counted = mgspec.count_spec(

@@ -169,7 +169,8 @@ def _reproduce(row, train: dict, seeds: int, seed: int, options, download: bool,
     if aggregate is not None:
         render.seeds_summary(aggregate, directory, render.console(), runs="trials/*")
         best, train_acc = aggregate["best_test_acc"], aggregate["final_train_acc"]
-        ours = f"{100 * best['mean']:.2f} ({100 * best['std']:.2f})% test, {100 * train_acc['mean']:.2f}% train"
+        spread = "" if best["std"] is None else f" ({100 * best['std']:.2f})"  # one seed: no spread
+        ours = f"{100 * best['mean']:.2f}{spread}% test, {100 * train_acc['mean']:.2f}% train"
         done = len(aggregate["seeds"])
         epochs = aggregate["epochs"]
         plural = {n: "" if n == 1 else "s" for n in (epochs, done)}

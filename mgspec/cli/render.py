@@ -187,7 +187,10 @@ def _ours_cell(ours: dict | None, row_id: str) -> tuple[str, ...]:
         return ()
     got = ours.get(row_id)
     mark = "*" if got and got.get("recipe") else ""
-    return (f"{got['mean']:.2f} ({got['std']:.2f}, {got['seeds']}){mark}" if got else "",)
+    if not got:
+        return ("",)
+    std = "-" if got["std"] is None else f"{got['std']:.2f}"  # one seed: no spread
+    return (f"{got['mean']:.2f} ({std}, {got['seeds']}){mark}",)
 
 
 def _value(value) -> str:
@@ -237,10 +240,16 @@ def seeds_summary(result: dict, directory, console: Console, runs: str = "seed-*
         ("final_test_acc", "final test accuracy"),
         ("final_train_acc", "final train accuracy"),
     ):
-        table.add_row(label, f"{100 * result[key]['mean']:.2f} ± {100 * result[key]['std']:.2f} %")
-    table.add_row("wall time", f"{result['wall_time_s']['mean']:.1f} ± {result['wall_time_s']['std']:.1f} s")
+        table.add_row(label, plus_minus(result[key], 100, ".2f") + " %")
+    table.add_row("wall time", plus_minus(result["wall_time_s"], 1, ".1f") + " s")
     console.print(table)
     console.print(f"runs in {directory}/{runs}; mean and std in {directory}/summary.json")
+
+
+def plus_minus(value: dict, scale: float, spec: str) -> str:
+    """``mean ± std`` of an aggregate (``{"mean", "std"}``); the mean alone for one seed."""
+    mean = format(scale * value["mean"], spec)
+    return mean if value["std"] is None else f"{mean} ± {format(scale * value['std'], spec)}"
 
 
 def sweep_table(rows: list[dict], console: Console) -> None:

@@ -120,9 +120,11 @@ def print_table(result: dict) -> None:
             print(f"{'':>7}{t['reason'].splitlines()[0]}")
     for p in result["points"]:
         setting = ", ".join(f"{k}={v}" for k, v in p["params"].items())
+        n = len(p["seeds"])
+        acc = f"{100 * p['acc_mean']:.2f}" + ("" if p["acc_std"] is None else f" ± {100 * p['acc_std']:.2f}")
         print(
             f"point {setting}: {p['weights']:,} weights, {p['macs']:,} MACs, "
-            f"test accuracy {100 * p['acc_mean']:.2f} ± {100 * p['acc_std']:.2f}% over {len(p['seeds'])} seed(s)"
+            f"test accuracy {acc}% over {n} seed{'' if n == 1 else 's'}"
             + (f" (validation {100 * p['val_mean']:.2f}%)" if p.get("val_mean") is not None else "")
         )
     failed = [t["number"] for t in result["trials"] if t["state"] == "failed"]

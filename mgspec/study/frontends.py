@@ -157,7 +157,7 @@ def sweep_rows(report: dict, combos: list[dict[str, str]], fixed: dict, counted:
             values = [s[name] for s in summaries if s.get(name) is not None]
             row[name] = statistics.fmean(values) if values else None
             if seeds > 1:
-                row[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else None
+                row[f"{name}_std"] = runs.spread(values)
         row["failed"] = sum(1 for t in trials if t["state"] == "failed")
         row["unfinished"] = sum(1 for t in trials if t["state"] not in ("complete", "failed", "pruned"))
         rows.append(row)

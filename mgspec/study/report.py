@@ -18,7 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
-from mgspec.runs import atomic_write
+from mgspec.runs import atomic_write, spread
 from mgspec.study import claims, require
 
 STATES = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting"}
@@ -77,9 +77,9 @@ def points(rows: list[dict]) -> list[dict]:
                 "weights": members[0]["weights"],
                 "macs": members[0]["macs"],
                 "acc_mean": statistics.fmean(accs),
-                "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "acc_std": spread(accs),
                 "val_mean": statistics.fmean(vals) if vals else None,
-                "val_std": (statistics.stdev(vals) if len(vals) > 1 else 0.0) if vals else None,
+                "val_std": spread(vals),
                 "seeds": sorted(m["seed"] for m in members),
             }
         )

@@ -46,7 +46,7 @@ def accuracies(rows, directory: Path) -> dict[str, dict]:
             if sorted(overrides(point["params"])) == sorted(row.overrides):
                 out[row.id] = {
                     "mean": 100 * point["acc_mean"],
-                    "std": 100 * point["acc_std"],
+                    "std": None if point["acc_std"] is None else 100 * point["acc_std"],
                     "seeds": len(point["seeds"]),
                     "recipe": recipe_differences(row, trained(definition, point["params"], defaults)),
                 }
