@@ -249,6 +249,20 @@ def test_a_trial_on_this_host_is_stale_when_its_process_is_gone_whatever_slurm_s
     assert not claims.stale(_running({"host": "elsewhere", "pid": 1}, time.time()))
 
 
+def test_a_trial_of_another_container_with_this_host_name_is_judged_by_its_heartbeat(tmp_path):
+    """Containers sharing a host name (``--network host``) do not see each other's processes: a
+    process id this one cannot see is no sign that the other container's worker is gone."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead_here = {**claims.owner(), "pid": gone.pid, "started": "1"}
+    assert dead_here["pid_ns"] and claims.stale(_running(dead_here, time.time()))
+    other_container = {**dead_here, "pid_ns": "pid:[1]"}
+    assert not claims.stale(_running(other_container, time.time()))
+    assert claims.stale(_running(other_container, time.time() - claims.GRACE_S - 1))
+    recorded_before = {k: v for k, v in dead_here.items() if k != "pid_ns"}  # owners of earlier versions
+    assert claims.stale(_running(recorded_before, time.time()))
+
+
 def test_a_continuation_from_another_machines_out_trains_under_its_own(tmp_path):
     job = workers.Job("s.yaml", str(tmp_path / "mine"), storage="postgresql://db/x")
     handle = optuna.create_study()

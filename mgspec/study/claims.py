@@ -33,14 +33,30 @@ HEARTBEAT_S = 60
 
 
 def owner() -> dict:
-    """Who runs a trial: host, process (and its start), and the Slurm job when there is one."""
+    """Who runs a trial: host, process (its start, its PID namespace), and the Slurm job when there is one."""
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
+        "pid_ns": _pid_namespace(),
         "started": _start_time(os.getpid()),
         "slurm_job": os.environ.get("SLURM_JOB_ID"),
         "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0"),
     }
+
+
+def _pid_namespace() -> str | None:
+    """This process's PID namespace: containers sharing a host name (``--network host``) see
+    different processes under the same ids."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _mine(who: dict) -> bool:
+    """Whether ``who`` ran on this machine, among the processes this one sees (an owner recorded
+    before namespaces were, on this host, is taken as this one's)."""
+    return who.get("host") == socket.gethostname() and who.get("pid_ns", _pid_namespace()) == _pid_namespace()
 
 
 def _start_time(pid: int) -> str | None:
@@ -89,7 +105,7 @@ def stale(trial, now: float | None = None) -> bool:
     start = trial.datetime_start.timestamp() if trial.datetime_start else 0
     if not who:
         return now - start > GRACE_S
-    if who.get("host") == socket.gethostname() and who.get("pid") is not None:
+    if _mine(who) and who.get("pid") is not None:
         return _start_time(int(who["pid"])) != who.get("started")  # this machine knows its processes
     if who.get("slurm_job"):
         alive = slurm_job_alive(who["slurm_job"])
@@ -176,6 +192,10 @@ def retry_failed(handle, log=print) -> int:
     return queued
 
 
+def _who(owner: dict) -> tuple:
+    return owner.get("host"), owner.get("pid_ns", _pid_namespace()), owner.get("pid")
+
+
 def wait_for_others(handle, log=print, poll_s: float = 2.0) -> None:
     """Wait while other processes (sharing the study's storage) still train trials of it.
 
@@ -183,14 +203,13 @@ def wait_for_others(handle, log=print, poll_s: float = 2.0) -> None:
     and the next ``study run`` continues it.
     """
     state = require("optuna").trial.TrialState
-    me = (socket.gethostname(), os.getpid())
+    me = _who(owner())
     told = False
     while True:
         running = [
             t
             for t in handle.get_trials(deepcopy=False, states=(state.RUNNING,))
-            if (t.user_attrs.get("owner", {}).get("host"), t.user_attrs.get("owner", {}).get("pid")) != me
-            and not stale(t)
+            if _who(t.user_attrs.get("owner") or {}) != me and not stale(t)
         ]
         if not running:
             return
