@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -115,15 +116,15 @@ def test_a_levels_value_is_a_spec_or_a_located_error(value) -> None:
 
 
 ranges = st.one_of(
-    st.builds(lambda low, span, step: {"low": low, "high": low + span, "step": step},
-              st.integers(-5, 5), st.integers(0, 8), st.none() | st.integers(1, 3)),
-    st.builds(lambda low, step, n, extra: {"low": low, "high": low + n * step + extra, "step": step},
-              st.sampled_from([0.0, 0.5, 0.1, -1.0]), st.sampled_from([0.5, 0.25, 0.3, 0.1]),
-              st.integers(0, 7), st.sampled_from([0.0, 0.01])),
+    st.builds(lambda low, span: {"low": low, "high": low + span}, st.integers(-5, 5), st.integers(0, 8)),
+    st.builds(lambda low, n, step: {"low": low, "high": low + n * step, "step": step},
+              st.integers(-5, 5), st.integers(0, 4), st.integers(1, 3)),
+    st.builds(lambda low, step, n: {"low": low, "high": float(Decimal(str(low)) + n * Decimal(str(step))),
+                                    "step": step},
+              st.sampled_from([0.0, 0.5, 0.1, -1.0]), st.sampled_from([0.5, 0.25, 0.3, 0.1]), st.integers(0, 7)),
 )  # fmt: skip
 
 
-@pytest.mark.filterwarnings("ignore:The distribution is specified by")  # Optuna's, on a high off the steps
 @settings(max_examples=40, deadline=None)
 @given(given_range=ranges)
 def test_every_value_of_a_counted_range_is_what_optuna_draws(given_range: dict) -> None:
@@ -147,3 +148,30 @@ def test_every_value_of_a_counted_range_is_what_optuna_draws(given_range: dict) 
         assert math.isclose(value, expected, abs_tol=1e-9) and type(value) is type(expected)
     assert axis.every(most=len(every) - 1) is None
     assert Range(low=0.0, high=1.0).every(most=64) is None  # a continuum
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "message"),
+    [
+        ("seeds: true\ngrid: {width: [1]}\n", "4:8", "seeds: input should be a valid integer, got True"),
+        ("seeds: 2.0\ngrid: {width: [1]}\n", "4:8", "seeds: input should be a valid integer, got 2.0"),
+        ("seed: '1'\ngrid: {width: [1]}\n", "4:7", "seed: input should be a valid integer, got '1'"),
+        ("grid: {}\n", "4:7", "grid: an empty grid: give at least one axis"),
+        ("search: {trials: 1.0, space: {width: [1]}}\n", "4:18", "search.trials: input should be a valid integer"),
+        ("search: {trials: 1, space: {width: {low: true, high: 2}}}\n", "4:42",
+         "search.space.width.low: input should be a number, got True"),
+        ("search: {trials: 1, space: {width: {low: 0.5, high: 1.0, step: 0.3}}}\n", "4:36",
+         "search.space.width: high 1.0 is not low 0.5 plus whole steps of 0.3: end at 0.8 or 1.1"),
+        ("search: {trials: 1, space: {levels: {low: 1, high: 8, step: 2}}}\n", "4:37",
+         "search.space.levels: high 8 is not low 1 plus whole steps of 2: end at 7 or 9"),
+    ],
+)  # fmt: skip
+def test_a_value_written_as_another_type_or_off_its_steps_is_refused_at_its_place(tmp_path, body, where, message):
+    """``seeds: true`` is not one seed, and a range whose high is off its steps would draw up to the
+    step below it without a word (Optuna's warning goes to a log)."""
+    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
+    path = tmp_path / "study.yaml"
+    path.write_text("name: s\nspec: tiny.yaml\ndataset: cifar10\n" + body)
+    with pytest.raises(SpecError) as err:
+        load_study(path)
+    assert str(err.value).startswith(f"{path}:{where}: {message}"), str(err.value)

@@ -34,6 +34,8 @@ from mgspec.errors import Location, SpecError
 from mgspec.load import DataPath, Source, format_path, point_key, read_spec_file
 
 Scalar = str | int | float | bool
+#: A number as written: `true` or `"2"` is none (an int stays an int, a float a float).
+Number = Annotated[int, Field(strict=True)] | Annotated[float, Field(strict=True)]
 
 #: Training options a study may set (``train:`` and ``train.<option>`` keys): TrainConfig's fields
 #: except those the study itself decides (dataset, data directory, seed, device).
@@ -67,12 +69,22 @@ class _Model(BaseModel):
 MAX_STEPS = 1_000_000
 
 
+def _off_the_steps(low: float, high: float, step: float) -> str | None:
+    """Why ``high`` is not ``low + k * step`` (Optuna would silently draw up to the step below it),
+    in the decimal arithmetic Optuna uses; None when it is."""
+    d_low, d_high, d_step = (Decimal(str(v)) for v in (low, high, step))
+    if (d_high - d_low) % d_step == 0:
+        return None
+    below = d_low + (d_high - d_low) // d_step * d_step
+    return f"high {high} is not low {low} plus whole steps of {step}: end at {below} or {below + d_step}"
+
+
 class Range(_Model):
     """A numeric range of a search space: integers when low, high (and step) are integers."""
 
-    low: int | float  # an int stays an int: `1` and `1.0` say which kind of range
-    high: int | float
-    step: int | float | None = Field(default=None, gt=0)
+    low: Number  # an int stays an int: `1` and `1.0` say which kind of range
+    high: Number
+    step: Annotated[int, Field(strict=True, gt=0)] | Annotated[float, Field(strict=True, gt=0)] | None = None
     log: bool = False
 
     @model_validator(mode="after")
@@ -83,6 +95,8 @@ class Range(_Model):
             raise ValueError(f"low {self.low} is above high {self.high}")
         if self.step is not None and (self.high - self.low) / self.step > MAX_STEPS:
             raise ValueError(f"more than {MAX_STEPS:,} steps from low to high: take a larger step")
+        if self.step is not None and (off := _off_the_steps(self.low, self.high, self.step)) is not None:
+            raise ValueError(off)
         if self.log and (self.step is not None or self.low <= 0):
             raise ValueError("a log range needs low > 0 and no step")
         return self
@@ -126,11 +140,11 @@ Axis = Annotated[Annotated[list[Scalar], Tag("list")] | Annotated[Range, Tag("ra
 
 
 class Search(_Model):
-    trials: int = Field(gt=0, le=100_000)
+    trials: int = Field(gt=0, le=100_000, strict=True)
     objectives: dict[Literal["accuracy", "weights", "macs"], Literal["maximize", "minimize"]] = Field(
         default_factory=lambda: {"accuracy": "maximize"}, min_length=1
     )
-    max_weights: int | None = Field(default=None, gt=0)
+    max_weights: int | None = Field(default=None, gt=0, strict=True)
     sampler: Literal["nsga2", "tpe", "random"] | None = None
     space: dict[str, Axis] = Field(min_length=1)
 
@@ -157,9 +171,13 @@ class StudyFile(_Model):
     dataset: Literal["cifar10", "cifar100", "fashionmnist", "mnist"]
     train: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(
-        default=0, ge=0, le=MAX_SEED, description="the first seed: every point trains seeds seed .. seed+seeds-1"
+        default=0,
+        ge=0,
+        le=MAX_SEED,
+        strict=True,
+        description="the first seed: every point trains seeds seed .. seed+seeds-1",
     )
-    seeds: int = Field(default=1, gt=0, le=1000)
+    seeds: int = Field(default=1, gt=0, le=1000, strict=True)
     grid: dict[str, list[Scalar]] | None = None
     zip: dict[str, list[Scalar]] | None = None  # lists taken side by side: one more axis of the grid
     objectives: dict[Literal["accuracy", "weights", "macs"], Literal["maximize", "minimize"]] | None = None
@@ -190,6 +208,8 @@ class StudyFile(_Model):
     @field_validator("grid")
     @classmethod
     def _grid(cls, v: dict | None) -> dict | None:
+        if v is not None and not v:
+            raise ValueError("an empty grid: give at least one axis (a path and its values)")
         for key, values in (v or {}).items():
             if not values:
                 raise ValueError(f"{key}: an empty list of values")
@@ -280,7 +300,9 @@ def _message(err: dict) -> str:
         return f"unknown field {err['loc'][-1]!r}"
     if err["type"] == "missing":
         return f"missing required field {err['loc'][-1]!r}"
-    if err["type"].endswith("_type") and err["loc"] and err["loc"][-1] in ("str", "int", "float", "bool"):
+    if err["type"].endswith("_type") and len(err["loc"]) > 1 and err["loc"][-2] in ("low", "high", "step"):
+        msg = "Input should be a number"  # of a range (its int or its float branch refused it)
+    elif err["type"].endswith("_type") and err["loc"] and err["loc"][-1] in ("str", "int", "float", "bool"):
         msg = "Input should be a number, a string or true/false"  # a value of a grid, zip or list
     else:
         msg = err["msg"].removeprefix("Value error, ")
