@@ -123,6 +123,40 @@ def test_a_signal_mid_study_then_a_rerun_resumes_from_the_checkpoint(tmp_path, s
 
 
 @pytest.mark.slow
+def test_a_worker_ignores_ctrl_c_until_its_handler_is_in_place(tmp_path):
+    """A worker importing Python when Ctrl-C comes: the runner forwards it as SIGTERM, so the worker
+    ignores SIGINT until it handles it (else a KeyboardInterrupt traceback from the import).
+    Sent to the worker alone, it is ignored, and the study trains to its end."""
+    _write(tmp_path, GRID.replace("EPOCHS", "1"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "mgspec", "study", "run", "study.yaml", "--data-dir", "data", "--out", "out"]
+    process = subprocess.Popen(
+        [*command, "--jobs", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (children := _children(process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # past exec, well inside the worker's imports (torch alone takes longer)
+    os.kill(children[0], signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, out + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert [t["state"] for t in _report(tmp_path)["trials"]] == ["complete"] * 4
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.slow
 def test_a_changed_study_file_is_refused_with_what_differs(tmp_path):
     path = _write(tmp_path, GRID.replace("EPOCHS", "1").replace("[2, 4]", "[2]").replace("seeds: 2", "seeds: 1"))
     assert _study(tmp_path, "run", "study.yaml", "--data-dir", "data", "--out", "out").returncode == 0

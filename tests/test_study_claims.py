@@ -599,3 +599,39 @@ def test_only_optunas_refusal_of_an_axis_is_a_bad_draw(tmp_path, error, state):
     if state == "PRUNED":
         assert "trial 0: cannot draw its parameters: ValueError: width: Cannot set" in str(raised.value)
         assert drawn.user_attrs["reason"].startswith("cannot draw its parameters: ValueError: width:")
+
+
+NATIVE_IMPORTS = """
+import json, sys
+from mgspec.study import worker
+real, new = worker._train, []
+def watched(*args, **kwargs):
+    before = set(sys.modules)
+    try:
+        return real(*args, **kwargs)
+    finally:
+        for name in sorted(set(sys.modules) - before):
+            path = getattr(sys.modules[name], "__file__", None) or ""
+            if path.endswith((".so", ".pyd")) and "site-packages" in path:
+                new.append(name)
+worker._train = watched
+job = worker.Job(**json.loads(sys.argv[1]))
+print(json.dumps([worker.work(job, log=lambda m: None), new]))
+"""
+
+
+def test_no_native_module_is_first_imported_inside_a_training(tmp_path):
+    """A signal stops a training by raising where the training is; raised inside a native module's
+    initialisation (Triton's, which the first model build imported) it aborted the worker
+    ("terminate called after throwing an instance of 'nanobind::python_error'"), its trial never
+    marked interrupted. So a worker imports them before its first training: in a fresh process,
+    no third-party extension module loads while a trial trains."""
+    import dataclasses
+
+    path = _study_file(tmp_path, "grid: {width: [1]}\n")
+    job = json.dumps(dataclasses.asdict(_job(tmp_path, path)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", NATIVE_IMPORTS, job], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    counts, imported = json.loads(done.stdout.splitlines()[-1])
+    assert counts["complete"] == 1 and imported == []

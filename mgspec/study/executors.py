@@ -50,6 +50,13 @@ def plan(job: Job, jobs: int, cores: int) -> list[Job]:
     return [replace(job, worker=i, device=d, threads=threads) for i, d in enumerate(_devices(job.device, jobs))]
 
 
+def _ignore_ctrl_c() -> None:
+    """In a worker before it runs Python: Ctrl-C (the terminal's SIGINT to the whole group) is
+    ignored until the worker's own handler is in place; this process forwards it as SIGTERM.
+    Without it, a Ctrl-C while a worker imports shows a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_local(job: Job, jobs: int, cores: int, log=print) -> int:
     """Run ``jobs`` workers here; 0 when they all finished, :data:`INTERRUPTED` after a signal."""
     workers = plan(job, jobs, cores)
@@ -78,7 +85,8 @@ def run_local(job: Job, jobs: int, cores: int, log=print) -> int:
             path = folder / f"worker-{w.worker}.json"
             text = as_json(w)
             atomic_write(path, lambda tmp, text=text: tmp.write_text(text))
-            processes.append(subprocess.Popen([sys.executable, "-m", "mgspec.study.worker", str(path)]))
+            command = [sys.executable, "-m", "mgspec.study.worker", str(path)]
+            processes.append(subprocess.Popen(command, preexec_fn=_ignore_ctrl_c))
         if stopped:  # the signal came while a worker was starting, before it was in the list
             forward(stopped[0], None)
         codes = [p.wait() for p in processes]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import json
 import signal
 import sys
@@ -108,6 +109,7 @@ def work(job: Job, log=print, signals: tuple[int, ...] = (signal.SIGTERM, signal
         _STOPPING.clear()
         _TRAINING.clear()
     previous = {s: signal.signal(s, _terminate) for s in signals} if main else {}
+    _load_training()
     done = {"complete": 0, "failed": 0, "pruned": 0}
     lock = contextlib.nullcontext
     finished = require("optuna").exceptions.UpdateFinishedTrialError
@@ -141,6 +143,20 @@ def work(job: Job, log=print, signals: tuple[int, ...] = (signal.SIGTERM, signal
         for s, handler in previous.items():
             signal.signal(s, handler)
     return done
+
+
+#: What a training imports on first use (``torch._dynamo``: the optimizer's first step; Triton:
+#: ``mgspec.kernels``, where it is installed).
+TRAINING_IMPORTS = ("numpy.random", "safetensors.torch", "torch._dynamo", "mgspec.build", "mgspec.kernels",
+                    "mgspec.train.trainer")  # fmt: skip
+
+
+def _load_training() -> None:
+    """Import what a training imports on first use, before any training: a signal's exception raised
+    while a native module initialises (Triton's, imported by the first model build) aborts the
+    process instead of stopping it."""
+    for name in TRAINING_IMPORTS:
+        importlib.import_module(name)
 
 
 def _guarded(trial, step, *args):
