@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import mgspec
-from tests import synthetic
+from tests import servers, synthetic
 
 pytest.importorskip("optuna", reason="studies need the study extra: pip install 'mgspec[study]'")
 
@@ -285,6 +285,32 @@ def test_device_auto_is_the_default_and_splits_over_gpus_only_where_there_are_so
         text=True,
     )
     assert "[default: auto]" in done.stdout
+
+
+@pytest.mark.parametrize("slurm", ["not installed", "no controller"])
+def test_a_slurm_that_cannot_take_a_job_is_refused_before_anything_is_written(tmp_path, slurm):
+    import shutil
+
+    if slurm == "no controller" and shutil.which("scontrol") is None:
+        pytest.skip("Slurm's commands are not installed here (Debian: apt install slurm-client)")
+    _write(tmp_path, GRID.replace("EPOCHS", "1"))
+    conf = tmp_path / "slurm.conf"  # a controller on a port nothing listens on
+    port = servers.free_port()
+    conf.write_text(f"ClusterName=none\nSlurmctldHost=localhost\nSlurmctldPort={port}\n"
+                    "NodeName=localhost CPUs=1\nPartitionName=p Nodes=localhost Default=YES\n")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLURM_CONF": str(conf)}
+    if slurm == "not installed":
+        env["PATH"] = str(Path(sys.executable).parent)
+    command = [sys.executable, "-m", "mgspec", "study", "run", "study.yaml", "--data-dir", "data", "--out", "out"]
+    done = subprocess.run([*command, "--executor", "slurm"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 2, done.stdout + done.stderr
+    said = (
+        "Slurm's commands (sbatch, scontrol) are not on this machine's PATH"
+        if slurm == "not installed"
+        else "Slurm does not answer (scontrol ping: Slurmctld(primary) at "
+    )
+    assert done.stderr.startswith(f"error: --executor slurm: {said}"), done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
 
 
 def test_cuda_that_is_not_here_is_refused_before_anything_is_written(tmp_path):

@@ -133,3 +133,15 @@ def test_a_job_warned_of_its_end_is_requeued_and_continues_its_trial(tmp_path, c
     for trial in report["trials"]:  # every epoch trained once: the continued trial resumed, not restarted
         metrics = (Path(trial["run_dir"]) / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["epoch"] for line in metrics] == list(range(1, EPOCHS + 1))
+
+
+def test_a_job_array_sbatch_refuses_is_one_located_error(tmp_path, cluster):
+    (tmp_path / "tiny.yaml").write_text(synthetic.TINY_SPEC)
+    synthetic.write_cifar(tmp_path / "data")
+    (tmp_path / "study.yaml").write_text(STUDY)
+    run = _command("run", "study.yaml", "--executor", "slurm", "--data-dir", "data", "--out", "out",
+                   "--slurm-partition", "nowhere")  # fmt: skip
+    done = subprocess.run(run, cwd=tmp_path, env=cluster, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "error: --executor slurm: sbatch refused the job array:" in done.stderr, done.stderr
+    assert "invalid partition" in done.stderr.lower() and "Traceback" not in done.stderr

@@ -14,6 +14,7 @@ without accounting (``sacct``).
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from mgspec.errors import Location, SpecError
 from mgspec.runs import atomic_write
 from mgspec.study import require
 from mgspec.study.claims import slurm_job_alive
@@ -153,13 +155,38 @@ def slurm_parameters(slurm, partition: str | None, time_min: int | None, gpus: i
     return {k: v for k, v in params.items() if v is not None}
 
 
+def check_slurm() -> None:
+    """Refuse ``--executor slurm`` before anything is written where Slurm cannot take a job: no
+    ``sbatch`` here, or a controller that does not answer (``scontrol ping``)."""
+    where = Location("--executor slurm")
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        raise SpecError("Slurm's commands (sbatch, scontrol) are not on this machine's PATH", where,
+                        hint="run the study on a Slurm login node, or use --executor local")  # fmt: skip
+    try:
+        done = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SpecError(f"scontrol ping failed: {exc}", where, hint="is the Slurm controller up?") from None
+    if done.returncode != 0:
+        errors, output = done.stderr.strip().splitlines(), done.stdout.strip().splitlines()
+        said = errors[-1] if errors else output[0] if output else f"exit status {done.returncode}"  # its fatal, or DOWN
+        raise SpecError(f"Slurm does not answer (scontrol ping: {said})", where, hint="is the Slurm controller up?")
+
+
 def run_slurm(job: Job, jobs: int, parameters: dict, name: str, log=print) -> int:
     """Submit ``jobs`` workers as one Slurm job array and wait for them; 1 if any job did not finish."""
     submitit = require("submitit")
     executor = submitit.AutoExecutor(folder=str(Path(job.out) / "slurm" / "%j"), cluster="slurm")
     executor.update_parameters(name=name, slurm_array_parallelism=jobs, **parameters)
     workers = [replace(job, worker=i) for i in range(jobs)]
-    submitted = executor.map_array(SlurmWorker(), workers)
+    try:
+        submitted = executor.map_array(SlurmWorker(), workers)
+    except (submitit.core.utils.FailedJobError, OSError) as exc:  # sbatch refused it (a partition, a limit)
+        said = str(exc).strip().splitlines()
+        raise SpecError(
+            f"sbatch refused the job array: {said[-1] if said else type(exc).__name__}",
+            Location("--executor slurm"),
+            hint="check --slurm-partition, --slurm-time and --slurm-gpus; a re-run submits the study's trials again",
+        ) from None
     log(f"submitted Slurm job array {submitted[0].job_id.split('_')[0]} ({jobs} tasks); logs in {job.out}/slurm")
     status = 0
     for task in submitted:

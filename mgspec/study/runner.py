@@ -55,7 +55,10 @@ def check(study, options: Options) -> dict:
 
         check_available()
     if options.executor == "slurm":
+        from mgspec.study.executors import check_slurm
+
         require("submitit")
+        check_slurm()
     return checked
 
 
