@@ -107,7 +107,10 @@ def test_a_signal_mid_study_then_a_rerun_resumes_from_the_checkpoint(tmp_path, s
         process.send_signal(signum)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, out + err
-    assert "run the same command again" in err and "Traceback" not in err, err
+    again = (
+        f"run the same command again to continue: mgspec study run study.yaml --data-dir data --out out --jobs {jobs}"
+    )
+    assert again in err and "Traceback" not in err, err
     states = [t["state"] for t in _report(tmp_path)["trials"]]
     interrupted = [t for t in _report(tmp_path)["trials"] if t["state"] == "interrupted"]
     assert 1 <= len(interrupted) <= int(jobs) and "running" not in states, states

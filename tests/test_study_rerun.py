@@ -57,6 +57,20 @@ def test_a_refused_storage_leaves_no_new_directory_behind(tiny_dir):
     unknown = run_mgspec(tiny_dir, *_sweep_args("width=1,2", "--storage", "redis://x"))
     assert unknown.returncode == 2 and "unknown storage" in unknown.stderr
     assert not (tiny_dir / "out").exists()
+    empty = run_mgspec(tiny_dir, *_sweep_args("width=1,2", "--storage", ""))
+    assert empty.returncode == 2 and empty.stderr.startswith("error: --storage : an empty storage URL"), empty.stderr
+    assert not (tiny_dir / "out").exists()
+    import importlib.util
+
+    if importlib.util.find_spec("MySQLdb") is None:  # SQLAlchemy's default MySQL driver is not installed
+        mysql = run_mgspec(tiny_dir, *_sweep_args("width=1,2", "--storage", "mysql://me@nowhere/db"))
+        assert mysql.returncode == 2 and "pip install PyMySQL, and mysql+pymysql://" in mysql.stderr, mysql.stderr
+        assert not (tiny_dir / "out").exists()
+    (tiny_dir / "out").write_text("a file")
+    file = run_mgspec(tiny_dir, *_sweep_args("width=1,2"))
+    assert file.returncode == 2, file.stderr
+    assert file.stderr.startswith("error: --out out: not a directory: a study's --out is a directory"), file.stderr
+    assert (tiny_dir / "out").read_text() == "a file"
 
 
 def test_sweep_options_are_named_in_their_errors(tiny_dir):
@@ -414,3 +428,18 @@ def test_a_plot_that_is_no_picture_file_is_refused_first(tiny_dir, target, messa
     done = run_mgspec(tiny_dir, "study", "report", "nowhere", "--plot", target)
     assert done.returncode == 2 and f"error: {target}: {message}" in done.stderr, done.stderr
     assert not (tiny_dir / "front.txt").exists() and not (tiny_dir / "pictures.png").exists()
+
+
+def test_a_study_file_in_its_study_directory_runs_and_reports_there(tiny_dir):
+    """``sweep`` writes ``out/study.yaml``, which ``study run`` runs like any study file: without
+    ``--out`` it continues the study of that directory (not a new ``studies/<name>/``)."""
+    _create_sweep(tiny_dir, "width=1")
+    done = run_mgspec(tiny_dir, "study", "run", "out/study.yaml", "--data-dir", "data")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "storage out/journal.log" in done.stdout and not (tiny_dir / "studies").exists()
+    report = run_mgspec(tiny_dir, "study", "report", "out/study.yaml", "-f", "json")
+    assert report.returncode == 0, report.stderr
+    (trial,) = json.loads(report.stdout)["trials"]
+    assert trial["state"] == "complete" and trial["run_dir"] == str((tiny_dir / "out/trials/0-seed0").resolve())
+    again = run_mgspec(tiny_dir, "study", "run", "out/study.yaml", "--data-dir", "data")
+    assert again.returncode == 0 and "trial 1" not in again.stdout, again.stdout

@@ -177,4 +177,4 @@ def _reproduce(row, train: dict, seeds: int, seed: int, options, download: bool,
         print(f"ours ({epochs} epoch{plural[epochs]}, {done} seed{plural[done]}): {ours}")
     p = row.published
     print(f"paper: {p.test:.2f} ({p.std:.2f})% test, {registry.percent(p.train)}% train")
-    raise typer.Exit(exit_status(result.code, result.report, "the same mgspec reproduce command"))
+    raise typer.Exit(exit_status(result.code, result.report))

@@ -61,13 +61,15 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
-def exit_status(code: int, result: dict, again: str) -> int:
+def exit_status(code: int, result: dict) -> int:
     """The exit status of a study run: interrupted (told how to continue), bad input, or 1 when a trial failed."""
+    from mgspec.codegen.view import shell_word
     from mgspec.study import executors
     from mgspec.study import report as reporting
 
     if code == executors.INTERRUPTED:
-        print(f"interrupted: run the same command again to continue ({again})", file=sys.stderr)
+        again = " ".join(["mgspec", *(shell_word(a) for a in sys.argv[1:])])
+        print(f"interrupted: run the same command again to continue: {again}", file=sys.stderr)
         return executors.INTERRUPTED
     return 2 if code == 2 else max(code, reporting.status(result))
 
@@ -99,7 +101,7 @@ def run(
     )  # fmt: skip
     result, code, _ = run_study(study_file, out, options, _log)
     print_table(result)
-    raise typer.Exit(exit_status(code, result, str(study_file)))
+    raise typer.Exit(exit_status(code, result))
 
 
 def print_table(result: dict) -> None:
@@ -161,7 +163,7 @@ def report(
         directory = target
     else:
         study = load_study(target)
-        name, directory = study.name, out or Path("studies") / study.name
+        name, directory = study.name, out or stores.default_out(target, study.name)
     if storage is None and not (directory / "journal.log").is_file():
         raise mgspec.SpecError(
             "no journal.log: the study has not run here",

@@ -340,4 +340,4 @@ def _trained_sweep(source, sets, parsed, zipped, out, dataset, train, seeds, see
                 )
             else:  # interrupted, or never started: the same command continues it
                 print(f"{t['state']}: {setting} (seed {t['seed']})", file=sys.stderr)
-    raise typer.Exit(exit_status(result.code, result.report, "the same mgspec sweep command"))
+    raise typer.Exit(exit_status(result.code, result.report))

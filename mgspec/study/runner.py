@@ -122,7 +122,7 @@ def run(
 
     study = load_study(study_file)
     checked = check(study, options) if checked is None else checked
-    out = out or Path("studies") / study.name
+    out = out or stores.default_out(Path(study_file), study.name)
     jobs, url = options.jobs or 1, options.storage
     handle, storage = open_handle(study, out, options)
     with locks.locked(storage, out, study.name):  # before counting the trials left: repaired ones count
@@ -134,7 +134,8 @@ def run(
     log(f"study {study.name}: {len(checked)} points checked; storage {where}")
     left = left_to_train(study, handle)
     if jobs > max(left, 1):  # no worker without a trial to train (--jobs 64 on 4 trials)
-        log(f"{left} trials to train: {max(left, 1)} workers")
+        plural = "s" * (left > 1)
+        log("no trial left to train" if left == 0 else f"{left} trial{plural} to train: {left} worker{plural}")
         jobs = max(left, 1)
     job = Job(
         str(Path(study_file).resolve()),

@@ -25,6 +25,15 @@ DEFINITION, READY = "mgspec_definition", "mgspec_ready"
 DEFAULTS = "mgspec_defaults"
 
 
+def default_out(study_file: Path, name: str) -> Path:
+    """Where a study runs without ``--out``: ``studies/<name>/``; a ``study.yaml`` kept in its study
+    directory (as ``sweep`` and ``reproduce`` write ``<out>/study.yaml``) runs and reports there."""
+    here = Path(study_file).parent
+    if Path(study_file).name == "study.yaml" and (here / "journal.log").is_file():
+        return here
+    return Path("studies") / name
+
+
 def redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
@@ -32,12 +41,17 @@ def redact(url: str) -> str:
 def open_storage(url: str | None, out: Path, parallel: bool = True):
     """The Optuna storage: a journal file in ``out`` by default, or a database URL."""
     optuna = require("optuna")
-    where = Location(f"--storage {redact(url)}") if url else Location(str(out / "journal.log"))
+    where = Location(f"--storage {redact(url)}") if url is not None else Location(str(out / "journal.log"))
+    if url is not None and not url.strip():
+        raise SpecError("an empty storage URL", where, hint="leave out --storage (a journal in --out), or give a URL")
     if url is None:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
         journal = out / "journal.log"
+        if out.exists() and not out.is_dir():
+            raise SpecError("not a directory: a study's --out is a directory", Location(f"--out {out}"),
+                            hint="give --out a new or a study's directory")  # fmt: skip
         if journal.is_file():
             check_journal(journal)
         out.mkdir(parents=True, exist_ok=True)
@@ -55,7 +69,10 @@ def open_storage(url: str | None, out: Path, parallel: bool = True):
         return _rdb_storage(optuna, url)
     except Exception as exc:  # connection refused, unknown database, bad credentials
         reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        raise SpecError(f"cannot open the storage: {reason}", where) from None
+        driver = None
+        if "Failed to import DB access module" in reason:  # SQLAlchemy's driver for the URL is missing
+            driver = "MySQL needs a driver: pip install PyMySQL, and mysql+pymysql://USER@HOST/DB"
+        raise SpecError(f"cannot open the storage: {reason}", where, hint=driver) from None
 
 
 def check_journal(path: Path) -> None:

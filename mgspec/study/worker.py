@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mgspec import runs
 from mgspec.errors import SpecError
 from mgspec.load import value_text
 from mgspec.study import claims, draws, locks, points, require
@@ -234,7 +235,8 @@ def _train(study: Study, handle, trial, params: dict, seed: int, job: Job, log, 
             summary = train(run, progress=False, log=log)
     except Interrupted:
         beat.stop()
-        log(f"trial {trial.number} interrupted: a re-run continues it from its checkpoint")
+        resumes = "continues it from its checkpoint" if (run_dir / runs.CHECKPOINT).is_file() else "trains it"
+        log(f"trial {trial.number} interrupted: a re-run {resumes}")
         raise
     except Exception as exc:  # a diverged or failed training: recorded, and the study goes on
         beat.stop()
