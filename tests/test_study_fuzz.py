@@ -175,3 +175,16 @@ def test_a_value_written_as_another_type_or_off_its_steps_is_refused_at_its_plac
     with pytest.raises(SpecError) as err:
         load_study(path)
     assert str(err.value).startswith(f"{path}:{where}: {message}"), str(err.value)
+
+
+def test_a_spec_path_that_is_a_directory_or_not_text_is_refused_at_the_spec(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("name: s\nspec: .\ndataset: cifar10\ngrid: {width: [1]}\n")
+    with pytest.raises(SpecError) as err:
+        load_study(path)
+    assert str(err.value).startswith(f"{path}:2:7: spec: {tmp_path} is a directory, not a spec file")
+    (tmp_path / "binary.yaml").write_bytes(b"name: x\n\xf0\x28\x8c\x28\n")
+    path.write_text("name: s\nspec: binary.yaml\ndataset: cifar10\ngrid: {width: [1]}\n")
+    with pytest.raises(SpecError) as err:
+        load_study(path)
+    assert str(err.value).startswith(f"{tmp_path / 'binary.yaml'}:2:1: cannot read spec: byte 0xf0 is not UTF-8")

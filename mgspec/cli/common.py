@@ -63,6 +63,7 @@ DatasetOpt = Annotated[
         show_default=False,
     ),
 ]
+DownloadOpt = Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")]
 DataDirOpt = Annotated[
     Path | None,
     typer.Option(

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 import mgspec
-from mgspec.cli.common import DataDirOpt, app
+from mgspec.cli.common import DataDirOpt, DownloadOpt, app
 from mgspec.cli.errors import user_errors
 
 study_app = typer.Typer(
@@ -90,10 +90,16 @@ def run(
     slurm_gpus: SlurmGpusOpt = None,
     tensorboard: TensorboardOpt = False,
     retry_failed: RetryFailedOpt = False,
+    download: DownloadOpt = False,
 ) -> None:
     """Create or continue a study: train every grid point and seed, or the trials of a search."""
+    from mgspec.study import load_study
     from mgspec.study.runner import Options
     from mgspec.study.runner import run as run_study
+    from mgspec.train.download import download as fetch
+
+    if download:  # before the study is checked: its data is read then
+        fetch(load_study(study_file).model.dataset, data_dir or Path("data"))
 
     options = Options(
         jobs, executor, storage, data_dir or Path("data"), device, threads,

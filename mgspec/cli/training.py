@@ -22,6 +22,7 @@ from mgspec.cli.common import (
     DataDirOpt,
     DatasetOpt,
     DeviceOpt,
+    DownloadOpt,
     EpochsOpt,
     KernelsOpt,
     LrOpt,
@@ -78,7 +79,6 @@ ValSplitOpt = Annotated[
         show_default=False,
     ),
 ]
-DownloadOpt = Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<spec>-<dataset>).")]
 ResumeOpt = Annotated[
     Path | None,
@@ -265,6 +265,7 @@ def sweep(
     tensorboard: TensorboardOpt = False,
     retry_failed: RetryFailedOpt = False,
     name: SweepNameOpt = None,
+    download: DownloadOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Weights and MACs (and accuracy with --train) for every combination of a grid, as CSV/JSON and a plot.
@@ -285,6 +286,10 @@ def sweep(
         _refuse_train_only(ctx)
         return _print_sweep(*sweeping.sweep(source, set_ or [], parsed, out, zipped=zipped))
     data_dir = data_dir or Path("data")
+    if download:
+        from mgspec.train.download import download as fetch
+
+        fetch(dataset, data_dir)
     given = (epochs, batch_size, lr, weight_decay, seed, device, workers, compile_, channels_last, threads, amp)
     config, explicit = _train_options(dataset, data_dir, *given, amp_dtype, val_split=val_split)  # located errors
     options = Options(

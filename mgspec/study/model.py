@@ -419,6 +419,9 @@ def load_study(path: str | Path) -> Study:
         raise SpecError("no such study file", Location(str(path)))
     source = read_spec_file(path, "study file")
     study = validate(source, path)
+    if study.spec_path.is_dir():
+        raise SpecError(f"{study.spec_path} is a directory, not a spec file", study.locate("spec"), "spec")
     if not study.spec_path.is_file():
         raise SpecError(f"no such spec file: {study.spec_path}", study.locate("spec"), "spec")
+    read_spec_file(study.spec_path)  # unreadable, not text, not YAML: located in the spec file itself
     return study
