@@ -383,6 +383,11 @@ def test_a_bad_study_value_is_one_message_at_its_place(tmp_path, body, where, me
     [
         ("{val_split: 1.5}", "study.yaml:4:20: train.val_split", "--val-split must be at least 0 and less than 1"),
         ("{epochs: 0}", "study.yaml:4:17: train.epochs", "--epochs must be at least 1, not 0"),
+        (
+            "{epochs: 100000000000000000000}",
+            "study.yaml:4:17: train.epochs",
+            "--epochs 100,000,000,000,000,000,000: at most 100,000",
+        ),
         ("{amp: fp8}", "study.yaml:4:14: train.amp", "unknown --amp-dtype 'fp8'"),
     ],
 )

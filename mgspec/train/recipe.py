@@ -175,10 +175,16 @@ def uses_loss_scaling(device_type: str, amp: str | None) -> bool:
     return amp == "float16" and device_type == "cuda"
 
 
+#: Most epochs of a training (the paper's recipe trains 400).
+MAX_EPOCHS = 100_000
+
+
 def _check(config: TrainConfig) -> None:
     for name in ("epochs", "batch_size"):
         if getattr(config, name) < 1:
             raise SpecError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(config, name)}")
+    if config.epochs > MAX_EPOCHS:
+        raise SpecError(f"--epochs {config.epochs:,}: at most {MAX_EPOCHS:,}", hint="the paper's recipe trains 400")
     if not 0 <= config.seed <= MAX_SEED:
         raise SpecError(f"--seed {config.seed}: seeds are 0 to {MAX_SEED:,}")
     images = dataset_info(config.dataset).train_images
