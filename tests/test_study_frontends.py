@@ -85,8 +85,12 @@ def test_a_bad_value_of_a_trained_sweep_is_located_and_writes_nothing(tiny_dir):
     done = run_mgspec(tiny_dir, "sweep", "tiny.yaml", "--grid", "channel_grid.coarsest=0,2", "--train",
                       "--data-dir", "data", "-o", "out")  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "channel_grid.coarsest" in done.stderr
+    assert done.stderr.startswith("error: --grid channel_grid.coarsest=0: channel_grid.coarsest"), done.stderr
     assert not (tiny_dir / "out").exists()
+    zipped = run_mgspec(tiny_dir, "sweep", "tiny.yaml", "--zip", "channel_grid.coarsest=4,16", "--zip", "width=2,1",
+                        "--set", "channel_grid.group_size=2", "-o", "out")  # fmt: skip
+    assert zipped.returncode == 2 and not (tiny_dir / "out").exists()
+    assert zipped.stderr.startswith("error: --zip channel_grid.coarsest=16: channel_grid.coarsest: coarsest width 16")
     from_stdin = subprocess.run(
         [sys.executable, "-m", "mgspec", "sweep", "-", "--grid", "width=1,2", "--train", "--data-dir", "data"],
         input=(tiny_dir / "tiny.yaml").read_text(), cwd=tiny_dir, capture_output=True, text=True,

@@ -64,12 +64,19 @@ DatasetOpt = Annotated[
     ),
 ]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Fetch the official archives (checksummed).")]
-DataDirOpt = Annotated[
+#: ``--data-dir`` of a command that can continue a run (train, evaluate), whose config knows it.
+RunDataDirOpt = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
         help="Directory with the dataset in its official format (default: data, or the run's).",
         show_default=False,
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Directory with the dataset in its official format (default: data).", show_default=False
     ),
 ]
 

@@ -122,7 +122,7 @@ def sweep(
         where = Location(spec.name if isinstance(spec, Source) else str(spec))
         raise SpecError("sweep --train needs the spec as a file", where, hint="save it to a file and name that")
     combos = sweeping.combinations(grid, zipped)
-    counted = sweeping.count_rows(spec, sets, combos)  # every combination, located at --grid/--zip
+    counted = sweeping.count_rows(spec, sets, combos, [p for p, _ in zipped])  # errors at their --grid/--zip
     data = sweep_study(spec, sets, grid, zipped, dataset=dataset, train=train, seeds=seeds, seed=seed, name=name)
     origins = {"seeds": "--seeds", "seed": "--seed", "zip": "--zip", "name": "--name", "train": TRAINING_OPTIONS}
     result = _run(data, "--grid", out, options, log, origins)

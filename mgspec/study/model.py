@@ -208,8 +208,6 @@ class StudyFile(_Model):
     @field_validator("grid")
     @classmethod
     def _grid(cls, v: dict | None) -> dict | None:
-        if v is not None and not v:
-            raise ValueError("an empty grid: give at least one axis (a path and its values)")
         for key, values in (v or {}).items():
             if not values:
                 raise ValueError(f"{key}: an empty list of values")
@@ -334,6 +332,8 @@ def validate(source: Source, path: Path) -> Study:
             hint = f"did you mean {close[0]!r}?" if close else None
         raise SpecError(_message(err), source.locate(where), field or None, hint) from None
     study = Study(model, source, path)
+    if model.grid == {} and not model.zip:  # (a sweep of --zip lists alone has an empty grid)
+        raise SpecError("an empty grid: give at least one axis (a path and its values)", study.locate("grid"), "grid")
     _check_train_types(study)
     _refuse_duplicates(study)
     return study

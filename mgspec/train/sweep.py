@@ -103,10 +103,22 @@ def _number(text: str) -> int | float | str:
     return text
 
 
-def count_rows(spec_path: SpecInput, overrides: Sequence[str], combos: Sequence[dict[str, str]]) -> list[dict]:
+def count_rows(
+    spec_path: SpecInput, overrides: Sequence[str], combos: Sequence[dict[str, str]], zipped: Sequence[str] = ()
+) -> list[dict]:
+    """Weights and MACs of every combination; an error in a swept value names its ``--grid`` (or
+    ``--zip``) option, not the ``--set`` it became."""
     rows = []
     for combo in combos:
-        counts = mgspec.count_spec(spec_for(spec_path, combo), _overrides(overrides, combo))
+        try:
+            counts = mgspec.count_spec(spec_for(spec_path, combo), _overrides(overrides, combo))
+        except SpecError as exc:
+            where = exc.location.source if exc.location is not None else None
+            swept = next((p for p, v in combo.items() if where == f"--set {p}={v}"), None)
+            if swept is None:
+                raise
+            option = "--zip" if swept in zipped else "--grid"
+            raise SpecError(exc.message, Location(f"{option} {swept}={combo[swept]}"), exc.field, exc.hint) from None
         rows.append({**{p: _number(v) for p, v in combo.items()}, "weights": counts.total, "macs": counts.macs})
     return rows
 
@@ -212,5 +224,5 @@ def sweep(
 ) -> tuple[list[dict], list[Path]]:
     """Count every combination; write the table and the plot into ``out``."""
     combos = combinations(grid, zipped)
-    rows = count_rows(spec_path, overrides, combos)  # validates every combination first
+    rows = count_rows(spec_path, overrides, combos, [p for p, _ in zipped])  # validates every combination first
     return rows, write_outputs(rows, list(combos[0]), Path(out), trained=False)
