@@ -156,7 +156,6 @@ def test_every_value_of_a_counted_range_is_what_optuna_draws(given_range: dict) 
         ("seeds: true\ngrid: {width: [1]}\n", "4:8", "seeds: input should be a valid integer, got True"),
         ("seeds: 2.0\ngrid: {width: [1]}\n", "4:8", "seeds: input should be a valid integer, got 2.0"),
         ("seed: '1'\ngrid: {width: [1]}\n", "4:7", "seed: input should be a valid integer, got '1'"),
-        ("grid: {}\n", "4:7", "grid: an empty grid: give at least one axis"),
         ("search: {trials: 1.0, space: {width: [1]}}\n", "4:18", "search.trials: input should be a valid integer"),
         ("search: {trials: 1, space: {width: {low: true, high: 2}}}\n", "4:42",
          "search.space.width.low: input should be a number, got True"),

@@ -332,8 +332,6 @@ def validate(source: Source, path: Path) -> Study:
             hint = f"did you mean {close[0]!r}?" if close else None
         raise SpecError(_message(err), source.locate(where), field or None, hint) from None
     study = Study(model, source, path)
-    if model.grid == {} and not model.zip:  # (a sweep of --zip lists alone has an empty grid)
-        raise SpecError("an empty grid: give at least one axis (a path and its values)", study.locate("grid"), "grid")
     _check_train_types(study)
     _refuse_duplicates(study)
     return study

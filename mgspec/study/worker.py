@@ -218,7 +218,7 @@ def _train(study: Study, handle, trial, params: dict, seed: int, job: Job, log, 
     trial.set_user_attr("owner", claims.owner())
     trial.set_user_attr("heartbeat", time.time())
     beat = _Heartbeat(handle, trial)
-    setting = ", ".join(f"{p}={value_text(v)}" for p, v in params.items())
+    setting = ", ".join(f"{p}={value_text(v)}" for p, v in params.items()) or "the spec as written"
     log(f"trial {trial.number}: {setting}, seed {seed} in {run_dir}")
     val_split = stores.default_val_split(handle)
     try:
