@@ -36,3 +36,13 @@ def test_the_front_is_the_completed_trials_no_other_dominates():
         _row(4, 0, 0.60, 100, width=5),  # the same as trial 0: neither dominates the other
     ]
     assert report.pareto(rows, {"accuracy": "maximize", "weights": "minimize"}) == [0, 1, 4]
+
+
+def test_a_point_without_parameters_is_named_the_spec_as_written(capsys):
+    """``grid: {}`` (what ``reproduce`` writes for a row without overrides) is one point: the spec itself."""
+    from mgspec.cli.study import print_table
+
+    rows = [{**_row(0, 0, 0.5), "params": {}, "reason": None, "val_acc": None}]
+    print_table({"trials": rows, "points": report.points(rows), "pareto": [0], "objectives": {}})
+    out = capsys.readouterr().out
+    assert "(the spec as written) *" in out and "point (the spec as written): 100 weights" in out

@@ -122,12 +122,12 @@ def print_table(result: dict) -> None:
         weights = f"{t['weights']:,}" if t["weights"] is not None else "-"
         seed = "-" if t["seed"] is None else t["seed"]
         mark = " *" if t["number"] in front else ""
-        setting = ", ".join(f"{k}={v}" for k, v in t["params"].items())
+        setting = ", ".join(f"{k}={v}" for k, v in t["params"].items()) or "(the spec as written)"
         print(f"{t['number']:>5}  {t['state']:<11} {seed:>4} {weights:>10} {acc:>8}{val}  {setting}{mark}")
         if t["state"] in ("failed", "pruned") and t["reason"]:
             print(f"{'':>7}{t['reason'].splitlines()[0]}")
     for p in result["points"]:
-        setting = ", ".join(f"{k}={v}" for k, v in p["params"].items())
+        setting = ", ".join(f"{k}={v}" for k, v in p["params"].items()) or "(the spec as written)"
         n = len(p["seeds"])
         acc = f"{100 * p['acc_mean']:.2f}" + ("" if p["acc_std"] is None else f" ± {100 * p['acc_std']:.2f}")
         print(

@@ -11,6 +11,8 @@ seed, and its other seeds are queued in the same step, under the study's lock
 
 from __future__ import annotations
 
+import time
+
 from mgspec.errors import SpecError
 from mgspec.study import claims, points, require
 from mgspec.study.model import Range, Study
@@ -96,6 +98,7 @@ def next_trial(study: Study, handle):
             return None
     trial = handle.ask()
     trial.set_user_attr("owner", claims.owner())
+    trial.set_user_attr("heartbeat", time.time())  # alive from the start (not the start's clock, a local time)
     return trial
 
 
