@@ -137,7 +137,7 @@ def test_a_worker_ignores_ctrl_c_until_its_handler_is_in_place(tmp_path):
         [*command, "--jobs", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 120
-    while not (children := _children(process.pid)) and time.monotonic() < deadline:
+    while not (children := _workers_of(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.3)  # past exec, well inside the worker's imports (torch alone takes longer)
     os.kill(children[0], signal.SIGINT)
@@ -145,18 +145,6 @@ def test_a_worker_ignores_ctrl_c_until_its_handler_is_in_place(tmp_path):
     assert process.returncode == 0, out + err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert [t["state"] for t in _report(tmp_path)["trials"]] == ["complete"] * 4
-
-
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (from /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
 
 
 @pytest.mark.slow
